@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the system tools vxtun's demo, tests and benchmarks use, with apt-get, only when missing.
+set -euo pipefail
+declare -A package_of=(
+  [ip]=iproute2 [iperf3]=iperf3 [tshark]=tshark [etcd]=etcd-server [etcdctl]=etcd-client
+  [ethtool]=ethtool [ping]=iputils-ping
+)
+missing=()
+for tool in "${!package_of[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vxtun: missing system packages: ${missing[*]}; install them as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "vxtun: installing system packages: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections 2>/dev/null || true
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,65 @@
+// The store seam, narrow as flannel's pkg/subnet: keys and string values with revisions, atomic create,
+// TTLs, and a watch that yields batches of changes or asks for a resync. Values are opaque to the store.
+
+export interface KeyValue {
+  readonly key: string;
+  readonly value: string;
+  /** Revision at which this value was written (store-wide, monotonically increasing). */
+  readonly modRevision: number;
+  /** Seconds left until the key expires, when it has a TTL. */
+  readonly ttlSeconds?: number;
+}
+
+export interface PutOptions {
+  /** Expire the key after this many seconds unless written again. */
+  ttlSeconds?: number;
+  /** Only write when the key does not exist (atomic create). */
+  ifAbsent?: boolean;
+  /** Only write when the key's modRevision is exactly this (compare-and-swap). */
+  ifModRevision?: number;
+}
+
+export type WatchEvent =
+  | { readonly type: 'put'; readonly kv: KeyValue }
+  | { readonly type: 'delete'; readonly key: string; readonly modRevision: number };
+
+export interface WatchHandlers {
+  /** A batch of changes under the prefix, in revision order. */
+  onEvents(events: WatchEvent[]): void;
+  /** The watch lost history (compaction, restart): the caller must re-list and start again from the new snapshot. */
+  onResync?(): void;
+  /** The store became unreachable or reachable again; the data plane keeps its tables meanwhile. */
+  onConnectionChange?(connected: boolean, error?: Error): void;
+}
+
+export interface Watch {
+  close(): void;
+}
+
+export interface ListResult {
+  readonly kvs: KeyValue[];
+  /** Store revision the listing reflects; watch from revision + 1 to miss nothing. */
+  readonly revision: number;
+}
+
+export interface Store {
+  /** A description for messages, e.g. "file:/var/lib/vxtun/store" or "etcd://127.0.0.1:2379". */
+  readonly url: string;
+  get(key: string): Promise<KeyValue | undefined>;
+  /** Returns false when a condition (ifAbsent, ifModRevision) failed; true when written. */
+  put(key: string, value: string, options?: PutOptions): Promise<boolean>;
+  /** Returns true when the key existed. */
+  delete(key: string): Promise<boolean>;
+  list(prefix: string): Promise<ListResult>;
+  /** Watches keys under the prefix from `fromRevision` (inclusive). */
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch;
+  close(): Promise<void>;
+}
+
+/** Thrown by stores for conditions a user must act on; `code` is stable for programs. */
+export class StoreError extends Error {
+  constructor(message: string, readonly code: 'UNAVAILABLE' | 'INVALID' | 'IO') {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
