@@ -1,5 +1,13 @@
+// vxtun's native addon: batched system calls for the data plane. Every call is synchronous and non-blocking.
 #include <napi.h>
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) { return exports; }
+#include "exports.h"
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  vxtun::InitTun(env, exports);
+  vxtun::InitSocket(env, exports);
+  vxtun::InitWatcher(env, exports);
+  return exports;
+}
 
 NODE_API_MODULE(vxtun, Init)

@@ -1,0 +1,9 @@
+// Each file registers its own exports: one concern per file.
+#pragma once
+#include <napi.h>
+
+namespace vxtun {
+void InitTun(Napi::Env env, Napi::Object exports);
+void InitSocket(Napi::Env env, Napi::Object exports);
+void InitWatcher(Napi::Env env, Napi::Object exports);
+}  // namespace vxtun

@@ -1,0 +1,184 @@
+// TUN device: open (TUNSETIFF), configure (MTU, address, up) and batched read/write of bare IP packets.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "errors.h"
+#include "exports.h"
+
+namespace vxtun {
+
+static bool ArgInterfaceName(const Napi::CallbackInfo& info, size_t index, struct ifreq& ifr) {
+  std::string name;
+  if (!ArgString(info, index, "name", name)) return false;
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    ThrowRangeError(info.Env(), "interface name must be 1 to 15 bytes");
+    return false;
+  }
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, name.data(), name.size());
+  return true;
+}
+
+// tunOpen(name) -> { fd, name }
+static Napi::Value TunOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifreq ifr;
+  if (!ArgInterfaceName(info, 0, ifr)) return env.Undefined();
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    ThrowSystemError(env, errno, "open");
+    return env.Undefined();
+  }
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    ThrowSystemError(env, err, "ioctl(TUNSETIFF)");
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("fd", Napi::Number::New(env, fd));
+  result.Set("name", Napi::String::New(env, ifr.ifr_name));
+  return result;
+}
+
+static void SetInet(struct sockaddr* target, uint32_t hostOrder) {
+  struct sockaddr_in sin;
+  memset(&sin, 0, sizeof sin);
+  sin.sin_family = AF_INET;
+  sin.sin_addr.s_addr = htonl(hostOrder);
+  memcpy(target, &sin, sizeof sin);
+}
+
+// tunConfigure(name, mtu, address, prefixLength, up): the classic interface ioctls on an AF_INET socket.
+static Napi::Value TunConfigure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct ifreq base;
+  int32_t mtu, prefixLength;
+  uint32_t address;
+  bool up;
+  if (!ArgInterfaceName(info, 0, base) || !ArgInt(info, 1, "mtu", mtu) || !ArgUint32(info, 2, "address", address) ||
+      !ArgInt(info, 3, "prefixLength", prefixLength) || !ArgBool(info, 4, "up", up)) {
+    return env.Undefined();
+  }
+  if (prefixLength > 32) {
+    ThrowRangeError(env, "prefixLength must be 0 to 32");
+    return env.Undefined();
+  }
+  int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (sock < 0) {
+    ThrowSystemError(env, errno, "socket");
+    return env.Undefined();
+  }
+  const char* failed = nullptr;
+  struct ifreq ifr = base;
+  ifr.ifr_mtu = mtu;
+  if (ioctl(sock, SIOCSIFMTU, &ifr) < 0) failed = "ioctl(SIOCSIFMTU)";
+  if (failed == nullptr && address != 0) {
+    ifr = base;
+    SetInet(&ifr.ifr_addr, address);
+    if (ioctl(sock, SIOCSIFADDR, &ifr) < 0) failed = "ioctl(SIOCSIFADDR)";
+  }
+  if (failed == nullptr && address != 0) {
+    ifr = base;
+    uint32_t mask = prefixLength == 0 ? 0 : ~0u << (32 - prefixLength);
+    SetInet(&ifr.ifr_netmask, mask);
+    if (ioctl(sock, SIOCSIFNETMASK, &ifr) < 0) failed = "ioctl(SIOCSIFNETMASK)";
+  }
+  if (failed == nullptr) {
+    ifr = base;
+    if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0) {
+      failed = "ioctl(SIOCGIFFLAGS)";
+    } else {
+      if (up) {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+      } else {
+        ifr.ifr_flags &= ~IFF_UP;
+      }
+      if (ioctl(sock, SIOCSIFFLAGS, &ifr) < 0) failed = "ioctl(SIOCSIFFLAGS)";
+    }
+  }
+  int err = errno;
+  close(sock);
+  if (failed != nullptr) ThrowSystemError(env, err, failed);
+  return env.Undefined();
+}
+
+// tunRead(fd, slab, offsets, lengths, max) -> count. lengths[i] is the capacity in, the packet size out.
+static Napi::Value TunRead(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, max;
+  Bytes slab;
+  Array<uint32_t> offsets, lengths;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32Array(info, 2, "offsets", offsets) ||
+      !ArgUint32Array(info, 3, "lengths", lengths) || !ArgInt(info, 4, "max", max) ||
+      !CheckSlots(env, slab, offsets, lengths, max)) {
+    return env.Undefined();
+  }
+  int count = 0;
+  while (count < max) {
+    ssize_t n = read(fd, slab.data + offsets.data[count], lengths.data[count]);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (count > 0) break;  // deliver what we have; the error comes back on the next call
+      ThrowSystemError(env, errno, "read");
+      return env.Undefined();
+    }
+    lengths.data[count++] = static_cast<uint32_t>(n);
+  }
+  return Napi::Number::New(env, count);
+}
+
+// An error that concerns the device or our arguments, not the one packet: stop and report it.
+static bool IsFatalWriteError(int err) { return err == EBADF || err == EBADFD || err == EFAULT || err == ENOTTY; }
+
+// tunWrite(fd, slab, offsets, lengths, count) -> accepted. A packet the kernel rejects (EINVAL, EIO while the
+// device is down...) is skipped; EAGAIN stops the batch.
+static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, count;
+  Bytes slab;
+  Array<uint32_t> offsets, lengths;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32Array(info, 2, "offsets", offsets) ||
+      !ArgUint32Array(info, 3, "lengths", lengths) || !ArgInt(info, 4, "count", count) ||
+      !CheckSlots(env, slab, offsets, lengths, count)) {
+    return env.Undefined();
+  }
+  int accepted = 0;
+  for (int i = 0; i < count; i++) {
+    ssize_t n = write(fd, slab.data + offsets.data[i], lengths.data[i]);
+    if (n >= 0) {
+      accepted++;
+      continue;
+    }
+    if (errno == EINTR) {
+      i--;
+      continue;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+    if (IsFatalWriteError(errno)) {
+      ThrowSystemError(env, errno, "write");
+      return env.Undefined();
+    }
+  }
+  return Napi::Number::New(env, accepted);
+}
+
+void InitTun(Napi::Env env, Napi::Object exports) {
+  exports.Set("tunOpen", Napi::Function::New(env, TunOpen, "tunOpen"));
+  exports.Set("tunConfigure", Napi::Function::New(env, TunConfigure, "tunConfigure"));
+  exports.Set("tunRead", Napi::Function::New(env, TunRead, "tunRead"));
+  exports.Set("tunWrite", Napi::Function::New(env, TunWrite, "tunWrite"));
+}
+
+}  // namespace vxtun

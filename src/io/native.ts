@@ -1,0 +1,122 @@
+// The one loader of the native addon (native/*.cc): typed exports, system errors, and the fd + watcher pair that
+// every device class holds. Loading is lazy, so code that only uses the in-memory fakes runs without a build.
+import * as path from 'path';
+
+/** A system call failure, shaped like Node's own: `code` 'EADDRINUSE', positive `errno`, `syscall` 'bind'. */
+export type SystemError = Error & { code: string; errno: number; syscall: string };
+
+export function isSystemError(error: unknown, code?: string): error is SystemError {
+  if (!(error instanceof Error)) return false;
+  const fields = error as Partial<SystemError>;
+  if (typeof fields.code !== 'string' || typeof fields.errno !== 'number' || typeof fields.syscall !== 'string') return false;
+  return code === undefined || fields.code === code;
+}
+
+/**
+ * Wraps a system error in one whose message says what to do, keeping the original as `cause` and its
+ * code/errno/syscall. `explain` returns undefined for codes it has nothing to add to; those errors pass unchanged.
+ */
+export function explainSystemError(error: unknown, explain: (code: string) => string | undefined): unknown {
+  if (!isSystemError(error)) return error;
+  const message = explain(error.code);
+  if (message === undefined) return error;
+  const explained = new Error(message, { cause: error }) as SystemError;
+  explained.code = error.code;
+  explained.errno = error.errno;
+  explained.syscall = error.syscall;
+  return explained;
+}
+
+export interface NativeFdWatcher {
+  start(): void;
+  stop(): void;
+  /** Stops polling at once (the fd may be closed right after) and releases the handle. */
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** Every export of build/Release/vxtun.node. IPv4 addresses are u32 in host order; all calls are non-blocking. */
+export interface NativeAddon {
+  tunOpen(name: string): { fd: number; name: string };
+  tunConfigure(name: string, mtu: number, address: number, prefixLength: number, up: boolean): void;
+  tunRead(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, max: number): number;
+  tunWrite(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  udpOpen(address: number, port: number, recvBufferBytes: number, sendBufferBytes: number): number;
+  udpLocalPort(fd: number): number;
+  udpRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, ports: Uint16Array, max: number): number;
+  udpSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, ports: Uint16Array, count: number): number;
+  rawOpen(protocol: number, bindAddress: number, recvBufferBytes: number, sendBufferBytes: number): number;
+  rawRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, max: number): number;
+  rawSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, count: number): number;
+  close(fd: number): void;
+  FdWatcher: new (fd: number, onReadable: () => void) => NativeFdWatcher;
+}
+
+const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
+  'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
+  'rawOpen', 'rawRecv', 'rawSend', 'close', 'FdWatcher',
+];
+
+// This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.
+export const ADDON_PATH = path.join(__dirname, '..', '..', 'build', 'Release', 'vxtun.node');
+
+let loaded: NativeAddon | undefined;
+
+export function native(): NativeAddon {
+  if (loaded !== undefined) return loaded;
+  let exports: Record<string, unknown>;
+  try {
+    exports = require(ADDON_PATH) as Record<string, unknown>;
+  } catch (error) {
+    throw new Error('vxtun native addon is not built: run `npm install` (needs g++ and make)', { cause: error });
+  }
+  const missing = FUNCTIONS.filter((name) => typeof exports[name] !== 'function');
+  if (missing.length > 0) {
+    throw new Error(`vxtun native addon at ${ADDON_PATH} is out of date (no ${missing.join(', ')}): run \`npm install\``);
+  }
+  loaded = exports as unknown as NativeAddon;
+  return loaded;
+}
+
+/**
+ * An fd owned by a device or socket, with its optional watcher. close() stops the watcher before closing the fd
+ * (an fd number is reused at once, and must not stay in epoll), and is idempotent.
+ */
+export class NativeFd {
+  private fdValue: number;
+  private watcher: NativeFdWatcher | undefined;
+
+  constructor(fd: number, private readonly label: string) {
+    this.fdValue = fd;
+  }
+
+  get closed(): boolean {
+    return this.fdValue < 0;
+  }
+
+  /** The fd, or an error naming the closed device: a closed fd's number may already belong to someone else. */
+  get fd(): number {
+    if (this.fdValue < 0) throw new Error(`${this.label} is closed`);
+    return this.fdValue;
+  }
+
+  /** Calls onReadable whenever the fd is readable; replaces a previous watch. */
+  watch(onReadable: () => void): void {
+    const fd = this.fd;
+    this.watcher?.close();
+    this.watcher = undefined;
+    const watcher = new (native().FdWatcher)(fd, onReadable);
+    watcher.start();
+    this.watcher = watcher;
+  }
+
+  close(): void {
+    if (this.fdValue < 0) return;
+    this.watcher?.close();
+    this.watcher = undefined;
+    const fd = this.fdValue;
+    this.fdValue = -1;
+    native().close(fd);
+  }
+}

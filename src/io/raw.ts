@@ -1,0 +1,72 @@
+// A batched raw IPv4 socket for one protocol (4 = IP-in-IP). A receive includes the outer IPv4 header; on send
+// the kernel writes it (no IP_HDRINCL), so a batch carries only the inner packets and their destinations.
+import { formatIPv4, type IPv4 } from '../wire/address';
+import type { PacketBatch } from './batch';
+import { explainSystemError, native, NativeFd } from './native';
+import type { DatagramSocket } from './types';
+import { validateAddress, validateBufferBytes } from './udp';
+
+export interface RawSocketOptions {
+  /** IP protocol number, 1-255 (4 = IP-in-IP). */
+  protocol: number;
+  /** Local address to bind: only packets to it are received, and it is the source of what is sent. 0 = any. */
+  address: IPv4;
+  recvBufferBytes?: number;
+  sendBufferBytes?: number;
+}
+
+export class RawSocket implements DatagramSocket {
+  readonly kind = 'raw' as const;
+  readonly protocol: number;
+  readonly address: IPv4;
+  private readonly handle: NativeFd;
+
+  private constructor(protocol: number, address: IPv4, fd: number) {
+    this.protocol = protocol;
+    this.address = address;
+    this.handle = new NativeFd(fd, `raw socket (protocol ${protocol}) on ${formatIPv4(address)}`);
+  }
+
+  static open(options: RawSocketOptions): RawSocket {
+    const { protocol, address } = options;
+    if (!Number.isInteger(protocol) || protocol < 1 || protocol > 255) {
+      throw new Error(`raw socket protocol must be 1 to 255, got ${protocol}`);
+    }
+    validateAddress(address, 'raw socket address');
+    const recvBytes = validateBufferBytes(options.recvBufferBytes, 'raw socket receive buffer');
+    const sendBytes = validateBufferBytes(options.sendBufferBytes, 'raw socket send buffer');
+    let fd: number;
+    try {
+      fd = native().rawOpen(protocol, address, recvBytes, sendBytes);
+    } catch (error) {
+      throw explainSystemError(error, (code) => {
+        if (code === 'EPERM' || code === 'EACCES') return 'raw IP sockets need root or CAP_NET_RAW';
+        if (code === 'EADDRNOTAVAIL') return `cannot bind a raw socket to ${formatIPv4(address)}: it is not an address of this host`;
+        return undefined;
+      });
+    }
+    return new RawSocket(protocol, address, fd);
+  }
+
+  /** Fills addrs with each sender; ports are left untouched. Each datagram starts with its outer IPv4 header. */
+  recv(batch: PacketBatch): number {
+    const b = batch;
+    const count = native().rawRecv(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.count);
+    b.count = count;
+    return count;
+  }
+
+  /** Sends each packet to addrs[i]; the kernel prepends the outer IPv4 header with this socket's protocol. */
+  send(batch: PacketBatch): number {
+    const b = batch;
+    return native().rawSend(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.count);
+  }
+
+  watch(onReadable: () => void): void {
+    this.handle.watch(onReadable);
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+}

@@ -1,0 +1,109 @@
+// A real TUN device (IFF_TUN | IFF_NO_PI) over the native addon: bare IPv4 packets in and out, in batches.
+import type { IPv4 } from '../wire/address';
+import type { PacketBatch } from './batch';
+import { explainSystemError, native, NativeFd } from './native';
+import type { TunDevice } from './types';
+
+export interface TunOptions {
+  /** Interface name: 1-15 characters of [A-Za-z0-9_.-]. Created if missing, attached if it is a free TUN. */
+  name: string;
+  mtu: number;
+  /** Address given to the device (host order); none when omitted. */
+  address?: IPv4;
+  /** Prefix of `address`; 32 when omitted. */
+  prefixLength?: number;
+}
+
+const NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+export const MIN_MTU = 68; // RFC 791: every IPv4 host must take 68-byte packets
+export const MAX_MTU = 65535;
+
+export function validateTunOptions(options: TunOptions): void {
+  const { name, mtu, address, prefixLength } = options;
+  if (typeof name !== 'string' || name.length === 0) throw new Error('TUN name must not be empty');
+  if (name.length > 15) throw new Error(`TUN name "${name}" is too long: Linux allows 15 characters`);
+  if (!NAME.test(name)) throw new Error(`TUN name "${name}" may only contain letters, digits, "_", "." and "-"`);
+  if (!Number.isInteger(mtu) || mtu < MIN_MTU || mtu > MAX_MTU) {
+    throw new Error(`TUN MTU must be an integer from ${MIN_MTU} to ${MAX_MTU}, got ${mtu}`);
+  }
+  if (address !== undefined && (!Number.isInteger(address) || address <= 0 || address > 0xffffffff)) {
+    throw new Error(`TUN address must be a non-zero IPv4 address as a u32, got ${address}`);
+  }
+  if (prefixLength !== undefined && (!Number.isInteger(prefixLength) || prefixLength < 0 || prefixLength > 32)) {
+    throw new Error(`TUN prefix length must be 0 to 32, got ${prefixLength}`);
+  }
+}
+
+function explainOpenError(name: string, code: string): string | undefined {
+  switch (code) {
+    case 'EPERM':
+    case 'EACCES':
+      return 'opening /dev/net/tun needs root or CAP_NET_ADMIN';
+    case 'ENOENT':
+    case 'ENODEV':
+      return '/dev/net/tun is missing: load the tun module (modprobe tun)';
+    case 'EBUSY':
+      return `TUN device "${name}" is already in use by another process`;
+    case 'EINVAL':
+      return `"${name}" exists and is not a TUN device`;
+    default:
+      return undefined;
+  }
+}
+
+export class Tun implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  private readonly handle: NativeFd;
+
+  private constructor(name: string, mtu: number, fd: number) {
+    this.name = name;
+    this.mtu = mtu;
+    this.handle = new NativeFd(fd, `TUN device ${name}`);
+  }
+
+  /** Creates (or attaches to) the device, sets MTU and address, and brings it up. */
+  static open(options: TunOptions): Tun {
+    validateTunOptions(options);
+    const addon = native();
+    let opened: { fd: number; name: string };
+    try {
+      opened = addon.tunOpen(options.name);
+    } catch (error) {
+      throw explainSystemError(error, (code) => explainOpenError(options.name, code));
+    }
+    const tun = new Tun(opened.name, options.mtu, opened.fd);
+    try {
+      addon.tunConfigure(opened.name, options.mtu, options.address ?? 0, options.prefixLength ?? 32, true);
+    } catch (error) {
+      tun.close();
+      throw explainSystemError(error, (code) =>
+        code === 'EPERM' || code === 'EACCES' ? `configuring TUN device ${opened.name} needs root or CAP_NET_ADMIN` : undefined,
+      );
+    }
+    return tun;
+  }
+
+  /** The device's fd (for diagnostics); throws once closed. */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  read(batch: PacketBatch): number {
+    const count = native().tunRead(this.handle.fd, batch.slab, batch.offsets, batch.lengths, batch.count);
+    batch.count = count;
+    return count;
+  }
+
+  write(batch: PacketBatch): number {
+    return native().tunWrite(this.handle.fd, batch.slab, batch.offsets, batch.lengths, batch.count);
+  }
+
+  watch(onReadable: () => void): void {
+    this.handle.watch(onReadable);
+  }
+
+  close(): void {
+    this.handle.close();
+  }
+}
