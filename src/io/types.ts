@@ -6,7 +6,10 @@ import type { PacketBatch } from './batch';
 export interface TunDevice {
   readonly name: string;
   readonly mtu: number;
-  /** Reads up to batch.capacity packets into the slots described by batch.offsets/lengths; sets batch.count. Never blocks. */
+  /**
+   * Reads up to batch.count packets (the caller prepared that many slots in offsets/lengths, lengths holding each
+   * slot's capacity); sets batch.count and lengths to what was read and returns the count. Never blocks.
+   */
   read(batch: PacketBatch): number;
   /** Writes batch.count packets; returns how many were accepted. */
   write(batch: PacketBatch): number;
@@ -21,6 +24,7 @@ export interface TunDevice {
  */
 export interface DatagramSocket {
   readonly kind: 'udp' | 'raw';
+  /** As TunDevice.read: up to batch.count datagrams into prepared slots; fills addrs/ports with each sender. */
   recv(batch: PacketBatch): number;
   /** Sends batch.count datagrams to (addrs[i], ports[i]); returns how many the kernel took. */
   send(batch: PacketBatch): number;

@@ -1,0 +1,35 @@
+// An encapsulation turns an inner IPv4 packet into an underlay datagram and back. The engine owns the loops, the
+// batches and the TUN; an encapsulation owns the outer headers and the checks that belong to them.
+import type { PacketBatch } from '../../io/batch';
+import type { IPv4, Mac } from '../../wire/address';
+import type { Counters } from '../counters';
+import type { EncapName, ForwardingTables, Route } from '../tables';
+
+/** This node's end of the tunnel. */
+export interface LocalVtep {
+  /** Overlay address of the TUN: the lease's .0, as flannel gives flannel.1. */
+  readonly vtepIp: IPv4;
+  readonly vtepMac: Mac;
+  readonly underlayIp: IPv4;
+  readonly vni: number;
+  /** Destination UDP port of VXLAN datagrams (unused by IP-in-IP). */
+  readonly port: number;
+}
+
+export interface Encapsulation {
+  readonly name: EncapName;
+  /** Underlay bytes added to each packet: the overlay MTU is the underlay MTU minus this. */
+  readonly overhead: number;
+  /** Bytes written in front of the inner packet (the rest, if any, is written by the kernel's socket). */
+  readonly headroom: number;
+  /**
+   * Resolves `route` to an underlay address, writes the outer headers in place in front of the packet at `off`,
+   * and pushes the datagram onto `out`. Returns false when the packet was dropped (and counted).
+   */
+  encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean;
+  /**
+   * Validates a datagram received from `source` and returns the offset of the inner IPv4 packet, or -1 when the
+   * datagram was dropped (counted) or consumed here (an ARP request answered onto `replies`).
+   */
+  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, replies: PacketBatch, counters: Counters): number;
+}

@@ -1,0 +1,32 @@
+// IP-in-IP (RFC 2003) over a raw IPv4 socket for protocol 4: the kernel writes the outer header on send, so the
+// inner packet goes out untouched; a raw receive includes the outer header, which we check and skip.
+import type { PacketBatch } from '../../io/batch';
+import type { IPv4 } from '../../wire/address';
+import { IPIP_OVERHEAD, checkIpip, ipipInnerOffset } from '../../wire/ipip';
+import type { Counters } from '../counters';
+import type { ForwardingTables, Route } from '../tables';
+import type { Encapsulation } from './encapsulation';
+
+export class IpipEncapsulation implements Encapsulation {
+  readonly name = 'ipip' as const;
+  readonly overhead = IPIP_OVERHEAD;
+  readonly headroom = 0;
+
+  encapsulate(_slab: Buffer, off: number, len: number, route: Route, _tables: ForwardingTables, out: PacketBatch): boolean {
+    out.push(off, len, route.gateway, 0);
+    return true;
+  }
+
+  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, _replies: PacketBatch, counters: Counters): number {
+    const problem = checkIpip(slab, off, len);
+    if (problem !== undefined) {
+      counters.drops.count('ipip', problem);
+      return -1;
+    }
+    if (!tables.isKnownVtep(source)) {
+      counters.drops.count('underlay', 'unknown-vtep');
+      return -1;
+    }
+    return ipipInnerOffset(slab, off);
+  }
+}

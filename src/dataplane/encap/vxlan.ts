@@ -1,0 +1,118 @@
+// VXLAN (RFC 7348) over a UDP socket: we write the 8-byte VXLAN header and the inner Ethernet header into the
+// headroom; the kernel adds UDP and the outer IPv4 header. Inbound we check the I flag, the VNI, that the sender is a
+// known VTEP (Calico's allowlist) and the inner destination MAC, and answer ARP for our VTEP address, as a kernel
+// vxlan device with `proxy` would, for peers that ask instead of using permanent neighbor entries.
+import type { PacketBatch } from '../../io/batch';
+import { type IPv4, BROADCAST_MAC } from '../../wire/address';
+import { ARP_REPLY, ARP_REQUEST, ArpView, checkArp } from '../../wire/arp';
+import { ETHERNET_HEADER_LEN, ETHERTYPE_ARP, ETHERTYPE_IPV4, EthernetView } from '../../wire/ethernet';
+import { VXLAN_HEADER_LEN, VXLAN_OVERHEAD, VxlanView, checkVxlan, writeVxlanHeader } from '../../wire/vxlan';
+import type { Counters } from '../counters';
+import type { ForwardingTables, Route } from '../tables';
+import type { Encapsulation, LocalVtep } from './encapsulation';
+
+const ENCAP_LEN = VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN;
+
+export class VxlanEncapsulation implements Encapsulation {
+  readonly name = 'vxlan' as const;
+  readonly overhead = VXLAN_OVERHEAD;
+  readonly headroom = ENCAP_LEN;
+  private readonly ethernet = new EthernetView();
+  private readonly vxlan = new VxlanView();
+  private readonly arp = new ArpView();
+
+  constructor(private readonly local: LocalVtep) {}
+
+  encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean {
+    const mac = tables.neighbors.get(route.gateway);
+    if (mac === undefined) {
+      counters.drops.count('neighbor', 'missing');
+      return false;
+    }
+    const underlayIp = tables.fdb.get(mac);
+    if (underlayIp === undefined) {
+      counters.drops.count('fdb', 'missing');
+      return false;
+    }
+    const start = off - ENCAP_LEN;
+    writeVxlanHeader(slab, start, this.local.vni);
+    const eth = this.ethernet.wrap(slab, start + VXLAN_HEADER_LEN);
+    eth.destination = mac;
+    eth.source = this.local.vtepMac;
+    eth.etherType = ETHERTYPE_IPV4;
+    out.push(start, len + ENCAP_LEN, underlayIp, this.local.port);
+    return true;
+  }
+
+  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, replies: PacketBatch, counters: Counters): number {
+    const problem = checkVxlan(slab, off, len);
+    if (problem !== undefined) {
+      counters.drops.count('vxlan', problem);
+      return -1;
+    }
+    if (this.vxlan.wrap(slab, off).vni !== this.local.vni) {
+      counters.drops.count('vxlan', 'wrong-vni');
+      return -1;
+    }
+    if (!tables.isKnownVtep(source)) {
+      counters.drops.count('underlay', 'unknown-vtep');
+      return -1;
+    }
+    const ethOff = off + VXLAN_HEADER_LEN;
+    if (len < ENCAP_LEN) {
+      counters.drops.count('ethernet', 'truncated');
+      return -1;
+    }
+    const eth = this.ethernet.wrap(slab, ethOff);
+    const etherType = eth.etherType;
+    if (etherType === ETHERTYPE_IPV4) {
+      if (eth.destination !== this.local.vtepMac) {
+        counters.drops.count('ethernet', 'not-our-mac');
+        return -1;
+      }
+      return ethOff + ETHERNET_HEADER_LEN;
+    }
+    if (etherType === ETHERTYPE_ARP) {
+      this.answerArp(slab, off, len, source, replies, counters);
+      return -1;
+    }
+    counters.drops.count('ethernet', 'unsupported-ethertype');
+    return -1;
+  }
+
+  /** Turns an ARP request for our VTEP address into the reply, in place, and queues it back to the asker. */
+  private answerArp(slab: Buffer, off: number, len: number, source: IPv4, replies: PacketBatch, counters: Counters): void {
+    const arpOff = off + ENCAP_LEN;
+    const problem = checkArp(slab, arpOff, len - ENCAP_LEN);
+    if (problem !== undefined) {
+      counters.drops.count('arp', problem);
+      return;
+    }
+    const eth = this.ethernet.wrap(slab, off + VXLAN_HEADER_LEN);
+    const arp = this.arp.wrap(slab, arpOff);
+    if (arp.operation !== ARP_REQUEST) {
+      counters.drops.count('arp', 'not-a-request');
+      return;
+    }
+    if (arp.targetIp !== this.local.vtepIp || (eth.destination !== BROADCAST_MAC && eth.destination !== this.local.vtepMac)) {
+      counters.drops.count('arp', 'not-for-us');
+      return;
+    }
+    if (replies.count >= replies.capacity) {
+      counters.drops.count('arp', 'reply-batch-full');
+      return;
+    }
+    const askerMac = arp.senderMac;
+    const askerIp = arp.senderIp;
+    arp.operation = ARP_REPLY;
+    arp.targetMac = askerMac;
+    arp.targetIp = askerIp;
+    arp.senderMac = this.local.vtepMac;
+    arp.senderIp = this.local.vtepIp;
+    eth.destination = askerMac;
+    eth.source = this.local.vtepMac;
+    counters.arpReplies++;
+    // The reply reuses the request's slot: the engine releases slots only after the replies are sent.
+    replies.push(off, len, source, this.local.port);
+  }
+}

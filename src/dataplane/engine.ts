@@ -1,0 +1,271 @@
+// The engine: two loops over one buffer pool.
+//   outbound  TUN read batch -> check inner IPv4 -> route (LPM) -> [MTU / ICMP] -> encapsulate in place -> socket send batch
+//   inbound   socket recv batch -> decapsulate (checks, ARP) -> check inner IPv4 -> TUN write batch
+// Every decision is made here in TypeScript, every drop is counted by stage and reason, and nothing on these paths
+// allocates: batches, views and slots are made once. Each readiness callback runs a bounded number of rounds and
+// returns to the event loop, so inbound, outbound and the control plane take turns.
+import { HEADROOM, type BufferPool } from '../buf/pool';
+import { PacketBatch } from '../io/batch';
+import type { DatagramSocket, TunDevice } from '../io/types';
+import type { Cidr } from '../wire/address';
+import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
+import { Ipv4View, checkIpv4 } from '../wire/ipv4';
+import { Counters } from './counters';
+import type { Encapsulation, LocalVtep } from './encap';
+import { ForwardingTables } from './tables';
+
+export const DEFAULT_BATCH_SIZE = 64;
+/** Batches per readiness callback before yielding to the event loop. */
+const ROUNDS_PER_WAKEUP = 16;
+/** ICMP errors per second we generate at most (the kernel rate-limits its own likewise). */
+const ICMP_ERRORS_PER_SECOND = 100;
+
+export interface EngineOptions {
+  tun: TunDevice;
+  socket: DatagramSocket;
+  encap: Encapsulation;
+  pool: BufferPool;
+  local: LocalVtep;
+  /** Largest inner packet the overlay carries (underlay MTU minus the encapsulation overhead). */
+  overlayMtu: number;
+  /** The cluster network: its address is the source of our ICMP net-unreachable (never a local address: the kernel
+   *  drops packets from its own addresses arriving on a device). */
+  network: Cidr;
+  batchSize?: number;
+  tables?: ForwardingTables;
+}
+
+export class Engine {
+  tables: ForwardingTables;
+  readonly counters: Counters;
+  private readonly tun: TunDevice;
+  private readonly socket: DatagramSocket;
+  private readonly encap: Encapsulation;
+  private readonly pool: BufferPool;
+  private readonly slab: Buffer;
+  private readonly overlayMtu: number;
+  private readonly network: Cidr;
+  private readonly batchSize: number;
+  private readonly ip = new Ipv4View();
+
+  // Outbound state: slots read from the TUN, datagrams to send, ICMP errors to write back into the TUN.
+  private readonly outRead: PacketBatch;
+  private readonly outSlots: Uint32Array;
+  private readonly outSend: PacketBatch;
+  private readonly icmpReplies: PacketBatch;
+  private readonly icmpSlots: Uint32Array;
+  // Inbound state: datagrams received, inner packets for the TUN, ARP replies for the underlay.
+  private readonly inRecv: PacketBatch;
+  private readonly inSlots: Uint32Array;
+  private readonly inToTun: PacketBatch;
+  private readonly arpReplies: PacketBatch;
+
+  private icmpTokens = ICMP_ERRORS_PER_SECOND;
+  private icmpRefilledAt = 0;
+  private running = false;
+
+  constructor(options: EngineOptions) {
+    this.tun = options.tun;
+    this.socket = options.socket;
+    this.encap = options.encap;
+    this.pool = options.pool;
+    this.slab = options.pool.slab;
+    this.overlayMtu = options.overlayMtu;
+    this.network = options.network;
+    this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    this.tables = options.tables ?? new ForwardingTables();
+    this.counters = new Counters(this.batchSize);
+    if (this.pool.slotSize - HEADROOM < options.overlayMtu + this.encap.headroom) {
+      throw new Error(`buffer pool slots of ${this.pool.slotSize} bytes cannot hold ${options.overlayMtu}-byte packets`);
+    }
+    const b = this.batchSize;
+    this.outRead = new PacketBatch(this.slab, b);
+    this.outSlots = new Uint32Array(b);
+    this.outSend = new PacketBatch(this.slab, b);
+    this.icmpReplies = new PacketBatch(this.slab, b);
+    this.icmpSlots = new Uint32Array(b);
+    this.inRecv = new PacketBatch(this.slab, b);
+    this.inSlots = new Uint32Array(b);
+    this.inToTun = new PacketBatch(this.slab, b);
+    this.arpReplies = new PacketBatch(this.slab, b);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.tun.watch(() => this.pumpOutbound());
+    this.socket.watch(() => this.pumpInbound());
+  }
+
+  stop(): void {
+    this.running = false;
+    this.tun.close();
+    this.socket.close();
+  }
+
+  /** Moves packets TUN -> underlay until the TUN is empty or this wake-up's share is used. */
+  pumpOutbound(): void {
+    for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
+      if (this.outboundRound() < this.batchSize) return;
+    }
+  }
+
+  /** Moves datagrams underlay -> TUN until the socket is empty or this wake-up's share is used. */
+  pumpInbound(): void {
+    for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
+      if (this.inboundRound() < this.batchSize) return;
+    }
+  }
+
+  private outboundRound(): number {
+    const read = this.outRead;
+    const prepared = this.prepare(read, this.outSlots);
+    const n = prepared === 0 ? 0 : this.tun.read(read);
+    this.returnUnused(this.outSlots, n, prepared);
+    if (n === 0) return 0;
+    this.counters.outboundBatches.record(n);
+    const send = this.outSend;
+    send.count = 0;
+    for (let i = 0; i < n; i++) this.forward(read.offsets[i], read.lengths[i]);
+    if (send.count > 0) this.sendToUnderlay(send);
+    this.flushIcmpReplies();
+    this.release(this.outSlots, n);
+    return n;
+  }
+
+  /** One packet from the TUN: check it, route it, encapsulate it onto outSend. */
+  private forward(off: number, len: number): void {
+    const counters = this.counters;
+    counters.tunIn.add(len);
+    const problem = checkIpv4(this.slab, off, len);
+    if (problem !== undefined) {
+      counters.drops.count('tun-ipv4', problem);
+      return;
+    }
+    const ip = this.ip.wrap(this.slab, off);
+    const route = this.tables.routes.lookup(ip.destination);
+    if (route === undefined) {
+      this.icmpUnreachable(ICMP_NET_UNREACHABLE, this.network.address, off, len, 0);
+      counters.drops.count('route', 'no-match');
+      return;
+    }
+    const packetLen = ip.totalLength;
+    if (packetLen > this.overlayMtu && ip.dontFragment) {
+      this.icmpUnreachable(ICMP_FRAG_NEEDED, route.subnet.address, off, len, this.overlayMtu);
+      counters.drops.count('mtu', 'too-big');
+      return;
+    }
+    this.encap.encapsulate(this.slab, off, packetLen, route, this.tables, this.outSend, counters);
+  }
+
+  private inboundRound(): number {
+    const recv = this.inRecv;
+    const prepared = this.prepare(recv, this.inSlots);
+    const n = prepared === 0 ? 0 : this.socket.recv(recv);
+    this.returnUnused(this.inSlots, n, prepared);
+    if (n === 0) return 0;
+    this.counters.inboundBatches.record(n);
+    const toTun = this.inToTun;
+    toTun.count = 0;
+    this.arpReplies.count = 0;
+    for (let i = 0; i < n; i++) this.receive(recv.offsets[i], recv.lengths[i], recv.addrs[i]);
+    if (toTun.count > 0) this.writeToTun(toTun);
+    if (this.arpReplies.count > 0) this.sendToUnderlay(this.arpReplies);
+    this.release(this.inSlots, n);
+    return n;
+  }
+
+  /** One datagram from the underlay: decapsulate, check the inner packet, queue it for the TUN. */
+  private receive(off: number, len: number, source: number): void {
+    const counters = this.counters;
+    counters.underlayIn.add(len);
+    const inner = this.encap.decapsulate(this.slab, off, len, source, this.tables, this.arpReplies, counters);
+    if (inner < 0) return;
+    const problem = checkIpv4(this.slab, inner, off + len - inner);
+    if (problem !== undefined) {
+      counters.drops.count('inner-ipv4', problem);
+      return;
+    }
+    // Trim to the IPv4 length: Ethernet may have padded a short frame.
+    this.inToTun.push(inner, this.ip.wrap(this.slab, inner).totalLength);
+  }
+
+  /** Offers `batch` as many fresh pool slots as it holds (fewer when the pool runs low); returns how many. */
+  private prepare(batch: PacketBatch, slots: Uint32Array): number {
+    const pool = this.pool;
+    const capacity = pool.slotSize - HEADROOM;
+    let prepared = 0;
+    for (; prepared < this.batchSize; prepared++) {
+      const slot = pool.get();
+      if (slot < 0) break;
+      slots[prepared] = slot;
+      batch.offsets[prepared] = pool.start(slot) + HEADROOM;
+      batch.lengths[prepared] = capacity;
+    }
+    if (prepared === 0) {
+      this.counters.drops.count('pool', 'exhausted');
+      return 0;
+    }
+    batch.count = prepared;
+    return prepared;
+  }
+
+  private returnUnused(slots: Uint32Array, used: number, prepared: number): void {
+    for (let i = used; i < prepared; i++) this.pool.put(slots[i]);
+  }
+
+  private release(slots: Uint32Array, n: number): void {
+    for (let i = 0; i < n; i++) this.pool.put(slots[i]);
+  }
+
+  private sendToUnderlay(batch: PacketBatch): void {
+    const sent = this.socket.send(batch);
+    const flow = this.counters.underlayOut;
+    for (let i = 0; i < sent; i++) flow.add(batch.lengths[i]);
+    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+  }
+
+  private writeToTun(batch: PacketBatch): void {
+    const written = this.tun.write(batch);
+    const flow = this.counters.tunOut;
+    for (let i = 0; i < written; i++) flow.add(batch.lengths[i]);
+    if (written < batch.count) this.counters.drops.count('tun', 'write-failed', batch.count - written);
+  }
+
+  /** Queues an ICMP destination-unreachable about the packet at `off` for the TUN (RFC 792, RFC 1191). */
+  private icmpUnreachable(code: number, from: number, off: number, len: number, mtu: number): void {
+    if (!icmpErrorAllowed(this.slab, off)) return;
+    if (!this.takeIcmpToken()) {
+      this.counters.drops.count('icmp', 'rate-limited');
+      return;
+    }
+    const replies = this.icmpReplies;
+    if (replies.count >= replies.capacity) return;
+    const slot = this.pool.get();
+    if (slot < 0) return;
+    this.icmpSlots[replies.count] = slot;
+    const start = this.pool.start(slot) + HEADROOM;
+    const replyLen = emitIcmpUnreachable(this.slab, start, code, from, this.slab, off, len, mtu);
+    replies.push(start, replyLen);
+    this.counters.icmpErrors++;
+  }
+
+  private flushIcmpReplies(): void {
+    const replies = this.icmpReplies;
+    if (replies.count === 0) return;
+    this.writeToTun(replies);
+    this.release(this.icmpSlots, replies.count);
+    replies.count = 0;
+  }
+
+  private takeIcmpToken(): boolean {
+    const now = Date.now();
+    if (now - this.icmpRefilledAt >= 1000) {
+      this.icmpTokens = ICMP_ERRORS_PER_SECOND;
+      this.icmpRefilledAt = now;
+    }
+    if (this.icmpTokens === 0) return false;
+    this.icmpTokens--;
+    return true;
+  }
+}

@@ -1,0 +1,184 @@
+// In-memory stand-ins for the TUN device and the underlay sockets (wireguard-go's tuntest / bindtest), so the engine
+// is tested without root. They copy bytes (tests may allocate); the real devices are tested in test/net/.
+import { IPV4_HEADER_LEN, IPPROTO_IPIP, emitIpv4 } from '../wire/ipv4';
+import type { IPv4 } from '../wire/address';
+import type { PacketBatch } from './batch';
+import type { DatagramSocket, TunDevice } from './types';
+
+/** Calls a watcher once, soon, however many packets arrive meanwhile (level-triggered, like uv_poll). */
+class Readiness {
+  private callback?: () => void;
+  private scheduled = false;
+
+  watch(callback: () => void): void {
+    this.callback = callback;
+  }
+
+  notify(): void {
+    if (this.callback === undefined || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.callback?.();
+    });
+  }
+
+  close(): void {
+    this.callback = undefined;
+  }
+}
+
+function readQueue<T extends { data: Buffer }>(queue: T[], batch: PacketBatch, fill: (i: number, item: T) => void): number {
+  let n = 0;
+  while (n < batch.count && queue.length > 0) {
+    const item = queue.shift()!;
+    // As the kernel does, a packet longer than the slot is cut to the slot.
+    const len = Math.min(item.data.length, batch.lengths[n]);
+    item.data.copy(batch.slab, batch.offsets[n], 0, len);
+    batch.lengths[n] = len;
+    fill(n, item);
+    n++;
+  }
+  batch.count = n;
+  return n;
+}
+
+export class FakeTun implements TunDevice {
+  /** Packets the engine wrote towards the kernel. */
+  readonly written: Buffer[] = [];
+  private readonly pending: { data: Buffer }[] = [];
+  private readonly readiness = new Readiness();
+  closed = false;
+
+  constructor(readonly name = 'fake0', readonly mtu = 1450) {}
+
+  /** A packet the kernel routed into the TUN. */
+  inject(packet: Buffer): void {
+    this.pending.push({ data: Buffer.from(packet) });
+    this.readiness.notify();
+  }
+
+  read(batch: PacketBatch): number {
+    return readQueue(this.pending, batch, () => {});
+  }
+
+  write(batch: PacketBatch): number {
+    for (let i = 0; i < batch.count; i++) {
+      this.written.push(Buffer.from(batch.slab.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i])));
+    }
+    return batch.count;
+  }
+
+  watch(onReadable: () => void): void {
+    this.readiness.watch(onReadable);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.readiness.close();
+  }
+}
+
+interface Datagram {
+  data: Buffer;
+  addr: IPv4;
+  port: number;
+}
+
+/** An underlay joining fake sockets by address (and port, for UDP). */
+export class FakeNetwork {
+  private readonly endpoints = new Map<string, FakeSocket>();
+  /** Every datagram sent on this network, for tests that look at the wire. */
+  readonly log: { kind: 'udp' | 'raw'; from: IPv4; to: IPv4; port: number; data: Buffer }[] = [];
+
+  udp(address: IPv4, port: number): FakeSocket {
+    return this.bind(new FakeSocket(this, 'udp', address, port));
+  }
+
+  raw(address: IPv4): FakeSocket {
+    return this.bind(new FakeSocket(this, 'raw', address, 0));
+  }
+
+  /** @internal */
+  unbind(socket: FakeSocket): void {
+    this.endpoints.delete(FakeNetwork.key(socket.kind, socket.address, socket.port));
+  }
+
+  /** @internal Delivers one datagram; returns false when nothing listens there (the datagram is lost, as on a wire). */
+  deliver(kind: 'udp' | 'raw', from: FakeSocket, to: IPv4, port: number, payload: Buffer): boolean {
+    this.log.push({ kind, from: from.address, to, port, data: Buffer.from(payload) });
+    const target = this.endpoints.get(FakeNetwork.key(kind, to, kind === 'udp' ? port : 0));
+    if (target === undefined) return false;
+    if (kind === 'udp') {
+      target.enqueue({ data: Buffer.from(payload), addr: from.address, port: from.port });
+    } else {
+      // A raw receive includes the outer IPv4 header the sending kernel wrote.
+      const packet = Buffer.alloc(IPV4_HEADER_LEN + payload.length);
+      emitIpv4({ source: from.address, destination: to, protocol: IPPROTO_IPIP, payloadLength: payload.length, ttl: 64 }, packet, 0);
+      payload.copy(packet, IPV4_HEADER_LEN);
+      target.enqueue({ data: packet, addr: from.address, port: 0 });
+    }
+    return true;
+  }
+
+  private bind(socket: FakeSocket): FakeSocket {
+    const key = FakeNetwork.key(socket.kind, socket.address, socket.port);
+    if (this.endpoints.has(key)) throw Object.assign(new Error(`fake ${key} is already in use`), { code: 'EADDRINUSE' });
+    this.endpoints.set(key, socket);
+    return socket;
+  }
+
+  private static key(kind: string, address: IPv4, port: number): string {
+    return `${kind}:${address}:${port}`;
+  }
+}
+
+export class FakeSocket implements DatagramSocket {
+  private readonly pending: Datagram[] = [];
+  private readonly readiness = new Readiness();
+  closed = false;
+
+  constructor(
+    private readonly network: FakeNetwork,
+    readonly kind: 'udp' | 'raw',
+    readonly address: IPv4,
+    readonly port: number,
+  ) {}
+
+  /** @internal */
+  enqueue(datagram: Datagram): void {
+    this.pending.push(datagram);
+    this.readiness.notify();
+  }
+
+  /** A datagram from anywhere (a test playing a peer or an attacker). */
+  inject(data: Buffer, from: IPv4, fromPort = 0): void {
+    this.enqueue({ data: Buffer.from(data), addr: from, port: fromPort });
+  }
+
+  recv(batch: PacketBatch): number {
+    return readQueue(this.pending, batch, (i, item) => {
+      batch.addrs[i] = item.addr;
+      batch.ports[i] = item.port;
+    });
+  }
+
+  send(batch: PacketBatch): number {
+    for (let i = 0; i < batch.count; i++) {
+      const payload = batch.slab.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i]);
+      this.network.deliver(this.kind, this, batch.addrs[i], batch.ports[i], payload);
+    }
+    return batch.count;
+  }
+
+  watch(onReadable: () => void): void {
+    this.readiness.watch(onReadable);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.readiness.close();
+    this.network.unbind(this);
+  }
+}

@@ -1,0 +1,32 @@
+// Kernel routing state the agent programs around its TUN (the cluster network into the TUN; later host-gw routes),
+// through iproute2: this is control-path work done a few times per lease, not per packet.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+async function ip(args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run('ip', args, { timeout: 10_000 });
+    return stdout;
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    throw new Error(`ip ${args.join(' ')} failed: ${stderr || (err as Error).message}`);
+  }
+}
+
+/** `ip route replace <destination> dev <device> [via <gateway> onlink]`: idempotent. */
+export async function replaceRoute(destination: string, device: string, gateway?: string): Promise<void> {
+  const args = ['route', 'replace', destination, 'dev', device];
+  if (gateway !== undefined) args.push('via', gateway, 'onlink');
+  await ip(args);
+}
+
+/** Deletes a route; a route already gone is not an error. */
+export async function deleteRoute(destination: string, device: string): Promise<void> {
+  try {
+    await ip(['route', 'del', destination, 'dev', device]);
+  } catch (err) {
+    if (!/No such process|Cannot find device/.test((err as Error).message)) throw err;
+  }
+}
