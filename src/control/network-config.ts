@@ -1,0 +1,225 @@
+// The network config that flannel keeps at <prefix>/config, parsed with flannel's defaults and checks
+// (pkg/subnet/config.go CheckNetworkConfig, pkg/backend/vxlan, pkg/backend/ipip), so that one JSON document means
+// the same network to flanneld and to vxtun. IPv4 only.
+
+import { Cidr, IPv4, cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from '../wire/address';
+
+export type BackendConfig =
+  | { type: 'vxlan'; vni: number; port: number; directRouting: boolean; mtu?: number }
+  | { type: 'ipip'; directRouting: boolean }
+  | { type: 'host-gw' };
+
+export type BackendType = BackendConfig['type'];
+
+export interface NetworkConfig {
+  network: Cidr;
+  /** Prefix length of each node's lease. */
+  subnetLen: number;
+  /** Network address of the lowest and highest subnet that may be leased. */
+  subnetMin: IPv4;
+  subnetMax: IPv4;
+  backend: BackendConfig;
+}
+
+export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'ipip', 'host-gw'];
+export const DEFAULT_VNI = 1;
+/** Linux's VXLAN port when none is given; flannel leaves Port 0 to the kernel, so flannel nodes use it. */
+export const DEFAULT_VXLAN_PORT = 8472;
+/** flannel's Backend.Type when the Backend object is absent. */
+const FLANNEL_DEFAULT_BACKEND = 'udp';
+const MAX_VNI = 0xffffff;
+
+/** A config the checks refused; `detail` is the message without the "network config: " lead, for re-wording. */
+export class NetworkConfigError extends Error {
+  constructor(message: string, readonly detail: string) {
+    super(message);
+    this.name = 'NetworkConfigError';
+  }
+}
+
+function fail(detail: string): never {
+  throw new NetworkConfigError(`network config: ${detail}`, detail);
+}
+
+function show(value: unknown): string {
+  return value === undefined ? 'undefined' : JSON.stringify(value);
+}
+
+type JsonObject = Record<string, unknown>;
+
+function isObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Go's encoding/json matches field names case-insensitively (exact match first); flanneld accepts "network". */
+function field(obj: JsonObject, name: string): unknown {
+  if (Object.prototype.hasOwnProperty.call(obj, name)) return obj[name];
+  const lower = name.toLowerCase();
+  for (const key of Object.keys(obj)) if (key.toLowerCase() === lower) return obj[key];
+  return undefined;
+}
+
+function integerField(obj: JsonObject, name: string, label: string, min: number, max: number): number | undefined {
+  const value = field(obj, name);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(`${label} must be an integer from ${min} to ${max}, got ${show(value)}`);
+  }
+  return value;
+}
+
+function booleanField(obj: JsonObject, name: string, label: string): boolean | undefined {
+  const value = field(obj, name);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') fail(`${label} must be true or false, got ${show(value)}`);
+  return value;
+}
+
+function ipv4Field(obj: JsonObject, name: string): IPv4 | undefined {
+  const value = field(obj, name);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') fail(`${name} must be an IPv4 address string, got ${show(value)}`);
+  try {
+    return parseIPv4(value);
+  } catch {
+    return fail(`${name} ${show(value)} is not an IPv4 address`);
+  }
+}
+
+function parseNetwork(obj: JsonObject): Cidr {
+  const value = field(obj, 'Network');
+  if (value === undefined || value === null || value === '') fail('Network is required, e.g. "Network": "10.17.0.0/16"');
+  if (typeof value !== 'string') fail(`Network must be a CIDR string, got ${show(value)}`);
+  let network: Cidr;
+  try {
+    // flannel parses with net.ParseCIDR, which clears host bits: "10.17.1.0/16" means 10.17.0.0/16.
+    network = parseCidr(value, true);
+  } catch {
+    return fail(`Network ${show(value)} is not an IPv4 CIDR such as "10.17.0.0/16"`);
+  }
+  if (network.address === 0 && network.prefixLength === 0) fail(`Network ${show(value)} is empty; give a CIDR such as "10.17.0.0/16"`);
+  return network;
+}
+
+/** flannel: an explicit SubnetLen must leave at least four subnets; otherwise /24, or a quarter of a small network. */
+function parseSubnetLen(obj: JsonObject, network: Cidr): number {
+  const given = integerField(obj, 'SubnetLen', 'SubnetLen', 0, 32);
+  const net = formatCidr(network);
+  if (given !== undefined && given > 0) {
+    if (given > 30) fail(`SubnetLen ${given} is too long: each subnet needs at least 4 addresses (SubnetLen at most 30)`);
+    if (given < network.prefixLength + 2) {
+      fail(`SubnetLen ${given} is too short for Network ${net}: the network must hold at least four subnets (SubnetLen at least ${network.prefixLength + 2})`);
+    }
+    return given;
+  }
+  if (network.prefixLength > 28) fail(`Network ${net} is too small: the smallest useful network is a /28`);
+  return network.prefixLength <= 22 ? 24 : network.prefixLength + 2;
+}
+
+function parseSubnetBound(obj: JsonObject, name: 'SubnetMin' | 'SubnetMax', network: Cidr, subnetLen: number, fallback: IPv4): IPv4 {
+  const given = ipv4Field(obj, name);
+  // flannel treats 0.0.0.0 as "not set".
+  if (given === undefined || given === 0) return fallback;
+  if (!cidrContains(network, given)) fail(`${name} ${formatIPv4(given)} is not in Network ${formatCidr(network)}`);
+  if (((given & prefixMask(subnetLen)) >>> 0) !== given) {
+    fail(`${name} ${formatIPv4(given)} is not on a SubnetLen boundary (/${subnetLen})`);
+  }
+  return given;
+}
+
+function parseBackend(obj: JsonObject): BackendConfig {
+  const backend = field(obj, 'Backend');
+  if (backend === undefined || backend === null) return unknownBackend(FLANNEL_DEFAULT_BACKEND);
+  if (!isObject(backend)) fail(`Backend must be an object such as {"Type":"vxlan"}, got ${show(backend)}`);
+  const type = field(backend, 'Type');
+  if (type !== undefined && typeof type !== 'string') fail(`Backend.Type must be a string, got ${show(type)}`);
+  switch (type) {
+    case 'vxlan': {
+      for (const unsupported of ['GBP', 'Learning']) {
+        if (booleanField(backend, unsupported, `Backend.${unsupported}`) === true) {
+          fail(`Backend.${unsupported} true is not supported by vxtun`);
+        }
+      }
+      const vni = integerField(backend, 'VNI', 'Backend.VNI', 0, MAX_VNI) ?? DEFAULT_VNI;
+      const port = integerField(backend, 'Port', 'Backend.Port', 0, 65535) || DEFAULT_VXLAN_PORT;
+      const directRouting = booleanField(backend, 'DirectRouting', 'Backend.DirectRouting') ?? false;
+      const mtu = integerField(backend, 'MTU', 'Backend.MTU', 0, 65535);
+      if (mtu !== undefined && mtu !== 0 && mtu < 68) fail(`Backend.MTU must be at least 68 (IPv4 minimum), got ${mtu}`);
+      return mtu ? { type, vni, port, directRouting, mtu } : { type, vni, port, directRouting };
+    }
+    case 'ipip':
+      return { type, directRouting: booleanField(backend, 'DirectRouting', 'Backend.DirectRouting') ?? false };
+    case 'host-gw':
+      return { type };
+    default:
+      return unknownBackend(type ?? '');
+  }
+}
+
+function unknownBackend(type: string): never {
+  const message = `unknown backend type ${JSON.stringify(type)} (vxtun supports ${SUPPORTED_BACKENDS.join(', ')})`;
+  throw new NetworkConfigError(message, message);
+}
+
+/** Parses and checks flannel's network config JSON, filling in flannel's defaults. */
+export function parseNetworkConfig(json: string): NetworkConfig {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch (err) {
+    return fail(`not valid JSON (${(err as Error).message}): ${show(json.length > 80 ? json.slice(0, 80) + '...' : json)}`);
+  }
+  if (!isObject(doc)) fail(`must be a JSON object, got ${show(doc)}`);
+  if (booleanField(doc, 'EnableIPv4', 'EnableIPv4') === false) fail('EnableIPv4 false is not supported: vxtun carries IPv4 only');
+  if (booleanField(doc, 'EnableIPv6', 'EnableIPv6') === true) fail('EnableIPv6 true is not supported: vxtun carries IPv4 only');
+
+  const network = parseNetwork(doc);
+  const subnetLen = parseSubnetLen(doc, network);
+  const subnetSize = 2 ** (32 - subnetLen);
+  // The first subnet is skipped by default: its .0 would be the network address of the whole Network.
+  const subnetMin = parseSubnetBound(doc, 'SubnetMin', network, subnetLen, network.address + subnetSize);
+  const networkEnd = network.address + 2 ** (32 - network.prefixLength);
+  const subnetMax = parseSubnetBound(doc, 'SubnetMax', network, subnetLen, networkEnd - subnetSize);
+  // Not a flannel check (flannel would just find no free subnet later); saying it now is kinder.
+  if (subnetMin > subnetMax) fail(`SubnetMin ${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
+  const backend = parseBackend(doc);
+  return { network, subnetLen, subnetMin, subnetMax, backend };
+}
+
+export type BackendOptions =
+  | { type: 'vxlan'; vni?: number; port?: number; directRouting?: boolean; mtu?: number }
+  | { type: 'ipip'; directRouting?: boolean }
+  | { type: 'host-gw' };
+
+export interface NetworkConfigOptions {
+  network: Cidr;
+  subnetLen?: number;
+  subnetMin?: IPv4;
+  subnetMax?: IPv4;
+  backend?: BackendOptions;
+}
+
+/**
+ * Writes flannel's config JSON, e.g. {"Network":"10.17.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":1,"Port":4789}}.
+ * Only given fields are written, so flanneld applies the same defaults we do. Throws what parseNetworkConfig would.
+ */
+export function formatNetworkConfig(options: NetworkConfigOptions): string {
+  const doc: JsonObject = { Network: formatCidr(options.network) };
+  if (options.subnetLen !== undefined) doc.SubnetLen = options.subnetLen;
+  if (options.subnetMin !== undefined) doc.SubnetMin = formatIPv4(options.subnetMin);
+  if (options.subnetMax !== undefined) doc.SubnetMax = formatIPv4(options.subnetMax);
+  const backend = options.backend ?? { type: 'vxlan' };
+  const out: JsonObject = { Type: backend.type };
+  if (backend.type === 'vxlan') {
+    if (backend.vni !== undefined) out.VNI = backend.vni;
+    if (backend.port !== undefined) out.Port = backend.port;
+    if (backend.directRouting) out.DirectRouting = true;
+    if (backend.mtu !== undefined) out.MTU = backend.mtu;
+  } else if (backend.type === 'ipip') {
+    if (backend.directRouting) out.DirectRouting = true;
+  }
+  doc.Backend = out;
+  const json = JSON.stringify(doc);
+  parseNetworkConfig(json);
+  return json;
+}
