@@ -59,7 +59,9 @@ export class FakeTun implements TunDevice {
   }
 
   read(batch: PacketBatch): number {
-    return readQueue(this.pending, batch, () => {});
+    const n = readQueue(this.pending, batch, () => {});
+    if (this.pending.length > 0) this.readiness.notify(); // level-triggered: still readable
+    return n;
   }
 
   write(batch: PacketBatch): number {
@@ -157,10 +159,12 @@ export class FakeSocket implements DatagramSocket {
   }
 
   recv(batch: PacketBatch): number {
-    return readQueue(this.pending, batch, (i, item) => {
+    const n = readQueue(this.pending, batch, (i, item) => {
       batch.addrs[i] = item.addr;
       batch.ports[i] = item.port;
     });
+    if (this.pending.length > 0) this.readiness.notify(); // level-triggered: still readable
+    return n;
   }
 
   send(batch: PacketBatch): number {
