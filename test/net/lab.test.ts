@@ -4,7 +4,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, destroyLab, destroyStaleLabs, labStatePath, listNamespaces, type Lab } from '../../src/lab/topology';
 import { spawnIn, run, CommandError } from '../../src/lab/shell';
@@ -127,6 +128,7 @@ test('a 3-node lab: every node reaches every other over the underlay; destroy le
   const lab = await createLab({ name, nodes: 3 });
   let tracked: ChildProcess | undefined;
   let untracked: ChildProcess | undefined;
+  const logDir = mkdtempSync(join(tmpdir(), 'vxt-lab-'));
   try {
     assert.equal(lab.nodes.map((n) => n.underlayIp), ['192.0.2.11', '192.0.2.12', '192.0.2.13']);
     assert.equal((await labNamespaces(name)).sort(), [`${name}-hub`, `${name}-n1`, `${name}-n2`, `${name}-n3`]);
@@ -138,12 +140,17 @@ test('a 3-node lab: every node reaches every other over the underlay; destroy le
     const rootLinks = (await run('ip', ['-o', 'link', 'show'])).stdout;
     assert.not.match(rootLinks, name);
 
-    tracked = lab.spawn(lab.node(1), 'sleep', ['60'], { stdio: 'ignore' });
+    // An agent's way of running: output appended to a log file that outlives it.
+    const logFile = join(logDir, 'n1.log');
+    tracked = lab.spawn(lab.node(1), 'sh', ['-c', 'echo "in $(ip -br addr show dev eth0)"; exec sleep 60'], { logFile });
+    assert.ok(await waitUntil(() => existsSync(logFile) && readFileSync(logFile, 'utf8').includes('192.0.2.11/24'), 3000),
+      'spawned process runs inside node 1 and logs to the file');
     // A process the lab did not start, still inside its namespace: destroy must find it by `ip netns pids`.
     untracked = spawnIn(lab.node(2).netns, 'sleep', ['60'], { stdio: 'ignore' });
     await waitUntil(() => tracked!.pid !== undefined && untracked!.pid !== undefined, 1000);
   } finally {
     await lab.destroy();
+    rmSync(logDir, { recursive: true, force: true });
   }
   await lab.destroy(); // idempotent
   assert.equal(await labNamespaces(name), []);
@@ -152,7 +159,7 @@ test('a 3-node lab: every node reaches every other over the underlay; destroy le
   assert.ok(await exited(untracked!, 3000), 'untracked process in the namespace killed');
 });
 
-test('a lab refuses names outside vxt- and existing names', async () => {
+test('a lab refuses names outside vxt- and existing names; takes another underlay and MTU', async () => {
   await rejects(() => createLab({ name: 'lab1', nodes: 1 }), /must start with "vxt-"/);
   const name = `${base}-b`;
   const lab = await createLab({ name, nodes: 1 });
@@ -161,6 +168,16 @@ test('a lab refuses names outside vxt- and existing names', async () => {
     assert.ok(existsSync(labStatePath(name)), 'the refused duplicate did not remove the live lab state');
   } finally {
     await lab.destroy();
+  }
+  const custom = await createLab({ name: `${base}-c`, nodes: 1, underlay: '198.51.100.0/24', mtu: 9000 });
+  try {
+    const eth0 = JSON.parse((await custom.exec(custom.node(1), 'ip', ['-j', 'addr', 'show', 'dev', 'eth0'])).stdout) as Array<{
+      mtu: number; addr_info: Array<{ family: string; local: string; prefixlen: number }>;
+    }>;
+    assert.is(eth0[0]!.mtu, 9000);
+    assert.ok(eth0[0]!.addr_info.some((a) => a.family === 'inet' && a.local === '198.51.100.11' && a.prefixlen === 24));
+  } finally {
+    await custom.destroy();
   }
 });
 
