@@ -48,6 +48,11 @@ export class RawSocket implements DatagramSocket {
     return new RawSocket(protocol, address, fd);
   }
 
+  /** The socket's fd (for diagnostics); throws once closed. */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
   /** Fills addrs with each sender; ports are left untouched. Each datagram starts with its outer IPv4 header. */
   recv(batch: PacketBatch): number {
     const b = batch;

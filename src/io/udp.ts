@@ -62,13 +62,19 @@ export class UdpSocket implements DatagramSocket {
         return undefined;
       });
     }
-    const handle = new NativeFd(fd, `UDP socket ${formatIPv4(address)}:${port}`);
+    let boundPort = port;
     try {
-      return new UdpSocket(address, port === 0 ? addon.udpLocalPort(fd) : port, handle);
+      if (port === 0) boundPort = addon.udpLocalPort(fd);
     } catch (error) {
-      handle.close();
+      addon.close(fd);
       throw error;
     }
+    return new UdpSocket(address, boundPort, new NativeFd(fd, `UDP socket ${formatIPv4(address)}:${boundPort}`));
+  }
+
+  /** The socket's fd (for diagnostics); throws once closed. */
+  get fd(): number {
+    return this.handle.fd;
   }
 
   recv(batch: PacketBatch): number {
