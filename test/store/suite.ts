@@ -14,6 +14,11 @@ export interface OpenedStore {
 export interface StoreSuiteOptions {
   /** The store keeps history, so a watch from an old revision replays deletes too (etcd, memory). */
   replaysHistory?: boolean;
+  /**
+   * The watch polls, so several writes of one key between two looks reach it as the last one (file).
+   * Writes whose every step must be seen are spaced by this many milliseconds.
+   */
+  coalescingPauseMs?: number;
 }
 
 let prefixCounter = 0;
@@ -34,6 +39,19 @@ export async function eventually(what: string, check: () => boolean | Promise<bo
     if (Date.now() > deadline) assert.unreachable(`timed out after ${timeoutMs} ms waiting for: ${what}`);
     await sleep(25);
   }
+}
+
+/** Asserts that `attempt` rejects with a message matching `pattern`; returns the error. */
+export async function rejects(attempt: () => Promise<unknown>, pattern: RegExp): Promise<Error> {
+  try {
+    await attempt();
+  } catch (error) {
+    assert.instance(error, Error);
+    assert.match((error as Error).message, pattern);
+    return error as Error;
+  }
+  assert.unreachable(`expected a rejection matching ${pattern}`);
+  throw new Error('unreachable');
 }
 
 /** Collects watch events and tells what arrived, for assertions. */
@@ -66,6 +84,7 @@ export class EventLog {
 
 export function storeSuite(name: string, open: () => Promise<OpenedStore>, options: StoreSuiteOptions = {}): void {
   const test = suite(`store: ${name}`);
+  const pause = () => sleep(options.coalescingPauseMs ?? 0);
 
   async function withStore(body: (store: Store, opened: OpenedStore) => Promise<void>): Promise<void> {
     const opened = await open();
@@ -201,6 +220,7 @@ export function storeSuite(name: string, open: () => Promise<OpenedStore>, optio
       try {
         await store.put(`${prefix}short`, 'gone soon', { ttlSeconds: 1 });
         await store.put(`${prefix}kept`, 'will stay', { ttlSeconds: 1 });
+        await pause();
         await store.put(`${prefix}kept`, 'will stay');
         const short = await store.get(`${prefix}short`);
         assert.ok(short?.ttlSeconds !== undefined && short.ttlSeconds >= 1 && short.ttlSeconds <= 2, `ttl ${short?.ttlSeconds}`);
@@ -231,7 +251,9 @@ export function storeSuite(name: string, open: () => Promise<OpenedStore>, optio
         await store.put(`${prefix}a`, '1');
         await store.put(`${prefix}b`, '2');
         await store.put('/vxt-elsewhere/x', 'not watched');
+        await pause();
         await store.delete(`${prefix}a`);
+        await pause();
         await store.put(`${prefix}b`, '3');
         await eventually('four events', () => log.events.length >= 4, 3000);
         await sleep(100);
