@@ -1,0 +1,74 @@
+// `vxtun status`: this node's lease, network config, tables and counters, laid out as `ip route`, `ip neigh` and
+// `bridge fdb` print theirs, or as JSON for programs.
+import { readdirSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { AgentStatus } from '../../control/agent';
+import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/status-server';
+import { formatIPv4 } from '../../wire/address';
+import { ipv4Address } from '../parse';
+
+function findSocket(publicIp?: number): string {
+  if (publicIp !== undefined) return defaultStatusSocket(formatIPv4(publicIp));
+  let sockets: string[] = [];
+  try {
+    sockets = readdirSync(STATUS_DIR).filter((name) => name.endsWith('.sock'));
+  } catch {
+    // no directory: no agent ever ran here
+  }
+  if (sockets.length === 1) return `${STATUS_DIR}/${sockets[0]}`;
+  if (sockets.length === 0) throw new Error(`no agent status socket in ${STATUS_DIR}: is "vxtun agent" running on this host?`);
+  throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip or --socket`);
+}
+
+export function formatStatus(s: AgentStatus): string {
+  const lines: string[] = [];
+  const dev = s.tun.name;
+  const backend = s.network.backend;
+  const backendText =
+    backend.type === 'vxlan' ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}` : backend.type;
+  const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
+  lines.push(`lease    ${s.lease.subnet} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
+  lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
+  lines.push(`device   ${dev} mtu ${s.tun.mtu}`);
+  lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
+  lines.push('', `routes (${s.routes.length})`);
+  for (const r of s.routes) lines.push(`  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  if (s.neighbors.length > 0 || backend.type === 'vxlan') {
+    lines.push('', `neighbors (${s.neighbors.length})`);
+    for (const n of s.neighbors) lines.push(`  ${n.address} dev ${dev} lladdr ${n.mac} PERMANENT`);
+    lines.push('', `fdb (${s.fdb.length})`);
+    for (const f of s.fdb) lines.push(`  ${f.mac} dev ${dev} dst ${f.dst} self permanent`);
+  }
+  const c = s.counters as {
+    tunIn: { packets: number; bytes: number };
+    underlayOut: { packets: number; bytes: number };
+    underlayIn: { packets: number; bytes: number };
+    tunOut: { packets: number; bytes: number };
+    arpReplies: number;
+    icmpErrors: number;
+    drops: Record<string, number>;
+  };
+  lines.push('', 'traffic          packets        bytes');
+  const row = (name: string, f: { packets: number; bytes: number }): string =>
+    `  ${name.padEnd(14)} ${String(f.packets).padStart(8)} ${String(f.bytes).padStart(12)}`;
+  lines.push(row('tun in', c.tunIn), row('underlay out', c.underlayOut), row('underlay in', c.underlayIn), row('tun out', c.tunOut));
+  lines.push(`  arp replies ${c.arpReplies}, icmp errors sent ${c.icmpErrors}`);
+  const drops = Object.entries(c.drops);
+  lines.push('', `drops (${drops.reduce((sum, [, n]) => sum + n, 0)})`);
+  for (const [reason, n] of drops.sort()) lines.push(`  ${reason.padEnd(30)} ${n}`);
+  lines.push('', `pool     ${s.pool.inUse}/${s.pool.capacity} slots in use, lowest free ${s.pool.lowWater}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function statusCommand(program: Command): void {
+  program
+    .command('status')
+    .description("show this node's lease, network, route/neighbor/FDB tables and counters")
+    .option('--public-ip <ip>', 'the agent to ask, by its public IP (when several run on this host)', ipv4Address)
+    .option('--socket <path>', 'the agent status socket to ask')
+    .option('--json', 'print JSON')
+    .action(async (opts) => {
+      const status = (await fetchStatus(opts.socket ?? findSocket(opts.publicIp))) as AgentStatus;
+      process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
+    });
+}

@@ -1,0 +1,46 @@
+// Option parsers for commander: each names the option and the bad value, so a typo fails before anything starts.
+import { InvalidArgumentError } from 'commander';
+import { type IPv4, type Mac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+
+export function integerIn(min: number, max: number): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+      throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}, got "${value}"`);
+    }
+    return Number(value);
+  };
+}
+
+export function ipv4Address(value: string): IPv4 {
+  try {
+    return parseIPv4(value);
+  } catch {
+    throw new InvalidArgumentError(`expected an IPv4 address like 192.0.2.10, got "${value}"`);
+  }
+}
+
+export function cidr(value: string): string {
+  try {
+    parseCidr(value);
+    return value;
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export function macAddress(value: string): Mac {
+  try {
+    return parseMac(value);
+  } catch {
+    throw new InvalidArgumentError(`expected a MAC address like 02:42:c0:00:02:0a, got "${value}"`);
+  }
+}
+
+export function oneOf<T extends string>(choices: readonly T[]): (value: string) => T {
+  return (value) => {
+    if (!(choices as readonly string[]).includes(value)) {
+      throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${value}"`);
+    }
+    return value as T;
+  };
+}

@@ -1,0 +1,179 @@
+// The agent: one node of the overlay. It wires the parts together in the order a node comes up:
+// network config -> lease (flannel's rules) -> TUN with <lease .0>/32 and the cluster network routed into it ->
+// underlay socket -> engine -> subnet.env -> watch of the other leases into the tables -> lease renewal.
+// A store that goes away later never stops the engine: the tables keep their last state until it returns.
+import { BufferPool, HEADROOM } from '../buf/pool';
+import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
+import { Engine } from '../dataplane/engine';
+import type { EncapName } from '../dataplane/tables';
+import { interfaceWithAddress } from '../io/interfaces';
+import { replaceRoute } from '../io/kernel-routes';
+import { RawSocket } from '../io/raw';
+import { Tun } from '../io/tun';
+import type { DatagramSocket } from '../io/types';
+import { UdpSocket } from '../io/udp';
+import { openStore } from '../store/open';
+import type { Store } from '../store/store';
+import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
+import { IPPROTO_IPIP } from '../wire/ipv4';
+import type { Lease } from './lease';
+import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
+import { LeaseSync } from './lease-sync';
+import type { Logger } from './log';
+import type { NetworkConfig } from './network-config';
+import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
+import { deriveVtepMac } from './vtep-mac';
+
+export interface AgentOptions {
+  storeUrl: string;
+  prefix: string;
+  publicIp: IPv4;
+  tunName: string;
+  subnetFile: string;
+  leaseTtlSeconds: number;
+  /** Defaults to a MAC derived from the public IP, stable across restarts. */
+  vtepMac?: Mac;
+  batchSize?: number;
+  poolSlots?: number;
+  log: Logger;
+}
+
+export interface AgentStatus {
+  lease: { subnet: string; publicIp: string; vtepMac?: string; expiresAt?: number };
+  network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
+  tun: { name: string; mtu: number };
+  storeConnected: boolean;
+  routes: { subnet: string; via: string; encap: EncapName }[];
+  neighbors: { address: string; mac: string }[];
+  fdb: { mac: string; dst: string }[];
+  counters: Record<string, unknown>;
+  pool: { capacity: number; inUse: number; lowWater: number };
+}
+
+const DEFAULT_POOL_SLOTS = 1024;
+
+export class Agent {
+  private storeConnected = true;
+  private watch?: LeaseWatch;
+  private keeper?: LeaseKeeper;
+
+  private constructor(
+    private readonly options: AgentOptions,
+    private readonly store: Store,
+    readonly config: NetworkConfig,
+    private lease: Lease,
+    readonly engine: Engine,
+    private readonly pool: BufferPool,
+    private readonly tun: Tun,
+    private readonly sync: LeaseSync,
+  ) {}
+
+  static async start(options: AgentOptions): Promise<Agent> {
+    const log = options.log;
+    const store = openStore(options.storeUrl);
+    try {
+      const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
+      const config = await leases.readNetworkConfig();
+      const backend = config.backend;
+      if (backend.type === 'host-gw') {
+        throw new Error('the host-gw backend is not implemented yet: use vxlan or ipip');
+      }
+      const publicIp = formatIPv4(options.publicIp);
+      const underlay = interfaceWithAddress(publicIp);
+      if (underlay === undefined) {
+        throw new Error(`no interface of this host has the address ${publicIp}: pass --public-ip with one of this host's IPv4 addresses`);
+      }
+      const vtepMac = options.vtepMac ?? deriveVtepMac(publicIp);
+      const vni = backend.type === 'vxlan' ? backend.vni : 0;
+      const previous = await readSubnetEnv(options.subnetFile).catch(() => undefined);
+      const lease = await leases.acquire(
+        { publicIp: options.publicIp, backendType: backend.type, backendData: backend.type === 'vxlan' ? { vni, vtepMac } : {} },
+        { previousSubnet: previous?.subnet },
+      );
+      log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: formatMac(vtepMac) });
+
+      const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
+      const encap = createEncapsulation(backend.type, local);
+      const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
+      const overlayMtu = underlayMtu - encap.overhead;
+      const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32 });
+      let socket: DatagramSocket | undefined;
+      try {
+        await replaceRoute(formatCidr(config.network), tun.name);
+        socket =
+          backend.type === 'vxlan'
+            ? UdpSocket.open({ address: options.publicIp, port: backend.port })
+            : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
+      } catch (err) {
+        tun.close();
+        throw err;
+      }
+      const slotSize = Math.ceil((HEADROOM + underlayMtu + 64) / 64) * 64;
+      const pool = new BufferPool(options.poolSlots ?? DEFAULT_POOL_SLOTS, slotSize);
+      const engine = new Engine({ tun, socket, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+      engine.start();
+      log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined });
+
+      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu: overlayMtu, ipMasq: false });
+      const sync = new LeaseSync(engine, lease.subnet, backend.type, log);
+      const agent = new Agent(options, store, config, lease, engine, pool, tun, sync);
+      await agent.follow(leases);
+      log.info('agent ready', { subnet: formatCidr(lease.subnet), peers: sync.leases.length });
+      return agent;
+    } catch (err) {
+      await store.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Watches the other leases into the tables and keeps our own lease alive. */
+  private async follow(leases: LeaseManager): Promise<void> {
+    const log = this.options.log;
+    this.watch = await leases.watchLeases({
+      onSnapshot: (all) => this.sync.applySnapshot(all),
+      onEvents: (events) => this.sync.applyEvents(events),
+      onConnectionChange: (connected, error) => {
+        this.storeConnected = connected;
+        if (connected) log.info('store reachable again: catching up with lease changes', { store: this.store.url });
+        else log.warn('store unreachable: forwarding goes on with the last known tables', { store: this.store.url, error: error?.message });
+      },
+    });
+    this.keeper = leases.keep(this.lease, {
+      onRenewed: (renewed) => {
+        this.lease = renewed;
+      },
+      onLost: (lost, error) => {
+        log.error('our lease is held by another node now: restart the agent to acquire a new subnet', { subnet: formatCidr(lost.subnet), error: error.message });
+      },
+    });
+  }
+
+  status(): AgentStatus {
+    const tables = this.engine.tables;
+    const data = this.lease.attrs.backendData;
+    return {
+      lease: {
+        subnet: formatCidr(this.lease.subnet),
+        publicIp: formatIPv4(this.lease.attrs.publicIp),
+        vtepMac: data?.vtepMac !== undefined ? formatMac(data.vtepMac) : undefined,
+        expiresAt: this.lease.expiresAt,
+      },
+      network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
+      tun: { name: this.tun.name, mtu: this.tun.mtu },
+      storeConnected: this.storeConnected,
+      routes: [...tables.routes.entries()].map(([subnet, r]) => ({ subnet: formatCidr(subnet), via: formatIPv4(r.gateway), encap: r.encap })),
+      neighbors: [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })),
+      fdb: [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })),
+      counters: this.engine.counters.toJSON(),
+      pool: { capacity: this.pool.capacity, inUse: this.pool.inUse, lowWater: this.pool.lowWater },
+    };
+  }
+
+  /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
+  async stop(): Promise<void> {
+    this.watch?.close();
+    this.keeper?.stop();
+    this.engine.stop();
+    await this.store.close();
+  }
+}

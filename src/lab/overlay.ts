@@ -1,0 +1,179 @@
+// A vxtun overlay on a lab: the network config in a store, one agent per node (a real `vxtun agent` process in the
+// node's namespace), and optionally a node whose overlay is the kernel's VXLAN device programmed as flanneld would,
+// with its lease written into the same store. Used by the network tests, the benchmarks and `vxtun lab`.
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AgentStatus } from '../control/agent';
+import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, parseSubnetKey, subnetKey, subnetsPrefix } from '../control/lease';
+import { formatNetworkConfig } from '../control/network-config';
+import { fetchStatus } from '../control/status-server';
+import { openStore } from '../store/open';
+import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
+import type { Lab, LabNode } from './topology';
+
+/** The compiled CLI; this file sits two levels below the package root in both src/ and dist/. */
+export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
+
+export interface OverlayOptions {
+  backend: 'vxlan' | 'ipip';
+  network?: string;
+  vni?: number;
+  port?: number;
+  /** Store URL; default: a fresh embedded store in a temporary directory (removed by close()). */
+  storeUrl?: string;
+  leaseTtlSeconds?: number;
+}
+
+export interface AgentHandle {
+  node: LabNode;
+  process: ChildProcess;
+  logFile: string;
+  statusSocket: string;
+}
+
+export class Overlay {
+  readonly agents = new Map<string, AgentHandle>();
+  readonly storeUrl: string;
+  readonly network: string;
+  readonly vni: number;
+  readonly port: number;
+  private readonly workDir: string;
+
+  private constructor(
+    readonly lab: Lab,
+    readonly options: OverlayOptions,
+  ) {
+    this.workDir = mkdtempSync(join(tmpdir(), `${lab.name}-`));
+    this.storeUrl = options.storeUrl ?? `file:${join(this.workDir, 'store')}`;
+    this.network = options.network ?? '10.17.0.0/16';
+    this.vni = options.vni ?? 1;
+    this.port = options.port ?? 4789;
+  }
+
+  /** Writes the network config; start agents with startAgent(). */
+  static async create(lab: Lab, options: OverlayOptions): Promise<Overlay> {
+    if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
+    const overlay = new Overlay(lab, options);
+    const backend =
+      options.backend === 'vxlan'
+        ? { type: 'vxlan' as const, vni: overlay.vni, port: overlay.port }
+        : { type: 'ipip' as const };
+    await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
+    return overlay;
+  }
+
+  async withStore<T>(use: (store: ReturnType<typeof openStore>) => Promise<T>): Promise<T> {
+    const store = openStore(this.storeUrl);
+    try {
+      return await use(store);
+    } finally {
+      await store.close();
+    }
+  }
+
+  /** Starts `vxtun agent` in the node and waits until it holds a lease and answers on its status socket. */
+  async startAgent(node: LabNode, extraArgs: string[] = []): Promise<AgentHandle> {
+    const statusSocket = `/run/vxtun/${this.lab.name}-${node.name}.sock`;
+    const logFile = join(this.workDir, `${node.name}.log`);
+    rmSync(statusSocket, { force: true });
+    const args = [
+      CLI_PATH, 'agent',
+      '--store', this.storeUrl,
+      '--public-ip', node.underlayIp,
+      '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
+      '--status-socket', statusSocket,
+      ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
+      ...extraArgs,
+    ];
+    const child = this.lab.spawn(node, process.execPath, args, { logFile });
+    const handle: AgentHandle = { node, process: child, logFile, statusSocket };
+    this.agents.set(node.name, handle);
+    await this.waitFor(`agent in ${node.name} to start`, 15_000, async () => {
+      if (child.exitCode !== null) throw new Error(`agent in ${node.name} exited with ${child.exitCode}:\n${this.log(node)}`);
+      return (await this.status(node).catch(() => undefined)) !== undefined;
+    });
+    return handle;
+  }
+
+  /** Stops a node's agent with a signal (SIGKILL to simulate a crash) and waits for it to exit. */
+  async stopAgent(node: LabNode, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const handle = this.agents.get(node.name);
+    if (handle === undefined) return;
+    this.agents.delete(node.name);
+    if (handle.process.exitCode !== null || handle.process.signalCode !== null) return;
+    const exited = new Promise((resolve) => handle.process.once('exit', resolve));
+    handle.process.kill(signal);
+    await exited;
+  }
+
+  status(node: LabNode): Promise<AgentStatus> {
+    const handle = this.agents.get(node.name);
+    if (handle === undefined) throw new Error(`no agent runs in ${node.name}`);
+    return fetchStatus(handle.statusSocket, 2000) as Promise<AgentStatus>;
+  }
+
+  log(node: LabNode): string {
+    const file = join(this.workDir, `${node.name}.log`);
+    return existsSync(file) ? readFileSync(file, 'utf8') : '';
+  }
+
+  /** Waits until the agent in `node` routes to exactly `count` other nodes. */
+  async waitForRoutes(node: LabNode, count: number, timeoutMs = 10_000): Promise<AgentStatus> {
+    let last: AgentStatus | undefined;
+    await this.waitFor(`${node.name} to have ${count} routes`, timeoutMs, async () => {
+      last = await this.status(node);
+      return last.routes.length === count;
+    });
+    return last!;
+  }
+
+  /** The lease subnet the agent in `node` holds. */
+  async subnetOf(node: LabNode): Promise<Cidr> {
+    return parseCidr((await this.status(node)).lease.subnet);
+  }
+
+  /**
+   * Makes `node` a flannel-style kernel VXLAN node: a `flannel.<vni>` device on `subnet`, its lease written into the
+   * store as flanneld writes it, and one neighbor/FDB/route per vxtun lease already in the store.
+   */
+  async addKernelNode(node: LabNode, subnet: string, vtepMac = '0e:00:00:00:fe:01'): Promise<void> {
+    const cidr = parseCidr(subnet);
+    await createKernelVtep(this.lab, node, { vni: this.vni, port: this.port, vtepMac, address: formatIPv4(cidr.address) });
+    // The kernel would otherwise leave inner TCP checksums partial for user-space receivers (FACTS.md, field problems).
+    await disableTxChecksumOffload(this.lab, node, kernelVtepName(this.vni));
+    const attrs = formatLeaseAttrs({ publicIp: parseIPv4(node.underlayIp), backendType: 'vxlan', backendData: { vni: this.vni, vtepMac: parseMac(vtepMac) } });
+    const peers = await this.withStore(async (store) => {
+      await store.put(subnetKey(DEFAULT_PREFIX, cidr), attrs, { ttlSeconds: 3600 });
+      return (await store.list(subnetsPrefix(DEFAULT_PREFIX))).kvs;
+    });
+    for (const kv of peers) {
+      const peerSubnet = parseSubnetKey(kv.key);
+      if (peerSubnet === undefined || formatCidr(peerSubnet) === formatCidr(cidr)) continue;
+      const peer = parseLeaseAttrs(kv.value);
+      await addKernelPeer(this.lab, node, {
+        subnet: formatCidr(peerSubnet),
+        vtepMac: formatMac(peer.backendData!.vtepMac!),
+        publicIp: formatIPv4(peer.publicIp),
+        vni: this.vni,
+      });
+    }
+  }
+
+  /** Stops every agent and removes the overlay's working files (the lab itself is the caller's). */
+  async close(): Promise<void> {
+    for (const handle of [...this.agents.values()]) await this.stopAgent(handle.node).catch(() => {});
+    rmSync(this.workDir, { recursive: true, force: true });
+  }
+
+  private async waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (await check()) return;
+      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
