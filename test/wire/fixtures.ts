@@ -57,7 +57,7 @@ export const TCP_SYN_PACKET = hex(`
   d79c0050 a17e8b6c 00000000 a002ffd7 fe300000
   0204ffd7 0402080a 803eefd0 00000000 0103030a`);
 
-/** The RST+ACK answering it. */
+/** The RST+ACK answering it (a kernel-built reply: its checksum is complete). */
 export const TCP_RST_ACK_PACKET = hex(`
   45000028 00004000 40063cce 7f000001 7f000001
   0050d79c 00000000 a17e8b6d 50140000 acf50000`);
