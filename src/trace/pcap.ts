@@ -36,7 +36,8 @@ export const LINKTYPE_ETHERNET = 1;
 export const OUTER_IPV4_UDP_LEN = IPV4_HEADER_LEN + UDP_HEADER_LEN;
 
 const CHUNK_SIZE = 256 * 1024;
-const DEFAULT_SNAPLEN = 65535;
+// libpcap's default; room for 64 KB offload super-packets.
+const DEFAULT_SNAPLEN = 262144;
 
 export interface OuterIpv4Udp {
   source: IPv4;
@@ -91,7 +92,7 @@ export class PcapWriter {
     this.chunk = Buffer.alloc(CHUNK_SIZE);
   }
 
-  /** Creates (or truncates) the file and writes the global header. */
+  /** Creates (or truncates) the file; the global header goes out with the first flush. */
   static open(path: string, linkType = LINKTYPE_RAW, snapLen = DEFAULT_SNAPLEN): PcapWriter {
     const writer = new PcapWriter(path, openSync(path, 'w'), linkType, snapLen);
     const h = writer.chunk;
