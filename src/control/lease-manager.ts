@@ -78,6 +78,9 @@ export class NetworkFullError extends Error {
 /** flannel retries a lost create race 10 times; each retry re-lists, so losing them all means heavy contention. */
 const RACE_RETRIES = 10;
 
+/** Node's timers overflow (and fire at once) past 2^31-1 ms; a long TTL just wakes early and schedules again. */
+const MAX_TIMER_MS = 0x7fffffff;
+
 interface LeaseEntry {
   kv: KeyValue;
   lease: Lease;
@@ -425,7 +428,7 @@ export class LeaseManager {
       timer = this.timers.setTimeout(() => {
         timer = undefined;
         void renewNow();
-      }, Math.max(0, delayMs));
+      }, Math.min(MAX_TIMER_MS, Math.max(0, delayMs)));
     };
     const scheduleNext = (): void => {
       // A reservation (no TTL) needs no renewal; the watch still re-creates it if it is deleted.
