@@ -1,0 +1,344 @@
+// The cluster store: etcd v3 through the `etcd3` client, in flannel's key layout (keys are used as given).
+// TTLs are etcd leases granted per put; conditional puts are transactions; watches are our own gRPC watch
+// streams, so that we decide how they resume (from the last revision delivered), when they resync
+// (compaction) and what the caller hears about connectivity.
+
+import { Etcd3, type ICompare, type IDuplexStream, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3';
+import { WatchDelivery } from './delivery';
+import {
+  StoreError,
+  type KeyValue,
+  type ListResult,
+  type PutOptions,
+  type Store,
+  type Watch,
+  type WatchEvent,
+  type WatchHandlers,
+} from './store';
+import { checkKey, checkPut } from './validate';
+
+export interface EtcdStoreOptions {
+  /** Every call fails after this long instead of hanging on an unreachable etcd. Default 5 s. */
+  callTimeoutMs?: number;
+  /** Longest pause between watch reconnection attempts. Default 5 s. */
+  maxReconnectDelayMs?: number;
+}
+
+const DEFAULT_PORT = 2379;
+
+export class EtcdStore implements Store {
+  readonly url: string;
+  readonly hosts: readonly string[];
+  private readonly client: Etcd3;
+  private readonly callTimeoutMs: number;
+  private readonly maxReconnectDelayMs: number;
+  private readonly watches = new Set<EtcdWatch>();
+  private closed = false;
+
+  /** `etcd://HOST:PORT[,HOST:PORT...]`; the port defaults to 2379. */
+  static fromUrl(url: string, options?: EtcdStoreOptions): EtcdStore {
+    return new EtcdStore(parseEtcdUrl(url), options);
+  }
+
+  constructor(hosts: readonly string[], options: EtcdStoreOptions = {}) {
+    if (hosts.length === 0) throw new StoreError('an etcd store needs at least one HOST:PORT', 'INVALID');
+    this.hosts = hosts;
+    this.url = `etcd://${hosts.join(',')}`;
+    this.callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.maxReconnectDelayMs = options.maxReconnectDelayMs ?? 5000;
+    this.client = new Etcd3({
+      hosts: hosts.map((h) => `http://${h}`),
+      dialTimeout: this.callTimeoutMs,
+      grpcOptions: {
+        // Notice a silently dead server (no RST) on the watch streams; etcd refuses pings under 5 s apart.
+        'grpc.keepalive_time_ms': 10_000,
+        'grpc.keepalive_timeout_ms': 5_000,
+        'grpc.keepalive_permit_without_calls': 1,
+      },
+    });
+  }
+
+  async get(key: string): Promise<KeyValue | undefined> {
+    checkKey(key);
+    const response = await this.call('get', (deadline) => this.client.kv.range({ key: Buffer.from(key) }, { deadline }));
+    const kv = response.kvs[0];
+    return kv && (await this.toKeyValue(kv));
+  }
+
+  async put(key: string, value: string, options: PutOptions = {}): Promise<boolean> {
+    checkPut(key, value, options);
+    let lease: string | undefined;
+    if (options.ttlSeconds !== undefined) {
+      const ttl = Math.ceil(options.ttlSeconds);
+      const granted = await this.call('grant a lease', (deadline) => this.client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }, { deadline }));
+      lease = granted.ID;
+    }
+    const request = { key: Buffer.from(key), value: Buffer.from(value), lease };
+    const compare: ICompare[] = [];
+    // createRevision 0 is etcd's "absent"; modRevision 0 compares equal only for an absent key too.
+    if (options.ifAbsent) compare.push({ key: request.key, target: 'Create', result: 'Equal', create_revision: 0 });
+    if (options.ifModRevision !== undefined) {
+      compare.push({ key: request.key, target: 'Mod', result: 'Equal', mod_revision: options.ifModRevision });
+    }
+    if (compare.length === 0) {
+      await this.call('put', (deadline) => this.client.kv.put(request, { deadline }));
+      return true;
+    }
+    const response = await this.call('put', (deadline) =>
+      this.client.kv.txn({ compare, success: [{ request_put: request }], failure: [] }, { deadline }),
+    );
+    if (!response.succeeded && lease !== undefined) {
+      const unused = lease;
+      void this.call('revoke a lease', (deadline) => this.client.leaseClient.leaseRevoke({ ID: unused }, { deadline })).catch(() => {});
+    }
+    return response.succeeded;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    checkKey(key);
+    const response = await this.call('delete', (deadline) => this.client.kv.deleteRange({ key: Buffer.from(key) }, { deadline }));
+    return response.deleted !== '0';
+  }
+
+  async list(prefix: string): Promise<ListResult> {
+    const range = prefixRange(prefix);
+    const response = await this.call('list', (deadline) => this.client.kv.range(range, { deadline }));
+    const kvs = await Promise.all(response.kvs.map((kv) => this.toKeyValue(kv)));
+    return { kvs, revision: Number(response.header.revision) };
+  }
+
+  /** Revision 0 means "changes from now on". */
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
+    this.checkOpen();
+    const watch = new EtcdWatch(this, this.client, prefix, fromRevision, handlers, (w) => this.watches.delete(w));
+    this.watches.add(watch);
+    watch.start();
+    return watch;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const watch of [...this.watches]) watch.close();
+    this.client.close();
+  }
+
+  /** @internal */ get reconnectDelayLimit(): number {
+    return this.maxReconnectDelayMs;
+  }
+
+  /** @internal The current store revision (for restarting a watch after compaction). */
+  async currentRevision(): Promise<number> {
+    const response = await this.call('read the revision', (deadline) =>
+      this.client.kv.range({ key: Buffer.from([0]), limit: 1, keys_only: true, count_only: true }, { deadline }),
+    );
+    return Number(response.header.revision);
+  }
+
+  /** @internal An error as the user should read it. */
+  describeError(what: string, error: unknown): StoreError {
+    if (error instanceof StoreError) return error;
+    const detail = error instanceof Error ? error.message : String(error);
+    if (this.closed) return new StoreError(`store ${this.url} is closed`, 'INVALID');
+    if (isUnavailable(error)) {
+      return new StoreError(
+        `cannot ${what}: etcd at ${this.hosts.join(',')} is unreachable (${detail}); ` +
+          `check that etcd runs and listens there: etcdctl --endpoints=${this.hosts.join(',')} endpoint health`,
+        'UNAVAILABLE',
+      );
+    }
+    return new StoreError(`cannot ${what} in etcd at ${this.hosts.join(',')}: ${detail}`, 'IO');
+  }
+
+  /** Runs one etcd call with a deadline, and a timer of our own in case the client retries past it. */
+  private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
+    this.checkOpen();
+    const deadline = new Date(Date.now() + this.callTimeoutMs);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`no answer within ${this.callTimeoutMs} ms`)), this.callTimeoutMs);
+    });
+    try {
+      return await Promise.race([run(deadline), timeout]);
+    } catch (error) {
+      throw this.describeError(what, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async toKeyValue(kv: IKeyValue): Promise<KeyValue> {
+    const base = { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
+    if (!kv.lease || kv.lease === '0') return base;
+    const lease = kv.lease;
+    const ttl = await this.call('read a lease', (deadline) => this.client.leaseClient.leaseTimeToLive({ ID: lease }, { deadline }));
+    return { ...base, ttlSeconds: Math.max(0, Number(ttl.TTL)) };
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreError(`store ${this.url} is closed`, 'INVALID');
+  }
+}
+
+/** One gRPC watch stream per Watch: reconnects with back-off and resumes after the last revision delivered. */
+class EtcdWatch extends WatchDelivery {
+  private stream?: IDuplexStream<IWatchRequest, IWatchResponse>;
+  /** Where the next stream starts; 0 until the first stream is created ("from now"). */
+  private nextRevision: number;
+  private retryTimer?: NodeJS.Timeout;
+  private retryDelayMs = 250;
+  private disconnected = false;
+
+  constructor(
+    private readonly store: EtcdStore,
+    private readonly client: Etcd3,
+    prefix: string,
+    fromRevision: number,
+    handlers: WatchHandlers,
+    onClose: (watch: EtcdWatch) => void,
+  ) {
+    super(prefix, handlers, (w) => {
+      this.stop();
+      onClose(w as EtcdWatch);
+    });
+    this.nextRevision = Math.max(0, fromRevision);
+  }
+
+  start(): void {
+    void this.connect();
+  }
+
+  private async connect(): Promise<void> {
+    if (this.isClosed) return;
+    let stream: IDuplexStream<IWatchRequest, IWatchResponse>;
+    try {
+      stream = await this.client.watchClient.watch();
+    } catch (error) {
+      this.lost(error);
+      return;
+    }
+    if (this.isClosed) {
+      stream.cancel();
+      return;
+    }
+    this.stream = stream;
+    let ended = false;
+    const end = (error: unknown) => {
+      if (ended) return;
+      ended = true;
+      if (this.stream === stream) this.stream = undefined;
+      stream.cancel();
+      this.lost(error);
+    };
+    stream.on('data', (response) => this.receive(response, end));
+    stream.on('error', (error) => end(error));
+    stream.on('end', () => end(new Error('the watch stream ended')));
+    const range = prefixRange(this.prefix);
+    stream.write({
+      create_request: { key: range.key, range_end: range.range_end, start_revision: this.nextRevision, progress_notify: true },
+    });
+  }
+
+  private receive(response: IWatchResponse, end: (error: unknown) => void): void {
+    if (this.isClosed) return;
+    const headerRevision = Number(response.header.revision);
+    if (response.compact_revision && response.compact_revision !== '0') {
+      // History we were asked for is gone: the caller re-lists; we go on from the present.
+      this.nextRevision = headerRevision + 1;
+      this.resync();
+      end(new Error('restarting after compaction'));
+      this.retryDelayMs = 0;
+      return;
+    }
+    if (response.created) {
+      this.retryDelayMs = 250;
+      if (this.nextRevision === 0) this.nextRevision = headerRevision + 1;
+      if (this.disconnected) {
+        this.disconnected = false;
+        this.connectionChange(true);
+      }
+    }
+    if (response.canceled) {
+      end(new Error(`etcd cancelled the watch${response.cancel_reason ? `: ${response.cancel_reason}` : ''}`));
+      return;
+    }
+    for (const event of response.events ?? []) {
+      const modRevision = Number(event.kv.mod_revision);
+      if (modRevision < this.nextRevision) continue; // already delivered before a reconnection
+      this.nextRevision = modRevision + 1;
+      this.push(toWatchEvent(event.type, event.kv));
+    }
+  }
+
+  private lost(error: unknown): void {
+    if (this.isClosed) return;
+    if (!this.disconnected && !(error instanceof Error && error.message === 'restarting after compaction')) {
+      this.disconnected = true;
+      this.connectionChange(false, this.store.describeError('watch', error));
+    }
+    const delay = this.retryDelayMs;
+    this.retryDelayMs = Math.min(Math.max(250, this.retryDelayMs * 2), this.store.reconnectDelayLimit);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.connect();
+    }, delay);
+  }
+
+  private stop(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.cancel();
+  }
+}
+
+function toWatchEvent(type: IWatchResponse['events'][number]['type'], kv: IKeyValue): WatchEvent {
+  const key = kv.key.toString();
+  const modRevision = Number(kv.mod_revision);
+  if (type === 'Delete') return { type: 'delete', key, modRevision };
+  return { type: 'put', kv: { key, value: kv.value.toString(), modRevision } };
+}
+
+/** etcd's [key, range_end) for "every key starting with prefix"; the empty prefix means all keys. */
+function prefixRange(prefix: string): { key: Buffer; range_end: Buffer } {
+  if (prefix === '') return { key: Buffer.from([0]), range_end: Buffer.from([0]) };
+  const key = Buffer.from(prefix);
+  const end = Buffer.from(key);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i] < 0xff) {
+      end[i]++;
+      return { key, range_end: end.subarray(0, i + 1) };
+    }
+  }
+  return { key, range_end: Buffer.from([0]) }; // all 0xff: to the end of the keyspace
+}
+
+export function parseEtcdUrl(url: string): string[] {
+  const match = /^etcd:\/\/(.+)$/.exec(url);
+  if (!match) throw new StoreError(`invalid etcd store URL "${url}" (expected etcd://HOST:PORT[,HOST:PORT...])`, 'INVALID');
+  return match[1]
+    .replace(/\/+$/, '')
+    .split(',')
+    .map((host) => {
+      const hostPort = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(host.trim());
+      if (!hostPort || (hostPort[2] !== undefined && Number(hostPort[2]) > 65535)) {
+        throw new StoreError(`invalid etcd endpoint "${host}" in "${url}" (expected HOST:PORT)`, 'INVALID');
+      }
+      return `${hostPort[1]}:${hostPort[2] ?? DEFAULT_PORT}`;
+    });
+}
+
+class TimeoutError extends Error {}
+
+function isUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  if (error instanceof TimeoutError) return true;
+  const name = error.constructor.name;
+  return (
+    name === 'GRPCUnavailableError' ||
+    name === 'GRPCDeadlineExceededError' ||
+    name === 'BrokenCircuitError' ||
+    /unavailable|deadline exceeded|ECONNREFUSED|connect|No connection established/i.test(error.message)
+  );
+}
