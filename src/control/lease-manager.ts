@@ -78,7 +78,7 @@ export class NetworkFullError extends Error {
 /** flannel retries a lost create race 10 times; each retry re-lists, so losing them all means heavy contention. */
 const RACE_RETRIES = 10;
 
-/** Node's timers overflow (and fire at once) past 2^31-1 ms; a long TTL just wakes early and schedules again. */
+/** Node's timers overflow (and fire at once) past 2^31-1 ms; a very long TTL is just renewed early. */
 const MAX_TIMER_MS = 0x7fffffff;
 
 interface LeaseEntry {
