@@ -65,17 +65,19 @@ let loaded: NativeAddon | undefined;
 
 export function native(): NativeAddon {
   if (loaded !== undefined) return loaded;
-  let exports: Record<string, unknown>;
+  // Not named `exports`: compiled to CommonJS, that name would shadow the module's own exports object.
+  let addon: Record<string, unknown>;
   try {
-    exports = require(ADDON_PATH) as Record<string, unknown>;
+    addon = require(ADDON_PATH) as Record<string, unknown>;
   } catch (error) {
-    throw new Error('vxtun native addon is not built: run `npm install` (needs g++ and make)', { cause: error });
+    const reason = error instanceof Error ? error.message.split('\n')[0] : String(error);
+    throw new Error(`vxtun native addon could not be loaded (${reason}): run \`npm install\` to build it (needs g++ and make)`, { cause: error });
   }
-  const missing = FUNCTIONS.filter((name) => typeof exports[name] !== 'function');
+  const missing = FUNCTIONS.filter((name) => typeof addon[name] !== 'function');
   if (missing.length > 0) {
     throw new Error(`vxtun native addon at ${ADDON_PATH} is out of date (no ${missing.join(', ')}): run \`npm install\``);
   }
-  loaded = exports as unknown as NativeAddon;
+  loaded = addon as unknown as NativeAddon;
   return loaded;
 }
 

@@ -1,0 +1,116 @@
+// vxtun agents in network namespaces, for real: TUN devices, UDP and raw sockets, one embedded store.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
+import { runIperf } from '../../src/lab/iperf';
+import { Overlay } from '../../src/lab/overlay';
+import { ping } from '../../src/lab/ping';
+import { addPodAddress } from '../../src/lab/pods';
+import { type Lab, type LabNode, createLab } from '../../src/lab/topology';
+import { formatIPv4 } from '../../src/wire/address';
+
+const Net = suite('overlay in namespaces');
+
+/** Builds a lab and an overlay, runs `body`, and always tears both down. */
+async function withOverlay(
+  tag: string,
+  nodes: number,
+  options: Parameters<typeof Overlay.create>[1],
+  body: (lab: Lab, overlay: Overlay) => Promise<void>,
+): Promise<void> {
+  const lab = await createLab({ name: `vxt-${tag}${process.pid}`, nodes });
+  let overlay: Overlay | undefined;
+  try {
+    overlay = await Overlay.create(lab, options);
+    await body(lab, overlay);
+  } catch (err) {
+    if (overlay) for (const node of lab.nodes) process.stderr.write(`--- agent log ${node.name}\n${overlay.log(node)}`);
+    throw err;
+  } finally {
+    await overlay?.close();
+    await lab.destroy();
+  }
+}
+
+async function startAll(overlay: Overlay, nodes: readonly LabNode[]): Promise<void> {
+  for (const node of nodes) await overlay.startAgent(node);
+  for (const node of nodes) await overlay.waitForRoutes(node, nodes.length - 1);
+}
+
+async function assertFullMesh(lab: Lab, overlay: Overlay, nodes: readonly LabNode[], pods = false): Promise<void> {
+  for (const from of nodes) {
+    for (const to of nodes) {
+      if (from === to) continue;
+      const subnet = await overlay.subnetOf(to);
+      const target = formatIPv4(pods ? subnet.address + 1 : subnet.address);
+      const result = await ping(lab, from, target, { count: 3, intervalSeconds: 0.1 });
+      assert.is(result.received, 3, `${from.name} -> ${to.name} (${target})`);
+    }
+  }
+}
+
+for (const backend of ['vxlan', 'ipip'] as const) {
+  Net(`${backend}: three nodes ping every pair, TUN and pod addresses; TCP runs across two`, async () => {
+    await withOverlay(backend.slice(0, 2), 3, { backend }, async (lab, overlay) => {
+      await startAll(overlay, lab.nodes);
+      for (const node of lab.nodes) {
+        const subnet = await overlay.subnetOf(node);
+        await addPodAddress(lab, node, formatIPv4(subnet.address + 1));
+      }
+      await assertFullMesh(lab, overlay, lab.nodes);
+      await assertFullMesh(lab, overlay, lab.nodes, true);
+      const to = formatIPv4((await overlay.subnetOf(lab.node(2))).address + 1);
+      const tcp = await runIperf(lab, { server: lab.node(2), client: lab.node(1), address: to, seconds: 2 });
+      assert.ok(tcp.bytes > 1_000_000, `iperf3 moved ${tcp.bytes} bytes`);
+      const status = await overlay.status(lab.node(1));
+      assert.ok(status.counters && (status.counters as { underlayOut: { packets: number } }).underlayOut.packets > 100);
+      assert.is(status.tun.mtu, backend === 'vxlan' ? 1450 : 1480);
+    });
+  });
+}
+
+Net('a killed agent: peers keep forwarding to the others and drop its routes once its lease is removed', async () => {
+  await withOverlay('kill', 3, { backend: 'vxlan' }, async (lab, overlay) => {
+    await startAll(overlay, lab.nodes);
+    const [n1, n2, n3] = lab.nodes;
+    const gone = await overlay.subnetOf(n3);
+    await overlay.stopAgent(n3, 'SIGKILL');
+    // Until the lease goes, peers keep the route (the node may come back, as in flannel).
+    assert.is((await overlay.status(n1)).routes.length, 2);
+    await overlay.withStore((store) => store.delete(subnetKey(DEFAULT_PREFIX, gone)));
+    await overlay.waitForRoutes(n1, 1, 3000);
+    await overlay.waitForRoutes(n2, 1, 3000);
+    await assertFullMesh(lab, overlay, [n1, n2]);
+  });
+});
+
+Net('a lease that expires (short TTL, agent killed) disappears from its peers by itself', async () => {
+  await withOverlay('ttl', 2, { backend: 'ipip', leaseTtlSeconds: 5 }, async (lab, overlay) => {
+    await startAll(overlay, lab.nodes);
+    await overlay.stopAgent(lab.node(2), 'SIGKILL');
+    await overlay.waitForRoutes(lab.node(1), 0, 12_000);
+  });
+});
+
+Net("interop with Linux's VXLAN device programmed as flannel programs it: ping and TCP both ways", async () => {
+  await withOverlay('kern', 3, { backend: 'vxlan', port: 8472 }, async (lab, overlay) => {
+    const [n1, n2, kernel] = lab.nodes;
+    await startAll(overlay, [n1, n2]);
+    await overlay.addKernelNode(kernel, '10.17.250.0/24');
+    await overlay.waitForRoutes(n1, 2);
+    await overlay.waitForRoutes(n2, 2);
+    await assertFullMesh(lab, overlay, [n1, n2]);
+    for (const node of [n1, n2]) {
+      const subnet = formatIPv4((await overlay.subnetOf(node)).address);
+      assert.is((await ping(lab, node, '10.17.250.0', { count: 3, intervalSeconds: 0.1 })).received, 3, `${node.name} -> kernel`);
+      assert.is((await ping(lab, kernel, subnet, { count: 3, intervalSeconds: 0.1 })).received, 3, `kernel -> ${node.name}`);
+    }
+    const vxtunAddress = formatIPv4((await overlay.subnetOf(n1)).address);
+    const toVxtun = await runIperf(lab, { server: n1, client: kernel, address: vxtunAddress, seconds: 2 });
+    assert.ok(toVxtun.bytes > 1_000_000, `kernel -> vxtun moved ${toVxtun.bytes} bytes`);
+    const fromVxtun = await runIperf(lab, { server: kernel, client: n1, address: '10.17.250.0', seconds: 2 });
+    assert.ok(fromVxtun.bytes > 1_000_000, `vxtun -> kernel moved ${fromVxtun.bytes} bytes`);
+  });
+});
+
+Net.run();
