@@ -85,9 +85,12 @@ export class Agent {
       }
       const vtepMac = options.vtepMac ?? deriveVtepMac(publicIp);
       const vni = backend.type === 'vxlan' ? backend.vni : 0;
-      const previous = await readSubnetEnv(options.subnetFile).catch(() => undefined);
+      const previous = await readSubnetEnv(options.subnetFile).catch((err: Error) => {
+        log.warn('ignoring an unreadable subnet file: a new subnet may be chosen', { file: options.subnetFile, error: err.message });
+        return undefined;
+      });
       const lease = await leases.acquire(
-        { publicIp: options.publicIp, backendType: backend.type, backendData: backend.type === 'vxlan' ? { vni, vtepMac } : {} },
+        { publicIp: options.publicIp, backendType: backend.type, backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined },
         { previousSubnet: previous?.subnet },
       );
       log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: formatMac(vtepMac) });

@@ -37,12 +37,13 @@ export class LeaseSync {
 
   applyEvents(events: LeaseEvent[]): void {
     for (const event of events) {
-      if (!this.accepts(event.lease)) continue;
-      if (event.type === 'added') this.add(event.lease);
-      else {
-        const current = this.applied.get(key(event.lease.subnet));
-        if (current !== undefined) this.remove(current);
+      if (event.type === 'added') {
+        if (this.accepts(event.lease)) this.add(event.lease);
+        continue;
       }
+      // A removal undoes what we applied for that subnet, whatever the event still says of it.
+      const current = this.applied.get(key(event.lease.subnet));
+      if (current !== undefined) this.remove(current);
     }
   }
 
