@@ -5,7 +5,7 @@
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { IPv4 } from '../wire/address';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from '../wire/checksum';
-import { IPPROTO_UDP, IPV4_HEADER_LEN, emitIpv4 } from '../wire/ipv4';
+import { IPPROTO_UDP, IPV4_HEADER_LEN, writeIpv4Header } from '../wire/ipv4';
 import { UDP_HEADER_LEN, UdpView } from '../wire/udp';
 
 const F = {
@@ -54,17 +54,7 @@ const udpView = new UdpView();
  * UDP checksum 0 (none, allowed over IPv4). Returns 28.
  */
 export function buildOuterIpv4Udp(outer: OuterIpv4Udp, payloadLength: number, buf: Buffer, off: number): number {
-  emitIpv4(
-    {
-      source: outer.source,
-      destination: outer.destination,
-      protocol: IPPROTO_UDP,
-      payloadLength: UDP_HEADER_LEN + payloadLength,
-      ttl: outer.ttl ?? 64,
-    },
-    buf,
-    off,
-  );
+  writeIpv4Header(buf, off, outer.source, outer.destination, IPPROTO_UDP, UDP_HEADER_LEN + payloadLength, outer.ttl ?? 64);
   const udp = udpView.wrap(buf, off + IPV4_HEADER_LEN);
   udp.srcPort = outer.srcPort;
   udp.dstPort = outer.dstPort;

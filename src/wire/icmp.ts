@@ -1,8 +1,8 @@
 // ICMP for IPv4 (RFC 792): echo for tests and tools, destination unreachable for the engine (no route,
 // fragmentation needed), built in place without allocating.
-import { internetChecksum } from './checksum';
+import { internetChecksum, onesComplementSum } from './checksum';
 import { WireError } from './errors';
-import { IPPROTO_ICMP, IPV4_HEADER_LEN, Ipv4View, emitIpv4 } from './ipv4';
+import { IPPROTO_ICMP, IPV4_HEADER_LEN, Ipv4View, writeIpv4Header } from './ipv4';
 import type { IPv4 } from './address';
 
 const F = {
@@ -95,12 +95,8 @@ export class IcmpView {
 
   /** Checksum over the whole message buf[off, off + len), with the checksum field taken as zero. */
   computeChecksum(len: number): number {
-    const at = this.off + F.CHECKSUM;
-    const saved = this.buf.readUInt16BE(at);
-    this.buf.writeUInt16BE(0, at);
-    const value = internetChecksum(this.buf, this.off, this.off + len);
-    this.buf.writeUInt16BE(saved, at);
-    return value;
+    const sum = onesComplementSum(this.buf, this.off, this.off + F.CHECKSUM);
+    return internetChecksum(this.buf, this.off + F.CHECKSUM + 2, this.off + len, sum);
   }
 
   fillChecksum(len: number): void {
@@ -187,7 +183,7 @@ export function emitIcmpUnreachable(
   original.copy(out, icmpOff + ICMP_HEADER_LEN, originalOff, originalOff + quoteLen);
   const icmpLen = ICMP_HEADER_LEN + quoteLen;
   // RFC 1812 4.3.2.5: ICMP errors go out with precedence 6 (internetwork control), as Linux sends them.
-  emitIpv4({ source: from, destination: to, protocol: IPPROTO_ICMP, payloadLength: icmpLen, ttl: 64, dscpEcn: 0xc0 }, out, outOff);
+  writeIpv4Header(out, outOff, from, to, IPPROTO_ICMP, icmpLen, 64, 0xc0);
   const icmp = replyView.wrap(out, icmpOff);
   icmp.type = ICMP_DEST_UNREACHABLE;
   icmp.code = code;

@@ -232,9 +232,39 @@ export function parseIpv4(buf: Buffer, off = 0, len = buf.length - off): Ipv4Rep
   };
 }
 
+const scratch = new Ipv4View();
+
+/**
+ * Hot-path form of emitIpv4 without a repr object: a 20-byte header, identification 0, no flags, checksum filled.
+ * Returns 20.
+ */
+export function writeIpv4Header(
+  buf: Buffer,
+  off: number,
+  source: IPv4,
+  destination: IPv4,
+  protocol: number,
+  payloadLength: number,
+  ttl = 64,
+  dscpEcn = 0,
+): number {
+  const v = scratch.wrap(buf, off);
+  buf[off + F.VERSION_IHL] = 0x45;
+  v.dscpEcn = dscpEcn;
+  v.totalLength = IPV4_HEADER_LEN + payloadLength;
+  buf.writeUInt32BE(0, off + F.IDENTIFICATION); // identification and flags/fragment offset
+  v.ttl = ttl;
+  v.protocol = protocol;
+  v.checksum = 0;
+  v.source = source;
+  v.destination = destination;
+  v.fillChecksum();
+  return IPV4_HEADER_LEN;
+}
+
 /** Writes a 20-byte header (no options) with its checksum; the payload is the caller's. */
 export function emitIpv4(repr: Ipv4Repr, buf: Buffer, off: number): number {
-  const v = new Ipv4View(buf, off);
+  const v = scratch.wrap(buf, off);
   buf[off + F.VERSION_IHL] = 0x45;
   v.dscpEcn = repr.dscpEcn ?? 0;
   v.totalLength = IPV4_HEADER_LEN + repr.payloadLength;

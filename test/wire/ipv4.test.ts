@@ -13,6 +13,7 @@ import {
   checkIpv4,
   emitIpv4,
   parseIpv4,
+  writeIpv4Header,
   type Ipv4Repr,
 } from '../../src/wire/ipv4';
 import { ICMP_ECHO_REQUEST_PACKET, OFFSETS, TCP_SYN_PACKET, VXLAN_8472_ICMP_FRAME, hex } from './fixtures';
@@ -87,6 +88,15 @@ test('round trip with fragment fields and an unknown protocol', () => {
   assert.is(checkIpv4(buf, 100, 1500), undefined);
   assert.equal(parseIpv4(buf, 100, 1500), repr);
   assert.is(buf.readUInt16BE(106), 0x2000 | (2960 / 8));
+});
+
+test('writeIpv4Header (no repr object) equals emitIpv4 with the same fields, over a dirty buffer', () => {
+  const a = Buffer.alloc(20, 0xff);
+  const b = Buffer.alloc(20, 0x00);
+  writeIpv4Header(a, 0, parseIPv4('192.0.2.1'), parseIPv4('192.0.2.9'), IPPROTO_UDP, 1000, 32, 0x10);
+  emitIpv4({ source: parseIPv4('192.0.2.1'), destination: parseIPv4('192.0.2.9'), protocol: IPPROTO_UDP, payloadLength: 1000, ttl: 32, dscpEcn: 0x10 }, b, 0);
+  assert.equal(a, b);
+  assert.is(checkIpv4(Buffer.concat([a, Buffer.alloc(1000)]), 0, 1020), undefined);
 });
 
 test('setters keep neighbouring bits (version/IHL, flags/offset)', () => {
