@@ -1,0 +1,235 @@
+// End-to-end benchmark in network namespaces: the same iperf3 and ping runs over four paths between two nodes of a
+// fresh lab each, in one process, so that the figures are compared side by side (FACTS.md: this machine is noisy,
+// only ratios measured together mean something).
+//
+//   vxtun-vxlan   two `vxtun agent` processes, VXLAN (port 4789)
+//   vxtun-ipip    two `vxtun agent` processes, IP-in-IP over raw sockets
+//   kernel-vxlan  Linux's VXLAN device at both ends, programmed as flannel does (offloads left on, as flannel runs)
+//   underlay      the lab's veth + bridge, no overlay: the ceiling
+import { createKernelVtep, addKernelPeer, FLANNEL_VXLAN_PORT } from '../src/lab/kernel-vxlan';
+import { type IperfResult, runIperf } from '../src/lab/iperf';
+import { Overlay } from '../src/lab/overlay';
+import { ping, percentile } from '../src/lab/ping';
+import { cpuSeconds, peakRssBytes } from '../src/lab/proc';
+import { type Lab, type LabNode, createLab } from '../src/lab/topology';
+import { formatIPv4 } from '../src/wire/address';
+
+export const PATHS = ['vxtun-vxlan', 'vxtun-ipip', 'kernel-vxlan', 'underlay'] as const;
+export type PathName = (typeof PATHS)[number];
+
+export interface E2eOptions {
+  /** Throughput runs per figure; the median is reported. */
+  runs: number;
+  /** Seconds per iperf3 run. */
+  seconds: number;
+  pingCount?: number;
+  pingIntervalSeconds?: number;
+  /** Progress lines (to stderr). */
+  log?: (line: string) => void;
+}
+
+/** One figure measured `runs` times: every value, their median, and the errors of the runs that failed. */
+export interface Figure {
+  values: number[];
+  median: number | null;
+  errors: string[];
+  /** Agents' CPU seconds (all agents summed) during each successful run; empty without agents. */
+  agentCpuSeconds: number[];
+}
+
+export interface PathResult {
+  path: PathName;
+  /** Set when the path could not be set up at all; the figures are then empty. */
+  error: string | null;
+  tcp1Gbps: Figure;
+  tcp4Gbps: Figure;
+  udp64Pps: Figure;
+  udp1400Pps: Figure;
+  ping: { p50Us: number | null; p99Us: number | null; received: number; transmitted: number; error: string | null };
+  /** Median over the TCP single-stream runs of both agents' CPU seconds; null without agents. */
+  agentCpuSecondsTcp1: number | null;
+  /** Largest VmHWM among the agents at the end of the path, in bytes; null without agents. */
+  agentPeakRssBytes: number | null;
+}
+
+/** What a path's setup hands to the measurements. */
+interface PathSetup {
+  lab: Lab;
+  client: LabNode;
+  server: LabNode;
+  /** Address of the server node across the path under test. */
+  target: string;
+  agentPids: number[];
+  close(): Promise<void>;
+}
+
+export function median(values: readonly number[]): number | null {
+  if (values.length === 0) return null;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function message(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n').slice(0, 3).join(' | ');
+}
+
+function labName(path: PathName): string {
+  return `vxt-b${process.pid}-${path.replace('vxtun-', 'v').replace('kernel-', 'k').slice(0, 8)}`;
+}
+
+async function setUpVxtun(backend: 'vxlan' | 'ipip'): Promise<PathSetup> {
+  const lab = await createLab({ name: labName(`vxtun-${backend}`), nodes: 2 });
+  let overlay: Overlay | undefined;
+  const close = async (): Promise<void> => {
+    await overlay?.close();
+    await lab.destroy();
+  };
+  try {
+    overlay = await Overlay.create(lab, { backend });
+    const [client, server] = [lab.node(1), lab.node(2)];
+    const handles = [await overlay.startAgent(client), await overlay.startAgent(server)];
+    await overlay.waitForRoutes(client, 1);
+    await overlay.waitForRoutes(server, 1);
+    const target = formatIPv4((await overlay.subnetOf(server)).address);
+    const agentPids = handles.map((handle) => {
+      if (handle.process.pid === undefined) throw new Error(`agent in ${handle.node.name} has no pid`);
+      return handle.process.pid;
+    });
+    return { lab, client, server, target, agentPids, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function setUpKernelVxlan(): Promise<PathSetup> {
+  const lab = await createLab({ name: labName('kernel-vxlan'), nodes: 2 });
+  try {
+    const nodes = [lab.node(1), lab.node(2)] as const;
+    const subnets = ['10.17.1.0/24', '10.17.2.0/24'];
+    const macs = ['0e:00:00:00:fe:01', '0e:00:00:00:fe:02'];
+    for (let i = 0; i < 2; i++) {
+      await createKernelVtep(lab, nodes[i], { vni: 1, port: FLANNEL_VXLAN_PORT, vtepMac: macs[i]!, address: subnets[i]! });
+    }
+    for (let i = 0; i < 2; i++) {
+      const peer = 1 - i;
+      await addKernelPeer(lab, nodes[i], { subnet: subnets[peer]!, vtepMac: macs[peer]!, publicIp: nodes[peer].underlayIp, vni: 1 });
+    }
+    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], close: () => lab.destroy() };
+  } catch (error) {
+    await lab.destroy();
+    throw error;
+  }
+}
+
+async function setUpUnderlay(): Promise<PathSetup> {
+  const lab = await createLab({ name: labName('underlay'), nodes: 2 });
+  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], close: () => lab.destroy() };
+}
+
+function setUp(path: PathName): Promise<PathSetup> {
+  switch (path) {
+    case 'vxtun-vxlan': return setUpVxtun('vxlan');
+    case 'vxtun-ipip': return setUpVxtun('ipip');
+    case 'kernel-vxlan': return setUpKernelVxlan();
+    case 'underlay': return setUpUnderlay();
+  }
+}
+
+function agentsCpu(pids: readonly number[]): number {
+  let sum = 0;
+  for (const pid of pids) sum += cpuSeconds(pid);
+  return sum;
+}
+
+/** Runs one iperf3 configuration `runs` times, sampling the agents' CPU around each run. */
+async function measure(
+  setup: PathSetup,
+  options: E2eOptions,
+  what: string,
+  iperf: { protocol: 'tcp' | 'udp'; streams?: number; udpPacketSize?: number },
+  pick: (result: IperfResult) => number,
+): Promise<Figure> {
+  const figure: Figure = { values: [], median: null, errors: [], agentCpuSeconds: [] };
+  for (let run = 1; run <= options.runs; run++) {
+    try {
+      const before = agentsCpu(setup.agentPids);
+      const result = await runIperf(setup.lab, {
+        server: setup.server, client: setup.client, address: setup.target, seconds: options.seconds, ...iperf,
+      });
+      const cpu = agentsCpu(setup.agentPids) - before;
+      figure.values.push(pick(result));
+      if (setup.agentPids.length > 0) figure.agentCpuSeconds.push(cpu);
+      options.log?.(`  ${what} run ${run}: ${pick(result).toFixed(3)}${setup.agentPids.length > 0 ? ` (agents ${cpu.toFixed(2)} s CPU)` : ''}`);
+    } catch (error) {
+      figure.errors.push(message(error));
+      options.log?.(`  ${what} run ${run} FAILED: ${message(error)}`);
+    }
+  }
+  figure.median = median(figure.values);
+  return figure;
+}
+
+function emptyFigure(): Figure {
+  return { values: [], median: null, errors: [], agentCpuSeconds: [] };
+}
+
+async function benchPath(path: PathName, options: E2eOptions): Promise<PathResult> {
+  const result: PathResult = {
+    path, error: null,
+    tcp1Gbps: emptyFigure(), tcp4Gbps: emptyFigure(), udp64Pps: emptyFigure(), udp1400Pps: emptyFigure(),
+    ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null },
+    agentCpuSecondsTcp1: null, agentPeakRssBytes: null,
+  };
+  options.log?.(`e2e ${path}: setting up`);
+  let setup: PathSetup;
+  try {
+    setup = await setUp(path);
+  } catch (error) {
+    result.error = message(error);
+    options.log?.(`e2e ${path}: setup FAILED: ${result.error}`);
+    return result;
+  }
+  try {
+    options.log?.(`e2e ${path}: ${setup.client.name} -> ${setup.target}`);
+    const gbps = (r: IperfResult): number => r.gbitPerSecond;
+    const pps = (r: IperfResult): number => r.packetsPerSecond ?? 0;
+    result.tcp1Gbps = await measure(setup, options, 'tcp x1 Gbit/s', { protocol: 'tcp' }, gbps);
+    result.tcp4Gbps = await measure(setup, options, 'tcp x4 Gbit/s', { protocol: 'tcp', streams: 4 }, gbps);
+    result.udp64Pps = await measure(setup, options, 'udp 64 B pps', { protocol: 'udp', udpPacketSize: 64 }, pps);
+    result.udp1400Pps = await measure(setup, options, 'udp 1400 B pps', { protocol: 'udp', udpPacketSize: 1400 }, pps);
+    try {
+      const count = options.pingCount ?? 50;
+      const replies = await ping(setup.lab, setup.client, setup.target, { count, intervalSeconds: options.pingIntervalSeconds ?? 0.05 });
+      result.ping.received = replies.received;
+      result.ping.transmitted = replies.transmitted;
+      if (replies.rttsMs.length > 0) {
+        const sorted = [...replies.rttsMs].sort((a, b) => a - b);
+        result.ping.p50Us = percentile(sorted, 50) * 1000;
+        result.ping.p99Us = percentile(sorted, 99) * 1000;
+      }
+      options.log?.(`  ping: ${replies.received}/${replies.transmitted}, p50 ${result.ping.p50Us?.toFixed(0)} us, p99 ${result.ping.p99Us?.toFixed(0)} us`);
+    } catch (error) {
+      result.ping.error = message(error);
+    }
+    if (setup.agentPids.length > 0) {
+      result.agentCpuSecondsTcp1 = median(result.tcp1Gbps.agentCpuSeconds);
+      let peak = 0;
+      for (const pid of setup.agentPids) peak = Math.max(peak, peakRssBytes(pid) ?? 0);
+      result.agentPeakRssBytes = peak > 0 ? peak : null;
+    }
+  } catch (error) {
+    result.error = message(error);
+  } finally {
+    await setup.close();
+  }
+  return result;
+}
+
+/** Measures every path in turn; a path that fails is reported with its error, the others still run. */
+export async function runE2e(options: E2eOptions, paths: readonly PathName[] = PATHS): Promise<PathResult[]> {
+  const results: PathResult[] = [];
+  for (const path of paths) results.push(await benchPath(path, options));
+  return results;
+}
