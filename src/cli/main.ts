@@ -1,7 +1,9 @@
 // The vxtun command line: the only layer that reads argv, prints for people, and exits.
 import { Command, CommanderError } from 'commander';
 import { agentCommand } from './commands/agent';
+import { demoCommand } from './commands/demo';
 import { initCommand } from './commands/init';
+import { labCommand } from './commands/lab';
 import { statusCommand } from './commands/status';
 import { storeCommand } from './commands/store';
 
@@ -14,6 +16,8 @@ export function buildProgram(): Command {
   agentCommand(program);
   storeCommand(program);
   statusCommand(program);
+  labCommand(program);
+  demoCommand(program);
   return program;
 }
 

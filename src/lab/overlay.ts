@@ -1,8 +1,8 @@
 // A vxtun overlay on a lab: the network config in a store, one agent per node (a real `vxtun agent` process in the
 // node's namespace), and optionally a node whose overlay is the kernel's VXLAN device programmed as flanneld would,
 // with its lease written into the same store. Used by the network tests, the benchmarks and `vxtun lab`.
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentStatus } from '../control/agent';
@@ -12,7 +12,8 @@ import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
-import type { Lab, LabNode } from './topology';
+import { commandArgv } from './shell';
+import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology';
 
 /** The compiled CLI; this file sits two levels below the package root in both src/ and dist/. */
 export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
@@ -25,6 +26,11 @@ export interface OverlayOptions {
   /** Store URL; default: a fresh embedded store in a temporary directory (removed by close()). */
   storeUrl?: string;
   leaseTtlSeconds?: number;
+  /**
+   * Agents outlive this process (`vxtun lab up` on a persistent lab): they run detached, in their own session, with
+   * logs, store and status sockets in the lab's work dir (/run/vxtun/labs/<name>/), which destroyLab removes.
+   */
+  persistent?: boolean;
 }
 
 export interface AgentHandle {
@@ -40,13 +46,18 @@ export class Overlay {
   readonly network: string;
   readonly vni: number;
   readonly port: number;
-  private readonly workDir: string;
+  readonly workDir: string;
 
   private constructor(
     readonly lab: Lab,
     readonly options: OverlayOptions,
   ) {
-    this.workDir = mkdtempSync(join(tmpdir(), `${lab.name}-`));
+    if (options.persistent) {
+      this.workDir = labWorkDir(lab.name);
+      mkdirSync(this.workDir, { recursive: true });
+    } else {
+      this.workDir = mkdtempSync(join(tmpdir(), `${lab.name}-`));
+    }
     this.storeUrl = options.storeUrl ?? `file:${join(this.workDir, 'store')}`;
     this.network = options.network ?? '10.17.0.0/16';
     this.vni = options.vni ?? 1;
@@ -76,7 +87,7 @@ export class Overlay {
 
   /** Starts `vxtun agent` in the node and waits until it holds a lease and answers on its status socket. */
   async startAgent(node: LabNode, extraArgs: string[] = []): Promise<AgentHandle> {
-    const statusSocket = `/run/vxtun/${this.lab.name}-${node.name}.sock`;
+    const statusSocket = this.options.persistent ? join(this.workDir, `${node.name}.sock`) : `/run/vxtun/${this.lab.name}-${node.name}.sock`;
     const logFile = join(this.workDir, `${node.name}.log`);
     rmSync(statusSocket, { force: true });
     const args = [
@@ -88,7 +99,7 @@ export class Overlay {
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
       ...extraArgs,
     ];
-    const child = this.lab.spawn(node, process.execPath, args, { logFile });
+    const child = this.options.persistent ? spawnDetached(node, process.execPath, args, logFile) : this.lab.spawn(node, process.execPath, args, { logFile });
     const handle: AgentHandle = { node, process: child, logFile, statusSocket };
     this.agents.set(node.name, handle);
     await this.waitFor(`agent in ${node.name} to start`, 15_000, async () => {
@@ -176,4 +187,97 @@ export class Overlay {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
+}
+
+/** Starts a process in `node` that survives us: its own session (no terminal signals), logs to a file, unref'd. */
+function spawnDetached(node: LabNode, cmd: string, args: readonly string[], logFile: string): ChildProcess {
+  const [file, argv] = commandArgv(cmd, args, node.netns);
+  const logFd = openSync(logFile, 'a');
+  try {
+    const child = spawn(file, argv, { stdio: ['ignore', logFd, logFd], detached: true });
+    child.unref();
+    return child;
+  } finally {
+    closeSync(logFd); // the child holds its own copy
+  }
+}
+
+// ---- a persistent lab's record, for the commands that come after `vxtun lab up` -----------------------------------
+
+export interface LabRecordNode {
+  name: string;
+  netns: string;
+  underlayIp: string;
+  /** 'vxtun': a detached `vxtun agent`; 'kernel': the kernel's VXLAN device, as flannel programs it. */
+  kind: 'vxtun' | 'kernel';
+  subnet: string;
+  /** The TUN (vxtun) or VTEP (kernel) address: the subnet's .0, as flannel gives its device. */
+  tunAddress: string;
+  pod: string;
+  pid?: number;
+  /** /proc start time of `pid`, so that a reused pid is never signalled. */
+  pidStartTime?: string | null;
+  logFile?: string;
+  statusSocket?: string;
+}
+
+export interface LabRecord {
+  name: string;
+  backend: 'vxlan' | 'ipip';
+  network: string;
+  vni: number;
+  port: number;
+  storeUrl: string;
+  createdAt: string;
+  nodes: LabRecordNode[];
+}
+
+export function labRecordPath(labName: string): string {
+  return join(labWorkDir(labName), 'lab.json');
+}
+
+export function writeLabRecord(record: LabRecord): void {
+  const path = labRecordPath(record.name);
+  mkdirSync(labWorkDir(record.name), { recursive: true });
+  writeFileSync(`${path}.tmp`, `${JSON.stringify(record, null, 2)}\n`);
+  renameSync(`${path}.tmp`, path);
+}
+
+export function readLabRecord(labName: string): LabRecord | undefined {
+  try {
+    return JSON.parse(readFileSync(labRecordPath(labName), 'utf8')) as LabRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A handle's pid and start time, for the record. */
+export function agentIdentity(handle: AgentHandle): { pid?: number; pidStartTime: string | null } {
+  const pid = handle.process.pid;
+  return { pid, pidStartTime: pid === undefined ? null : processStartTime(pid) };
+}
+
+/**
+ * Asks the recorded agents to stop (SIGTERM, so each releases its lease and TUN as on any stop) and waits up to
+ * `graceMs`; returns how many were still running. Whatever remains is killed with the lab's namespaces.
+ */
+export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Promise<number> {
+  const running = record.nodes.filter((n) => n.pid !== undefined && isSameProcess(n.pid, n.pidStartTime ?? null));
+  for (const node of running) {
+    try {
+      process.kill(node.pid!, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  }
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && running.some((n) => isSameProcess(n.pid!, n.pidStartTime ?? null))) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return running.length;
+}
+
+function isSameProcess(pid: number, startTime: string | null): boolean {
+  const now = processStartTime(pid);
+  return now !== null && (startTime === null || now === startTime);
 }

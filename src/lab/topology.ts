@@ -28,6 +28,11 @@ export interface LabOptions {
   underlay?: string;
   /** MTU of the underlay links; default 1500. */
   mtu?: number;
+  /**
+   * Outlives this process (`vxtun lab up`): no exit hooks remove it, destroyStaleLabs leaves it alone while its
+   * namespaces exist, and only destroyLab(name) removes it. Processes it runs are the caller's to detach.
+   */
+  persistent?: boolean;
 }
 
 export interface LabNode {
@@ -48,6 +53,8 @@ export interface LabState {
   /** Start time of the owner process (/proc/PID/stat field 22), so a reused pid is not taken for the owner. */
   ownerStartTime: string | null;
   createdAt: string;
+  /** Made to outlive its owner (`vxtun lab up`): not stale when the owner is gone. */
+  persistent?: boolean;
 }
 
 export interface Lab {
@@ -76,6 +83,11 @@ export function nodeNamespace(labName: string, index: number): string {
 
 export function labStatePath(labName: string): string {
   return join(LAB_STATE_DIR, `${labName}.json`);
+}
+
+/** Files a lab's users keep beside it (agent logs, store, sockets); destroyLab removes the directory. */
+export function labWorkDir(labName: string): string {
+  return join(LAB_STATE_DIR, labName);
 }
 
 function checkLabName(name: string): void {
@@ -113,6 +125,7 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     ownerPid: process.pid,
     ownerStartTime: processStartTime(process.pid),
     createdAt: new Date().toISOString(),
+    ...(options.persistent ? { persistent: true } : {}),
   };
 
   const existing = await listNamespaces();
@@ -124,8 +137,10 @@ export async function createLab(options: LabOptions): Promise<Lab> {
   // Record first, create second: a crash halfway still leaves a record of everything that may exist.
   writeLabState(state);
   const lab = new LiveLab(state, nodes, formatIPv4(underlay.address), underlay.prefixLength, mtu);
-  liveLabs.add(lab);
-  installExitHooks();
+  if (!options.persistent) {
+    liveLabs.add(lab);
+    installExitHooks();
+  }
   try {
     await run('ip', ['netns', 'add', hub]);
     await run('ip', ['-n', hub, 'link', 'set', 'lo', 'up']);
@@ -201,6 +216,7 @@ class LiveLab implements Lab {
       await stopProcesses([...this.processes]);
       await removeNamespaces(this.state.namespaces);
       removeLabState(this.name);
+      if (this.state.persistent) removeLabWorkDir(this.name);
     } catch {
       // Never throw from cleanup; whatever is left is still recorded and named vxt-, for destroyStaleLabs / sweep.sh.
     } finally {
@@ -337,7 +353,11 @@ function removeLabState(name: string): void {
   rmSync(labStatePath(name), { force: true });
 }
 
-function listLabStates(): LabState[] {
+function removeLabWorkDir(name: string): void {
+  rmSync(labWorkDir(name), { recursive: true, force: true });
+}
+
+export function listLabStates(): LabState[] {
   let files: string[];
   try {
     files = readdirSync(LAB_STATE_DIR);
@@ -353,7 +373,7 @@ function listLabStates(): LabState[] {
   return states;
 }
 
-function processStartTime(pid: number): string | null {
+export function processStartTime(pid: number): string | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may contain spaces and parentheses: count fields after the last ')'. starttime is field 22.
@@ -382,6 +402,7 @@ export async function destroyLab(name: string): Promise<void> {
   }
   await removeNamespaces([...namespaces]);
   removeLabState(name);
+  removeLabWorkDir(name);
 }
 
 export interface StaleLabOptions {
@@ -402,7 +423,8 @@ export async function destroyStaleLabs(prefix: string = LAB_PREFIX, options: Sta
   const staleStates: string[] = [];
   for (const state of listLabStates()) {
     if (!state.name.startsWith(prefix)) continue;
-    const live = ours.has(state.name) || isLabOwnerAlive(state);
+    // A persistent lab has no owner to outlive it: it stays until destroyLab, unless its namespaces are all gone.
+    const live = ours.has(state.name) || isLabOwnerAlive(state) || (state.persistent === true && await anyNamespaceExists(state.namespaces));
     if (live && !options.includeLive) {
       for (const netns of state.namespaces) claimed.add(netns);
     } else {
@@ -414,8 +436,16 @@ export async function destroyStaleLabs(prefix: string = LAB_PREFIX, options: Sta
   for (const netns of present) if (netns.startsWith(prefix) && !claimed.has(netns)) stale.add(netns);
   const removed = present.filter((netns) => stale.has(netns));
   await removeNamespaces(removed);
-  for (const name of staleStates) removeLabState(name);
+  for (const name of staleStates) {
+    removeLabState(name);
+    removeLabWorkDir(name);
+  }
   return removed;
+}
+
+async function anyNamespaceExists(namespaces: readonly string[]): Promise<boolean> {
+  const present = new Set(await listNamespaces());
+  return namespaces.some((netns) => present.has(netns));
 }
 
 function escapeRegExp(text: string): string {

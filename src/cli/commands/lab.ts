@@ -1,0 +1,299 @@
+// `vxtun lab up|down|exec|ls`: a vxtun overlay across network namespaces on this machine, to try things by hand.
+// `lab up` leaves its agents running (detached, logs in /run/vxtun/labs/<name>/) and exits; `lab down` removes
+// everything the lab made, also after a crash, from the lab's state file and record.
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import type { Command } from 'commander';
+import { Overlay, type LabRecord, type LabRecordNode, agentIdentity, readLabRecord, stopRecordedAgents, writeLabRecord } from '../../lab/overlay';
+import { addPodAddress } from '../../lab/pods';
+import {
+  type Lab, createLab, destroyLab, hubNamespace, isLabOwnerAlive, listLabStates, listNamespaces, nodeNamespace,
+  processStartTime, readLabState,
+} from '../../lab/topology';
+import { DEFAULT_PREFIX, parseSubnetKey, subnetsPrefix } from '../../control/lease';
+import { type Cidr, formatCidr, formatIPv4, parseCidr } from '../../wire/address';
+import { integerIn, oneOf } from '../parse';
+
+export const DEFAULT_LAB_NAME = 'vxt-lab';
+const TUN_DEVICE = 'vxtun0'; // the agent's default
+const KERNEL_SUBNET_START = '10.17.250.0/24'; // far from where leases usually land; moved up when taken
+
+export interface OverlayLabOptions {
+  name: string;
+  nodes: number;
+  backend: 'vxlan' | 'ipip';
+  /** The last node runs the kernel's VXLAN device as flannel programs it (the overlay then uses port 8472). */
+  kernelPeer?: boolean;
+  storeUrl?: string;
+  /** Outlives this process: agents detached, no exit hooks (`lab up`). */
+  persistent: boolean;
+  /** Progress lines for people. */
+  say?: (line: string) => void;
+}
+
+export interface OverlayLab {
+  lab: Lab;
+  overlay: Overlay;
+  record: LabRecord;
+  /** From the first agent's start until every agent routes to every other node. */
+  readySeconds: number;
+}
+
+export function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error(`${what} needs root (network namespaces, TUN devices, raw sockets): run it with sudo`);
+  }
+}
+
+/** Builds the namespaces, starts the agents (and the kernel node), waits for a full mesh, adds pod addresses. */
+export async function buildOverlayLab(options: OverlayLabOptions): Promise<OverlayLab> {
+  const say = options.say ?? (() => undefined);
+  if (options.kernelPeer && options.backend !== 'vxlan') throw new Error('--kernel-peer needs --backend vxlan (this kernel has no ipip module)');
+  if (options.kernelPeer && options.nodes < 2) throw new Error('--kernel-peer needs at least 2 nodes (one vxtun node and the kernel one)');
+  const lab = await createLab({ name: options.name, nodes: options.nodes, persistent: options.persistent });
+  let overlay: Overlay | undefined;
+  try {
+    overlay = await Overlay.create(lab, {
+      backend: options.backend,
+      port: options.kernelPeer ? 8472 : undefined,
+      storeUrl: options.storeUrl,
+      persistent: options.persistent,
+    });
+    const kernelNode = options.kernelPeer ? lab.nodes[lab.nodes.length - 1] : undefined;
+    const agentNodes = lab.nodes.filter((node) => node !== kernelNode);
+    const started = Date.now();
+    say(`starting ${agentNodes.length} vxtun agent${agentNodes.length === 1 ? '' : 's'}...`);
+    const handles = await Promise.all(agentNodes.map((node) => overlay!.startAgent(node)));
+    const subnets = new Map<string, Cidr>();
+    for (const node of agentNodes) subnets.set(node.name, await overlay.subnetOf(node));
+    if (kernelNode !== undefined) {
+      const subnet = await freeKernelSubnet(overlay);
+      say(`programming the kernel's VXLAN device in ${kernelNode.name} as flanneld would (${subnet})...`);
+      await overlay.addKernelNode(kernelNode, subnet);
+      subnets.set(kernelNode.name, parseCidr(subnet));
+    }
+    await Promise.all(agentNodes.map((node) => overlay!.waitForRoutes(node, lab.nodes.length - 1, 15_000)));
+    const readySeconds = (Date.now() - started) / 1000;
+    const recordNodes: LabRecordNode[] = [];
+    for (const node of lab.nodes) {
+      const subnet = subnets.get(node.name)!;
+      const pod = await addPodAddress(lab, node, formatIPv4(subnet.address + 1));
+      const handle = handles.find((h) => h.node === node);
+      recordNodes.push({
+        name: node.name,
+        netns: node.netns,
+        underlayIp: node.underlayIp,
+        kind: handle ? 'vxtun' : 'kernel',
+        subnet: formatCidr(subnet),
+        tunAddress: formatIPv4(subnet.address),
+        pod: pod.address,
+        ...(handle ? { ...agentIdentity(handle), logFile: handle.logFile, statusSocket: handle.statusSocket } : {}),
+      });
+    }
+    const record: LabRecord = {
+      name: lab.name,
+      backend: options.backend,
+      network: overlay.network,
+      vni: overlay.vni,
+      port: overlay.port,
+      storeUrl: overlay.storeUrl,
+      createdAt: new Date().toISOString(),
+      nodes: recordNodes,
+    };
+    if (options.persistent) writeLabRecord(record);
+    return { lab, overlay, record, readySeconds };
+  } catch (error) {
+    if (overlay) {
+      for (const node of lab.nodes) {
+        const log = overlay.log(node).trim();
+        if (log) say(`--- agent log of ${node.name} ---\n${log}`);
+      }
+      await overlay.close().catch(() => undefined);
+    }
+    await lab.destroy();
+    if (options.persistent) await destroyLab(lab.name);
+    throw error;
+  }
+}
+
+async function freeKernelSubnet(overlay: Overlay): Promise<string> {
+  const taken = await overlay.withStore(async (store) =>
+    new Set((await store.list(subnetsPrefix(DEFAULT_PREFIX))).kvs.map((kv) => parseSubnetKey(kv.key)).filter((c) => c !== undefined).map((c) => formatCidr(c))));
+  const start = parseCidr(KERNEL_SUBNET_START);
+  for (let i = 0; i < 5; i++) {
+    const candidate = formatCidr({ address: start.address + i * 256, prefixLength: 24 });
+    if (!taken.has(candidate)) return candidate;
+  }
+  throw new Error('no free subnet for the kernel node');
+}
+
+/** The node table, as `lab up`, `lab ls` and the demo print it. */
+export function formatNodeTable(record: LabRecord): string {
+  const header = ['node', 'namespace', 'underlay IP', 'subnet', 'TUN/VTEP address', 'pod address', 'runs'];
+  const rows = record.nodes.map((n) => [
+    n.name, n.netns, n.underlayIp, n.subnet,
+    `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
+    n.pod,
+    n.kind === 'vxtun' ? `vxtun agent${n.pid !== undefined ? ` pid ${n.pid}${isRunning(n) ? '' : ' (NOT RUNNING)'}` : ''}` : 'kernel VXLAN',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]): string => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`;
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function isRunning(node: LabRecordNode): boolean {
+  if (node.pid === undefined) return false;
+  const now = processStartTime(node.pid);
+  return now !== null && (node.pidStartTime == null || now === node.pidStartTime);
+}
+
+function describeOverlay(record: LabRecord): string {
+  const encap = record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}` : 'IP-in-IP';
+  return `${record.nodes.length} nodes, ${encap}, network ${record.network}`;
+}
+
+function nameFlag(name: string): string {
+  return name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`;
+}
+
+function usageHints(record: LabRecord): string {
+  const flag = nameFlag(record.name);
+  const [a, b] = record.nodes;
+  const lines = ['', 'Try it:'];
+  if (a && b) {
+    lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${b.pod}      # ${a.name} -> pod of ${b.name}, through the overlay`);
+    lines.push(`  vxtun lab exec${flag} ${b.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${a.name} -- iperf3 -c ${b.pod} -t 3`);
+  }
+  const agent = record.nodes.find((n) => n.kind === 'vxtun' && n.statusSocket);
+  if (agent) {
+    lines.push(`  vxtun status --socket ${agent.statusSocket}   # ${agent.name}'s routes, neighbors, FDB, counters`);
+    lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${record.backend === 'vxlan' ? `udp port ${record.port}` : 'ip proto 4'}`);
+    if (agent.logFile) lines.push(`  agent logs: ${agent.logFile.replace(/[^/]+$/, '')}n<i>.log`);
+  }
+  lines.push(`  vxtun lab down${flag}                         # remove everything`);
+  return lines.join('\n');
+}
+
+function storeUrlOption(value: string): string {
+  if (/^etcd/i.test(value)) {
+    throw new Error('--store etcd is not supported by `vxtun lab` yet: leave --store out (an embedded store in the lab dir) or give file:/some/dir');
+  }
+  if (!/^file:/.test(value)) throw new Error(`--store must be a file: URL (the agents are separate processes), got "${value}"`);
+  return value;
+}
+
+export function labCommand(program: Command): void {
+  // `lab exec NODE -- CMD -x` must hand -x to CMD: options are positional from here down.
+  program.enablePositionalOptions();
+  const lab = program.command('lab').description('an overlay of vxtun agents in network namespaces on this machine').enablePositionalOptions();
+
+  lab
+    .command('up')
+    .description('build a lab: N namespaces on a bridge, one vxtun agent each (left running), pod addresses')
+    .option('--name <name>', 'lab name, prefix of its namespaces (must start with vxt-)', DEFAULT_LAB_NAME)
+    .option('--nodes <n>', 'number of nodes', integerIn(1, 64), 3)
+    .option('--backend <type>', 'vxlan or ipip', oneOf(['vxlan', 'ipip'] as const), 'vxlan')
+    .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
+    .option('--store <url>', 'store URL (default: an embedded store in the lab directory)')
+    .action(async (opts) => {
+      requireRoot('vxtun lab up');
+      const storeUrl = opts.store === undefined ? undefined : storeUrlOption(opts.store);
+      const name: string = opts.name;
+      if (readLabState(name) !== undefined || (await listNamespaces()).includes(hubNamespace(name))) {
+        throw new Error(`lab ${name} already exists: see it with \`vxtun lab ls\`, remove it with \`vxtun lab down${nameFlag(name)}\``);
+      }
+      // Ctrl-C while building: remove the half-built lab rather than leave it for `lab down`.
+      const interrupted = (): void => {
+        process.stderr.write(`\ninterrupted: removing lab ${name}...\n`);
+        destroyLab(name).finally(() => process.exit(130));
+      };
+      process.once('SIGINT', interrupted);
+      process.once('SIGTERM', interrupted);
+      const say = (line: string): void => void process.stdout.write(`${line}\n`);
+      say(`building lab ${name}: ${opts.nodes} namespaces on a bridge (underlay 192.0.2.0/24)...`);
+      const built = await buildOverlayLab({
+        name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), storeUrl, persistent: true, say,
+      });
+      process.removeListener('SIGINT', interrupted);
+      process.removeListener('SIGTERM', interrupted);
+      const peers = built.lab.nodes.length - 1;
+      say(`overlay ready in ${built.readySeconds.toFixed(1)} s (every agent routes to the ${peers} other node${peers === 1 ? '' : 's'})`);
+      say('');
+      say(`lab ${name}: ${describeOverlay(built.record)}, store ${built.record.storeUrl}`);
+      say(formatNodeTable(built.record));
+      say(usageHints(built.record));
+    });
+
+  lab
+    .command('down')
+    .description("stop a lab's agents and remove its namespaces, devices and files (also after a crash)")
+    .option('--name <name>', 'lab name', DEFAULT_LAB_NAME)
+    .action(async (opts) => {
+      requireRoot('vxtun lab down');
+      const name: string = opts.name;
+      const state = readLabState(name);
+      const record = readLabRecord(name);
+      const namespaces = (await listNamespaces()).filter((ns) => ns === hubNamespace(name) || new RegExp(`^${name.replace(/\./g, '\\.')}-n\\d+$`).test(ns));
+      if (state === undefined && record === undefined && namespaces.length === 0) {
+        process.stdout.write(`no lab named ${name}\n`);
+        return;
+      }
+      if (state !== undefined && !state.persistent && isLabOwnerAlive(state)) {
+        throw new Error(`lab ${name} belongs to running process ${state.ownerPid} (a test or a demo), which removes it itself`);
+      }
+      const stopped = record ? await stopRecordedAgents(record) : 0;
+      await destroyLab(name);
+      const left = (await listNamespaces()).filter((ns) => namespaces.includes(ns));
+      if (left.length > 0) throw new Error(`could not remove namespaces ${left.join(', ')} (see \`ip netns pids\`)`);
+      process.stdout.write(`lab ${name} removed: ${stopped} agent${stopped === 1 ? '' : 's'} stopped, ${namespaces.length} namespaces deleted\n`);
+    });
+
+  lab
+    .command('exec <node> <command> [args...]')
+    .description("run a command in a node's namespace, e.g. `vxtun lab exec n1 -- ping 10.17.3.1`")
+    .option('--name <name>', 'lab name', DEFAULT_LAB_NAME)
+    .passThroughOptions()
+    .action(async (nodeName: string, command: string, args: string[], opts) => {
+      requireRoot('vxtun lab exec');
+      const name: string = opts.name;
+      const present = await listNamespaces();
+      const nodes = present.filter((ns) => ns.startsWith(`${name}-n`) && /^n\d+$/.test(ns.slice(name.length + 1))).map((ns) => ns.slice(name.length + 1));
+      if (!present.includes(hubNamespace(name)) && nodes.length === 0) throw new Error(`no lab named ${name} (start one with \`vxtun lab up${nameFlag(name)}\`)`);
+      const match = /^n(\d+)$/.exec(nodeName);
+      if (match === null || !nodes.includes(nodeName)) {
+        throw new Error(`lab ${name} has no node "${nodeName}" (its nodes: ${nodes.sort().join(', ') || 'none'})`);
+      }
+      const child = spawn('ip', ['netns', 'exec', nodeNamespace(name, Number(match[1])), command, ...args], { stdio: 'inherit' });
+      // Ctrl-C reaches the command through the terminal; we only wait for it.
+      const ignore = (): void => undefined;
+      process.on('SIGINT', ignore);
+      const code = await new Promise<number>((resolve) => {
+        child.once('error', (err) => {
+          process.stderr.write(`vxtun: could not run ${command}: ${err.message}\n`);
+          resolve(127);
+        });
+        child.once('exit', (exitCode, signal) => resolve(exitCode ?? 128 + (signal ? constants.signals[signal] : 0)));
+      });
+      process.exit(code);
+    });
+
+  lab
+    .command('ls')
+    .description('list labs and their nodes')
+    .action(async () => {
+      const present = new Set(await listNamespaces());
+      const states = listLabStates();
+      if (states.length === 0) {
+        process.stdout.write('no labs (start one with `vxtun lab up`)\n');
+        return;
+      }
+      for (const state of states.sort((a, b) => a.name.localeCompare(b.name))) {
+        const record = readLabRecord(state.name);
+        const live = state.namespaces.filter((ns) => present.has(ns)).length;
+        const owner = state.persistent ? 'lab up' : `process ${state.ownerPid}${isLabOwnerAlive(state) ? '' : ' (gone)'}`;
+        process.stdout.write(`${state.name}  made ${state.createdAt} by ${owner}, ${live}/${state.namespaces.length} namespaces present\n`);
+        if (record) process.stdout.write(`  ${describeOverlay(record)}\n${formatNodeTable(record)}\n`);
+        else process.stdout.write(`  namespaces: ${state.namespaces.join(', ')}\n`);
+      }
+    });
+}
