@@ -4,7 +4,13 @@
 // a BufferPool slab as the engine lays them out (packet at HEADROOM in each slot), with the engine's per-packet steps
 // around them (inner IPv4 check and destination read, route lookup). They do not go through the in-memory fakes:
 // FakeTun / FakeSocket copy every packet, which would measure the fakes rather than the data plane.
-import b from 'benny';
+// benny's submodules, not its index: the index's declarations reference @types/benchmark, which we do not install
+// (bench/benchmark.d.ts gives the two opaque types the submodules name).
+import add from 'benny/lib/add';
+import configure from 'benny/lib/configure';
+import cycle from 'benny/lib/cycle';
+import suite from 'benny/lib/suite';
+import type { Summary } from 'benny/lib/internal/common-types';
 import { BufferPool, HEADROOM } from '../src/buf/pool';
 import { PacketBatch } from '../src/io/batch';
 import { Counters } from '../src/dataplane/counters';
@@ -165,7 +171,7 @@ async function quietly<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-function toResults(suite: string, summary: Awaited<ReturnType<typeof b.suite>>, packetsPerOp: (name: string) => number): MicroResult[] {
+function toResults(suite: string, summary: Summary, packetsPerOp: (name: string) => number): MicroResult[] {
   return summary.results.map((result) => ({
     suite,
     name: result.name,
@@ -179,7 +185,7 @@ function toResults(suite: string, summary: Awaited<ReturnType<typeof b.suite>>, 
 export async function runMicro(options: MicroOptions = {}): Promise<MicroResult[]> {
   const cases = { maxTime: options.maxTime ?? 1, minSamples: 5 };
   const results: MicroResult[] = [];
-  const cycle = b.cycle((result) => {
+  const logCycle = cycle((result) => {
     options.log?.(`  ${result.name}: ${Math.round(result.ops).toLocaleString('en-US')} ops/s ±${result.margin}%`);
     return ''; // benny prints what cycle returns; we log ourselves
   });
@@ -190,45 +196,45 @@ export async function runMicro(options: MicroOptions = {}): Promise<MicroResult[
   const ip = new Ipv4View();
   const eth = new EthernetView();
   options.log?.('micro: wire');
-  results.push(...toResults('wire', await quietly(() => b.suite('wire',
-    b.add('ipv4 check + view reads', () => {
+  results.push(...toResults('wire', await quietly(() => suite('wire',
+    add('ipv4 check + view reads', () => {
       if (checkIpv4(wireBuf, HEADROOM, INNER_LEN) !== undefined) throw new Error('bad fixture');
       const view = ip.wrap(wireBuf, HEADROOM);
       sink += view.destination + view.source + view.protocol + view.ttl + view.totalLength;
     }),
-    b.add('vxlan header + inner ethernet write', () => {
+    add('vxlan header + inner ethernet write', () => {
       writeVxlanHeader(wireBuf, HEADROOM - 22, 1);
       const frame = eth.wrap(wireBuf, HEADROOM - 14);
       frame.destination = REMOTE_MAC;
       frame.source = LOCAL.vtepMac;
       frame.etherType = ETHERTYPE_IPV4;
     }),
-    b.add('internet checksum 1400 B', () => {
+    add('internet checksum 1400 B', () => {
       sink += internetChecksum(wireBuf, HEADROOM, HEADROOM + INNER_LEN);
     }),
-    b.configure({ cases }), cycle,
+    configure({ cases }), logCycle,
   )), () => 1));
 
   options.log?.(`micro: encapsulation (batch of ${BATCH} x ${INNER_LEN} B, Encapsulation objects directly)`);
-  results.push(...toResults('encap', await quietly(() => b.suite('encap',
-    b.add(`vxlan encapsulate x${BATCH}`, encapCase('vxlan')),
-    b.add(`vxlan decapsulate x${BATCH}`, decapCase('vxlan')),
-    b.add(`ipip encapsulate x${BATCH}`, encapCase('ipip')),
-    b.add(`ipip decapsulate x${BATCH}`, decapCase('ipip')),
-    b.configure({ cases }), cycle,
+  results.push(...toResults('encap', await quietly(() => suite('encap',
+    add(`vxlan encapsulate x${BATCH}`, encapCase('vxlan')),
+    add(`vxlan decapsulate x${BATCH}`, decapCase('vxlan')),
+    add(`ipip encapsulate x${BATCH}`, encapCase('ipip')),
+    add(`ipip decapsulate x${BATCH}`, decapCase('ipip')),
+    configure({ cases }), logCycle,
   )), () => BATCH));
 
   options.log?.('micro: tables and pool');
   const pool = new BufferPool(1024);
-  results.push(...toResults('tables', await quietly(() => b.suite('tables',
-    b.add('route lookup, 10 routes', routeLookupCase(10)),
-    b.add('route lookup, 10,000 routes', routeLookupCase(10_000)),
-    b.add('pool get + put', () => {
+  results.push(...toResults('tables', await quietly(() => suite('tables',
+    add('route lookup, 10 routes', routeLookupCase(10)),
+    add('route lookup, 10,000 routes', routeLookupCase(10_000)),
+    add('pool get + put', () => {
       const slot = pool.get();
       pool.put(slot);
       sink += slot;
     }),
-    b.configure({ cases }), cycle,
+    configure({ cases }), logCycle,
   )), () => 1));
 
   if (sink === Number.MIN_SAFE_INTEGER) options.log?.('unreachable'); // reads sink once
