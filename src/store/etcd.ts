@@ -25,6 +25,7 @@ export interface EtcdStoreOptions {
 }
 
 const DEFAULT_PORT = 2379;
+const RESTART_AFTER_COMPACTION = 'restarting the watch after compaction';
 
 export class EtcdStore implements Store {
   readonly url: string;
@@ -172,7 +173,9 @@ export class EtcdStore implements Store {
     if (!kv.lease || kv.lease === '0') return base;
     const lease = kv.lease;
     const ttl = await this.call('read a lease', (deadline) => this.client.leaseClient.leaseTimeToLive({ ID: lease }, { deadline }));
-    return { ...base, ttlSeconds: Math.max(0, Number(ttl.TTL)) };
+    // etcd truncates the seconds left; round up instead, like the other stores (never above the granted TTL).
+    const left = Number(ttl.TTL);
+    return { ...base, ttlSeconds: left < 0 ? 0 : Math.min(left + 1, Number(ttl.grantedTTL)) };
   }
 
   private checkOpen(): void {
@@ -187,6 +190,8 @@ class EtcdWatch extends WatchDelivery {
   private nextRevision: number;
   private retryTimer?: NodeJS.Timeout;
   private retryDelayMs = 250;
+  /** The store revision when the current stream was created. */
+  private createdAt = 0;
   private disconnected = false;
 
   constructor(
@@ -243,15 +248,17 @@ class EtcdWatch extends WatchDelivery {
     if (this.isClosed) return;
     const headerRevision = Number(response.header.revision);
     if (response.compact_revision && response.compact_revision !== '0') {
-      // History we were asked for is gone: the caller re-lists; we go on from the present.
-      this.nextRevision = headerRevision + 1;
+      // History we were asked for is gone: the caller re-lists (at a revision no older than the moment this
+      // stream was created) and we go on from that moment, so nothing after its listing is missed.
+      this.nextRevision = Math.max(this.createdAt + 1, Number(response.compact_revision));
       this.resync();
-      end(new Error('restarting after compaction'));
       this.retryDelayMs = 0;
+      end(new Error(RESTART_AFTER_COMPACTION));
       return;
     }
     if (response.created) {
       this.retryDelayMs = 250;
+      this.createdAt = headerRevision;
       if (this.nextRevision === 0) this.nextRevision = headerRevision + 1;
       if (this.disconnected) {
         this.disconnected = false;
@@ -272,12 +279,12 @@ class EtcdWatch extends WatchDelivery {
 
   private lost(error: unknown): void {
     if (this.isClosed) return;
-    if (!this.disconnected && !(error instanceof Error && error.message === 'restarting after compaction')) {
+    if (!this.disconnected && !(error instanceof Error && error.message === RESTART_AFTER_COMPACTION)) {
       this.disconnected = true;
       this.connectionChange(false, this.store.describeError('watch', error));
     }
     const delay = this.retryDelayMs;
-    this.retryDelayMs = Math.min(Math.max(250, this.retryDelayMs * 2), this.store.reconnectDelayLimit);
+    this.retryDelayMs = Math.min(Math.max(250, delay * 2), this.store.reconnectDelayLimit);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.connect();

@@ -1,5 +1,5 @@
 // A child process for file.test.ts: races another copy of itself on one FileStore directory.
-// argv: DIR ROUNDS NAME. Prints one JSON line: the ifAbsent keys it won and how many increments it made.
+// argv: DIR ROUNDS NAME (exactly two racers). Prints one JSON line: the ifAbsent keys it won and how many increments it made.
 
 import { FileStore } from '../../src/store/file';
 
@@ -16,6 +16,8 @@ async function main(): Promise<void> {
   let conflicts = 0;
   try {
     for (let round = 0; round < rounds; round++) {
+      // Lockstep: start a round only when both racers finished the previous one, so every create is contended.
+      while (Number((await store.get('/race/counter'))?.value ?? '0') < 2 * round) await new Promise(setImmediate);
       if (await store.put(`/race/create/${round}`, name, { ifAbsent: true })) won.push(round);
       // Increment the shared counter by compare-and-swap until our write lands.
       for (;;) {

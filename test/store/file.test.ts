@@ -73,7 +73,8 @@ test('two processes racing ifAbsent and compare-and-swap: one winner each time, 
       for (const [round, name] of winners) assert.is((await store.get(`/race/create/${round}`))?.value, name);
       assert.is((await store.get('/race/counter'))?.value, String(2 * rounds), 'no lost update');
       // The two really raced (otherwise this test proves nothing).
-      assert.ok(results.every((r) => r.won.length > 0), `wins: ${results.map((r) => r.won.length)}`);
+      assert.ok(results.every((r) => r.won.length >= rounds / 10), `wins: ${results.map((r) => r.won.length)}`);
+      assert.ok(results.some((r) => r.conflicts > 0), 'the compare-and-swaps really collided');
       const listing = await store.list('/race/');
       assert.is(listing.kvs.length, rounds + 1);
       assert.ok(listing.revision >= 3 * rounds, 'every write got its own revision');

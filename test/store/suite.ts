@@ -19,6 +19,8 @@ export interface StoreSuiteOptions {
    * Writes whose every step must be seen are spaced by this many milliseconds.
    */
   coalescingPauseMs?: number;
+  /** Runs once after the suite (e.g. stops a server shared by its tests). */
+  after?: () => Promise<void>;
 }
 
 let prefixCounter = 0;
@@ -85,6 +87,7 @@ export class EventLog {
 export function storeSuite(name: string, open: () => Promise<OpenedStore>, options: StoreSuiteOptions = {}): void {
   const test = suite(`store: ${name}`);
   const pause = () => sleep(options.coalescingPauseMs ?? 0);
+  if (options.after) test.after(options.after);
 
   async function withStore(body: (store: Store, opened: OpenedStore) => Promise<void>): Promise<void> {
     const opened = await open();
