@@ -6,6 +6,7 @@ import { initCommand } from './commands/init';
 import { labCommand } from './commands/lab';
 import { statusCommand } from './commands/status';
 import { storeCommand } from './commands/store';
+import { traceCommand } from './commands/trace';
 
 export function buildProgram(): Command {
   const program = new Command('vxtun')
@@ -16,6 +17,7 @@ export function buildProgram(): Command {
   agentCommand(program);
   storeCommand(program);
   statusCommand(program);
+  traceCommand(program);
   labCommand(program);
   demoCommand(program);
   return program;

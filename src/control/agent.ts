@@ -19,6 +19,7 @@ import { IPPROTO_IPIP } from '../wire/ipv4';
 import type { Lease } from './lease';
 import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
 import { LeaseSync } from './lease-sync';
+import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
 import type { NetworkConfig } from './network-config';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
@@ -54,6 +55,7 @@ const DEFAULT_POOL_SLOTS = 1024;
 
 export class Agent {
   private storeConnected = true;
+  private readonly traceHub: TraceHub;
   private watch?: LeaseWatch;
   private keeper?: LeaseKeeper;
 
@@ -66,7 +68,16 @@ export class Agent {
     private readonly pool: BufferPool,
     private readonly tun: Tun,
     private readonly sync: LeaseSync,
-  ) {}
+  ) {
+    this.traceHub = new TraceHub((tracer) => {
+      engine.tracer = tracer;
+    });
+  }
+
+  /** Sends the journeys of matching packets to `subscription` until the returned function is called. */
+  trace(subscription: TraceSubscription): () => void {
+    return this.traceHub.subscribe(subscription);
+  }
 
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log;

@@ -3,8 +3,13 @@
 
 export class DropCounters {
   private readonly byStage = new Map<string, Map<string, number>>();
+  /** The most recent drop, for the packet tracer to name the reason without hooks in every stage. */
+  lastStage = '';
+  lastReason = '';
 
   count(stage: string, reason: string, n = 1): void {
+    this.lastStage = stage;
+    this.lastReason = reason;
     let reasons = this.byStage.get(stage);
     if (reasons === undefined) {
       reasons = new Map();

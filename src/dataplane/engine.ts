@@ -12,6 +12,7 @@ import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorA
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
+import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
 import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
@@ -38,6 +39,8 @@ export interface EngineOptions {
 export class Engine {
   tables: ForwardingTables;
   readonly counters: Counters;
+  /** Set while someone traces; when undefined (the normal case) tracing costs one comparison per packet. */
+  tracer: PacketTracer | undefined = undefined;
   private readonly tun: TunDevice;
   private readonly socket: DatagramSocket;
   private readonly encap: Encapsulation;
@@ -60,6 +63,8 @@ export class Engine {
   private readonly inToTun: PacketBatch;
   private readonly arpReplies: PacketBatch;
 
+  private readonly journeys: JourneyBuilder;
+  private readonly pendingJourneys: PendingJourney[] = [];
   private icmpTokens = ICMP_ERRORS_PER_SECOND;
   private icmpRefilledAt = 0;
   private running = false;
@@ -88,6 +93,7 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, b);
     this.arpReplies = new PacketBatch(this.slab, b);
+    this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
   }
 
   start(): void {
@@ -126,8 +132,14 @@ export class Engine {
     this.counters.outboundBatches.record(n);
     const send = this.outSend;
     send.count = 0;
-    for (let i = 0; i < n; i++) this.forward(read.offsets[i], read.lengths[i]);
-    if (send.count > 0) this.sendToUnderlay(send);
+    const tracer = this.tracer;
+    if (tracer === undefined) {
+      for (let i = 0; i < n; i++) this.forward(read.offsets[i], read.lengths[i]);
+    } else {
+      for (let i = 0; i < n; i++) this.forwardTraced(read.offsets[i], read.lengths[i], tracer);
+    }
+    const sent = send.count > 0 ? this.sendToUnderlay(send) : 0;
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, sent, send.count, this.socketLabel, tracer);
     this.flushIcmpReplies();
     this.release(this.outSlots, n);
     return n;
@@ -168,26 +180,59 @@ export class Engine {
     const toTun = this.inToTun;
     toTun.count = 0;
     this.arpReplies.count = 0;
-    for (let i = 0; i < n; i++) this.receive(recv.offsets[i], recv.lengths[i], recv.addrs[i]);
-    if (toTun.count > 0) this.writeToTun(toTun);
+    const tracer = this.tracer;
+    if (tracer === undefined) {
+      for (let i = 0; i < n; i++) this.receive(recv.offsets[i], recv.lengths[i], recv.addrs[i]);
+    } else {
+      for (let i = 0; i < n; i++) this.receiveTraced(recv.offsets[i], recv.lengths[i], recv.addrs[i], tracer);
+    }
+    const written = toTun.count > 0 ? this.writeToTun(toTun) : 0;
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, written, toTun.count, `tun ${this.tun.name} write`, tracer);
     if (this.arpReplies.count > 0) this.sendToUnderlay(this.arpReplies);
     this.release(this.inSlots, n);
     return n;
   }
 
+  private forwardTraced(off: number, len: number, tracer: PacketTracer): void {
+    if (!tracer.wants(this.slab, off, len)) {
+      this.forward(off, len);
+      return;
+    }
+    const sentBefore = this.outSend.count;
+    const icmpBefore = this.icmpReplies.count;
+    this.forward(off, len);
+    const icmpSent = this.icmpReplies.count > icmpBefore;
+    this.pendingJourneys.push(this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes));
+  }
+
+  private get socketLabel(): string {
+    return this.socket.kind === 'udp' ? 'udp socket, sendmmsg' : 'raw IPv4 protocol 4 socket, sendmmsg';
+  }
+
   /** One datagram from the underlay: decapsulate, check the inner packet, queue it for the TUN. */
-  private receive(off: number, len: number, source: number): void {
+  private receive(off: number, len: number, source: number): number {
     const counters = this.counters;
     counters.underlayIn.add(len);
     const inner = this.encap.decapsulate(this.slab, off, len, source, this.tables, this.arpReplies, counters);
-    if (inner < 0) return;
+    if (inner < 0) return inner;
     const problem = checkIpv4(this.slab, inner, off + len - inner);
     if (problem !== undefined) {
       counters.drops.count('inner-ipv4', problem);
-      return;
+      return inner;
     }
     // Trim to the IPv4 length: Ethernet may have padded a short frame.
     this.inToTun.push(inner, this.ip.wrap(this.slab, inner).totalLength);
+    return inner;
+  }
+
+  private receiveTraced(off: number, len: number, source: number, tracer: PacketTracer): void {
+    const queuedBefore = this.inToTun.count;
+    const arpBefore = this.counters.arpReplies;
+    const inner = this.receive(off, len, source);
+    const delivered = this.inToTun.count > queuedBefore;
+    if (delivered ? !tracer.wants(this.slab, inner, off + len - inner) : !tracer.wants(this.slab, 0, 0)) return;
+    const arpAnswered = this.counters.arpReplies > arpBefore;
+    this.pendingJourneys.push(this.journeys.inbound(this.slab, off, len, source, inner, this.inToTun, queuedBefore, arpAnswered, tracer.withBytes));
   }
 
   /** Offers `batch` as many fresh pool slots as it holds (fewer when the pool runs low); returns how many. */
@@ -218,18 +263,20 @@ export class Engine {
     for (let i = 0; i < n; i++) this.pool.put(slots[i]);
   }
 
-  private sendToUnderlay(batch: PacketBatch): void {
+  private sendToUnderlay(batch: PacketBatch): number {
     const sent = this.socket.send(batch);
     const flow = this.counters.underlayOut;
     for (let i = 0; i < sent; i++) flow.add(batch.lengths[i]);
     if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+    return sent;
   }
 
-  private writeToTun(batch: PacketBatch): void {
+  private writeToTun(batch: PacketBatch): number {
     const written = this.tun.write(batch);
     const flow = this.counters.tunOut;
     for (let i = 0; i < written; i++) flow.add(batch.lengths[i]);
     if (written < batch.count) this.counters.drops.count('tun', 'write-failed', batch.count - written);
+    return written;
   }
 
   /** Queues an ICMP destination-unreachable about the packet at `off` for the TUN (RFC 792, RFC 1191). */

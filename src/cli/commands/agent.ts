@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_PREFIX } from '../../control/lease';
 import { type LogLevel, consoleLogger } from '../../control/log';
-import { defaultStatusSocket, serveStatus } from '../../control/status-server';
+import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
 import { integerIn, ipv4Address, macAddress, oneOf } from '../parse';
 import { storeOption } from '../store-option';
@@ -36,7 +36,10 @@ export function agentCommand(program: Command): void {
       log,
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
-    const server = await serveStatus(socketPath, () => agent.status());
+    const server = await serveAgentApi(socketPath, {
+      status: () => agent.status(),
+      trace: (filter, withBytes, send) => agent.trace({ filter, withBytes, onJourney: send }),
+    });
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;

@@ -7,7 +7,8 @@ import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/stat
 import { formatIPv4 } from '../../wire/address';
 import { ipv4Address } from '../parse';
 
-function findSocket(publicIp?: number): string {
+/** The agent socket to talk to: by public IP, or the only one on this host. */
+export function findSocket(publicIp?: number): string {
   if (publicIp !== undefined) return defaultStatusSocket(formatIPv4(publicIp));
   let sockets: string[] = [];
   try {

@@ -1,0 +1,60 @@
+// `vxtun trace`: attach to a running agent and print each packet's journey, hop by hop (or JSON lines), optionally
+// writing inner and outer packets to a pcap. The agent traces only while someone is attached.
+import type { Command } from 'commander';
+import { streamTrace, traceQuery } from '../../control/status-server';
+import { formatJourney } from '../../trace/format';
+import { writeJourney } from '../../trace/journey-pcap';
+import { PcapWriter } from '../../trace/pcap';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../wire/ipv4';
+import { integerIn, ipv4Address } from '../parse';
+import { findSocket } from './status';
+
+const PROTOCOLS: Record<string, number> = { icmp: IPPROTO_ICMP, tcp: IPPROTO_TCP, udp: IPPROTO_UDP };
+
+function protocol(value: string): number {
+  if (value in PROTOCOLS) return PROTOCOLS[value];
+  return integerIn(0, 255)(value);
+}
+
+export function traceCommand(program: Command): void {
+  program
+    .command('trace')
+    .description("print each packet's journey through a running agent: TUN, route, neighbor, FDB, outer headers, socket; drops with reasons")
+    .option('--host <ip>', 'only packets from or to this inner address', ipv4Address)
+    .option('--src <ip>', 'only packets from this inner address', ipv4Address)
+    .option('--dst <ip>', 'only packets to this inner address', ipv4Address)
+    .option('--proto <name>', 'only this inner protocol: icmp, tcp, udp or a number', protocol)
+    .option('--count <n>', 'stop after this many packets', integerIn(1, 1_000_000))
+    .option('--json', 'print one JSON object per packet')
+    .option('--pcap <file>', 'also write inner and outer packets to this pcap file (Wireshark, tshark)')
+    .option('--public-ip <ip>', 'the agent to attach to, by its public IP (when several run on this host)', ipv4Address)
+    .option('--socket <path>', 'the agent socket to attach to')
+    .action(async (opts) => {
+      const path: string = opts.socket ?? findSocket(opts.publicIp);
+      const pcap = opts.pcap === undefined ? undefined : PcapWriter.open(opts.pcap);
+      const query = traceQuery({ host: opts.host, src: opts.src, dst: opts.dst, protocol: opts.proto, withBytes: pcap !== undefined });
+      let seen = 0;
+      await new Promise<void>((resolve, reject) => {
+        const stream = streamTrace(
+          path,
+          query,
+          (journey) => {
+            if (opts.count !== undefined && seen >= opts.count) return;
+            seen++;
+            if (pcap) writeJourney(pcap, journey);
+            const { packet: _p, frame: _f, ...shown } = journey;
+            process.stdout.write(opts.json ? `${JSON.stringify(shown)}\n` : formatJourney(journey));
+            if (opts.count !== undefined && seen >= opts.count) stream.close();
+          },
+          (error) => (error && seen < (opts.count ?? Infinity) ? reject(error) : resolve()),
+        );
+        const stop = (): void => {
+          stream.close();
+          resolve();
+        };
+        process.once('SIGINT', stop);
+        process.once('SIGTERM', stop);
+      }).finally(() => pcap?.close());
+      if (!opts.json) process.stderr.write(`${seen} packet${seen === 1 ? '' : 's'} traced${pcap ? `, written to ${opts.pcap}` : ''}\n`);
+    });
+}

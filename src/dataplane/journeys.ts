@@ -1,0 +1,144 @@
+// Builds the journeys of traced packets from what the engine decided. Runs only while a tracer is attached, so it
+// may allocate; the engine's untraced path never calls it.
+import type { PacketBatch } from '../io/batch';
+import type { Journey } from '../trace/journey';
+import { summarizeIpv4 } from '../trace/journey';
+import { type IPv4, formatCidr, formatIPv4, formatMac } from '../wire/address';
+import { ETHERNET_HEADER_LEN, EthernetView } from '../wire/ethernet';
+import { Ipv4View } from '../wire/ipv4';
+import { VXLAN_HEADER_LEN, VxlanView } from '../wire/vxlan';
+import type { DropCounters } from './counters';
+import type { LocalVtep } from './encap';
+import type { EncapName, ForwardingTables } from './tables';
+
+/** What an attached tracer offers the engine. */
+export interface PacketTracer {
+  /** Whether anyone wants the packet whose inner IPv4 header is at off (filters by address and protocol). */
+  wants(buf: Buffer, off: number, len: number): boolean;
+  /** Whether journeys should carry the packet bytes (for pcap). */
+  readonly withBytes: boolean;
+  record(journey: Journey): void;
+}
+
+const ethernet = new EthernetView();
+const vxlan = new VxlanView();
+const ipv4 = new Ipv4View();
+
+function base64(slab: Buffer, off: number, len: number): string {
+  return slab.toString('base64', off, off + len);
+}
+
+/** A pending journey of this batch, with the slot it occupies in the batch that has yet to be sent or written. */
+export interface PendingJourney {
+  journey: Journey;
+  batchIndex: number;
+}
+
+export class JourneyBuilder {
+  constructor(
+    private readonly encap: EncapName,
+    private readonly local: LocalVtep,
+    private readonly tunName: string,
+    private readonly drops: DropCounters,
+  ) {}
+
+  outbound(
+    slab: Buffer,
+    off: number,
+    len: number,
+    tables: ForwardingTables,
+    send: PacketBatch,
+    sentBefore: number,
+    icmpSent: boolean,
+    withBytes: boolean,
+  ): PendingJourney {
+    const journey: Journey = {
+      timeUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000),
+      direction: 'outbound',
+      verdict: 'dropped',
+      inner: summarizeIpv4(slab, off, len),
+      from: `tun ${this.tunName}`,
+    };
+    if (withBytes) journey.packet = base64(slab, off, len);
+    if (send.count === sentBefore) {
+      journey.drop = { stage: this.drops.lastStage, reason: this.drops.lastReason };
+      if (icmpSent) journey.icmpSent = journey.drop.stage === 'mtu' ? 'frag-needed' : 'net-unreachable';
+      return { journey, batchIndex: -1 };
+    }
+    const i = send.count - 1;
+    const route = tables.routes.lookup(ipv4.wrap(slab, off).destination)!;
+    journey.verdict = 'sent';
+    journey.route = { subnet: formatCidr(route.subnet), via: formatIPv4(route.gateway), encap: route.encap };
+    const frameOff = send.offsets[i];
+    const frameLen = send.lengths[i];
+    const dst = send.addrs[i];
+    journey.outer = { encap: this.encap, src: formatIPv4(this.local.underlayIp), dst: formatIPv4(dst), length: frameLen + (this.encap === 'vxlan' ? 28 : 20) };
+    if (this.encap === 'vxlan') {
+      const mac = tables.neighbors.get(route.gateway)!;
+      journey.neighbor = { address: formatIPv4(route.gateway), mac: formatMac(mac) };
+      journey.fdb = { mac: formatMac(mac), dst: formatIPv4(dst) };
+      ethernet.wrap(slab, frameOff + VXLAN_HEADER_LEN);
+      Object.assign(journey.outer, {
+        dstPort: send.ports[i],
+        vni: vxlan.wrap(slab, frameOff).vni,
+        innerSrcMac: formatMac(ethernet.source),
+        innerDstMac: formatMac(ethernet.destination),
+      });
+    }
+    if (withBytes) journey.frame = base64(slab, frameOff, frameLen);
+    return { journey, batchIndex: i };
+  }
+
+  inbound(slab: Buffer, off: number, len: number, source: IPv4, inner: number, toTun: PacketBatch, queuedBefore: number, arpAnswered: boolean, withBytes: boolean): PendingJourney {
+    const journey: Journey = {
+      timeUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000),
+      direction: 'inbound',
+      verdict: 'dropped',
+      from: `underlay ${formatIPv4(source)}`,
+    };
+    if (withBytes) journey.frame = base64(slab, off, len);
+    if (this.encap === 'vxlan' && len >= VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN) {
+      ethernet.wrap(slab, off + VXLAN_HEADER_LEN);
+      journey.outer = {
+        encap: 'vxlan',
+        src: formatIPv4(source),
+        dst: formatIPv4(this.local.underlayIp),
+        dstPort: this.local.port,
+        vni: vxlan.wrap(slab, off).vni,
+        innerSrcMac: formatMac(ethernet.source),
+        innerDstMac: formatMac(ethernet.destination),
+        length: len + 28,
+      };
+    } else if (this.encap === 'ipip') {
+      journey.outer = { encap: 'ipip', src: formatIPv4(source), dst: formatIPv4(this.local.underlayIp), length: len };
+    }
+    if (arpAnswered) {
+      journey.verdict = 'arp-answered';
+      return { journey, batchIndex: -1 };
+    }
+    if (inner >= 0) journey.inner = summarizeIpv4(slab, inner, off + len - inner);
+    if (toTun.count === queuedBefore) {
+      journey.drop = { stage: this.drops.lastStage, reason: this.drops.lastReason };
+      return { journey, batchIndex: -1 };
+    }
+    const i = toTun.count - 1;
+    journey.verdict = 'delivered';
+    if (withBytes) journey.packet = base64(slab, toTun.offsets[i], toTun.lengths[i]);
+    return { journey, batchIndex: i };
+  }
+
+  /** Settles a batch's journeys once it is known how many of the batch the kernel took. */
+  finish(pending: PendingJourney[], done: number, batchSize: number, where: string, tracer: PacketTracer): void {
+    for (const { journey, batchIndex } of pending) {
+      if (batchIndex >= 0) {
+        if (batchIndex < done) journey.via = `${where}, batch of ${batchSize}`;
+        else {
+          journey.verdict = 'dropped';
+          journey.drop = journey.direction === 'outbound' ? { stage: 'underlay', reason: 'send-failed' } : { stage: 'tun', reason: 'write-failed' };
+        }
+      }
+      tracer.record(journey);
+    }
+    pending.length = 0;
+  }
+}

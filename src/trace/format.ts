@@ -1,0 +1,57 @@
+// Journeys as people read them: one headline per packet, then each hop on its own line.
+import { IPPROTO_ICMP, IPPROTO_IPIP, IPPROTO_TCP, IPPROTO_UDP } from '../wire/ipv4';
+import type { Journey, PacketSummary } from './journey';
+
+const PROTOCOL_NAMES: Record<number, string> = { [IPPROTO_ICMP]: 'ICMP', [IPPROTO_IPIP]: 'IPIP', [IPPROTO_TCP]: 'TCP', [IPPROTO_UDP]: 'UDP' };
+const ICMP_NAMES: Record<number, string> = { 0: 'echo reply', 3: 'destination unreachable', 8: 'echo request', 11: 'time exceeded' };
+const TCP_FLAG_NAMES: [number, string][] = [[0x02, 'SYN'], [0x10, 'ACK'], [0x01, 'FIN'], [0x04, 'RST'], [0x08, 'PSH']];
+
+export function describePacket(p: PacketSummary): string {
+  const proto = PROTOCOL_NAMES[p.protocol] ?? `proto ${p.protocol}`;
+  let what = `${p.src} > ${p.dst} ${proto}`;
+  if (p.srcPort !== undefined) what = `${p.src}:${p.srcPort} > ${p.dst}:${p.dstPort} ${proto}`;
+  if (p.tcpFlags !== undefined) what += ` [${TCP_FLAG_NAMES.filter(([bit]) => p.tcpFlags! & bit).map(([, n]) => n).join(',')}]`;
+  if (p.icmpType !== undefined) what += ` ${ICMP_NAMES[p.icmpType] ?? `type ${p.icmpType}`}${p.icmpType === 3 ? ` code ${p.icmpCode}` : ''}`;
+  return `${what}, ${p.length} B, ttl ${p.ttl}${p.dontFragment ? ', DF' : ''}`;
+}
+
+function clock(timeUs: number): string {
+  const date = new Date(Math.floor(timeUs / 1000));
+  return `${date.toISOString().slice(11, 19)}.${String(timeUs % 1_000_000).padStart(6, '0')}`;
+}
+
+export function formatJourney(j: Journey): string {
+  const head = `${clock(j.timeUs)} ${j.direction === 'outbound' ? 'OUT' : 'IN '} ${j.inner ? describePacket(j.inner) : '(no valid inner IPv4 packet)'}`;
+  const hops: string[] = [];
+  const o = j.outer;
+  if (j.direction === 'outbound') {
+    hops.push(`read     ${j.from}`);
+    if (j.route) hops.push(`route    ${j.route.subnet} via ${j.route.via}${j.route.encap === 'vxlan' ? ' onlink' : ''} (${j.route.encap})`);
+    if (j.neighbor) hops.push(`neighbor ${j.neighbor.address} lladdr ${j.neighbor.mac}`);
+    if (j.fdb) hops.push(`fdb      ${j.fdb.mac} dst ${j.fdb.dst}`);
+    if (o) {
+      hops.push(
+        o.encap === 'vxlan'
+          ? `encap    vxlan vni ${o.vni} | eth ${o.innerSrcMac} > ${o.innerDstMac} | outer udp ${o.src} > ${o.dst}:${o.dstPort}, ${o.length} B`
+          : `encap    ipip | outer ip ${o.src} > ${o.dst} proto 4, ${o.length} B`,
+      );
+    }
+    if (j.via) hops.push(`sent     ${j.via}`);
+  } else {
+    if (o) {
+      hops.push(
+        o.encap === 'vxlan'
+          ? `received ${j.from} > ${o.dst}:${o.dstPort} vxlan vni ${o.vni}, ${o.length} B | eth ${o.innerSrcMac} > ${o.innerDstMac}`
+          : `received ${j.from} > ${o.dst} ipip, ${o.length} B`,
+      );
+    } else {
+      hops.push(`received ${j.from}`);
+    }
+    if (j.verdict === 'arp-answered') hops.push('answered ARP request for our VTEP address');
+    if (j.via) hops.push(`delivered ${j.via}`);
+  }
+  if (j.verdict === 'dropped' && j.drop) {
+    hops.push(`DROPPED  ${j.drop.stage}/${j.drop.reason}${j.icmpSent ? `; ICMP ${j.icmpSent} sent back into the TUN` : ''}`);
+  }
+  return `${head}\n${hops.map((h) => `    ${h}`).join('\n')}\n`;
+}
