@@ -44,14 +44,15 @@ export function traceCommand(program: Command): void {
             if (pcap) writeJourney(pcap, journey);
             const { packet: _p, frame: _f, ...shown } = journey;
             process.stdout.write(opts.json ? `${JSON.stringify(shown)}\n` : formatJourney(journey));
-            if (opts.count !== undefined && seen >= opts.count) stream.close();
+            if (opts.count !== undefined && seen >= opts.count) stop();
           },
           (error) => (error && seen < (opts.count ?? Infinity) ? reject(error) : resolve()),
         );
-        const stop = (): void => {
+        // Closing our end ends the stream without an 'end' event: settle here, or the loop empties with the promise open.
+        function stop(): void {
           stream.close();
           resolve();
-        };
+        }
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       }).finally(() => pcap?.close());
