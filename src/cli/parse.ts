@@ -44,3 +44,11 @@ export function oneOf<T extends string>(choices: readonly T[]): (value: string) 
     return value as T;
   };
 }
+
+export function hostPort(value: string): { host: string; port: number } {
+  const match = /^(.*):(\d+)$/.exec(value);
+  if (match === null || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+    throw new InvalidArgumentError(`expected HOST:PORT like 127.0.0.1:9469, got "${value}"`);
+  }
+  return { host: match[1] || '0.0.0.0', port: Number(match[2]) };
+}

@@ -3,9 +3,10 @@ import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_PREFIX } from '../../control/lease';
 import { type LogLevel, consoleLogger } from '../../control/log';
+import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
-import { integerIn, ipv4Address, macAddress, oneOf } from '../parse';
+import { hostPort, integerIn, ipv4Address, macAddress, oneOf } from '../parse';
 import { storeOption } from '../store-option';
 
 export function agentCommand(program: Command): void {
@@ -20,6 +21,7 @@ export function agentCommand(program: Command): void {
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from --public-ip, stable across restarts)', macAddress)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
+      .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
@@ -40,12 +42,14 @@ export function agentCommand(program: Command): void {
       status: () => agent.status(),
       trace: (filter, withBytes, send) => agent.trace({ filter, withBytes, onJourney: send }),
     });
+    const metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => agent.status());
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       log.info('stopping', { signal });
       server.close();
+      metrics?.close();
       agent.stop().then(
         () => process.exit(0),
         (err: Error) => {

@@ -1,0 +1,58 @@
+// The agent's counters in Prometheus' text exposition format (version 0.0.4), served on --metrics ADDR:PORT.
+// Written by hand: a handful of counters and gauges does not need a client library.
+import { type Server, createServer } from 'node:http';
+import type { AgentStatus } from './agent';
+
+interface FlowJson {
+  packets: number;
+  bytes: number;
+}
+
+function line(name: string, labels: Record<string, string>, value: number): string {
+  const text = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`)
+    .join(',');
+  return `${name}${text ? `{${text}}` : ''} ${value}`;
+}
+
+export function formatMetrics(s: AgentStatus): string {
+  const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
+  const out: string[] = [];
+  const family = (name: string, type: 'counter' | 'gauge', help: string, samples: string[]): void => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples);
+  };
+  const doors: [string, string][] = [['tunIn', 'tun_in'], ['underlayOut', 'underlay_out'], ['underlayIn', 'underlay_in'], ['tunOut', 'tun_out']];
+  family('vxtun_packets_total', 'counter', 'Packets through each door of the data plane.', doors.map(([k, door]) => line('vxtun_packets_total', { door }, (c[k] as FlowJson).packets)));
+  family('vxtun_bytes_total', 'counter', 'Bytes through each door of the data plane.', doors.map(([k, door]) => line('vxtun_bytes_total', { door }, (c[k] as FlowJson).bytes)));
+  family('vxtun_drops_total', 'counter', 'Packets dropped, by stage and reason.', Object.entries(c.drops).map(([key, n]) => {
+    const [stage, reason] = key.split('/');
+    return line('vxtun_drops_total', { stage, reason }, n);
+  }));
+  family('vxtun_arp_replies_total', 'counter', 'ARP requests for our VTEP address answered.', [line('vxtun_arp_replies_total', {}, c.arpReplies as number)]);
+  family('vxtun_icmp_errors_total', 'counter', 'ICMP errors sent back into the TUN.', [line('vxtun_icmp_errors_total', {}, c.icmpErrors as number)]);
+  family('vxtun_batch_mean_packets', 'gauge', 'Mean packets per I/O batch.', [
+    line('vxtun_batch_mean_packets', { direction: 'outbound' }, c.meanBatch.outbound),
+    line('vxtun_batch_mean_packets', { direction: 'inbound' }, c.meanBatch.inbound),
+  ]);
+  family('vxtun_pool_slots', 'gauge', 'Buffer pool slots.', [
+    line('vxtun_pool_slots', { state: 'capacity' }, s.pool.capacity),
+    line('vxtun_pool_slots', { state: 'in_use' }, s.pool.inUse),
+    line('vxtun_pool_slots', { state: 'lowest_free' }, s.pool.lowWater),
+  ]);
+  family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
+  family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);
+  return `${out.join('\n')}\n`;
+}
+
+export async function serveMetrics(host: string, port: number, status: () => AgentStatus): Promise<Server> {
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('try /metrics\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(formatMetrics(status()));
+  });
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  server.unref();
+  return server;
+}
