@@ -116,6 +116,7 @@ export class Overlay {
     this.agents.delete(node.name);
     if (handle.process.exitCode !== null || handle.process.signalCode !== null) return;
     const exited = new Promise((resolve) => handle.process.once('exit', resolve));
+    handle.process.ref(); // a detached agent is unref'd: keep us alive until it has exited
     handle.process.kill(signal);
     await exited;
   }

@@ -103,6 +103,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
     if (options.persistent) writeLabRecord(record);
     return { lab, overlay, record, readySeconds };
   } catch (error) {
+    say(`failed: ${(error as Error).message}; removing lab ${lab.name}`);
     if (overlay) {
       for (const node of lab.nodes) {
         const log = overlay.log(node).trim();
@@ -255,6 +256,12 @@ export function labCommand(program: Command): void {
     .passThroughOptions()
     .action(async (nodeName: string, command: string, args: string[], opts) => {
       requireRoot('vxtun lab exec');
+      if (command === '--') {
+        // commander keeps the `--` separator among pass-through operands
+        if (args.length === 0) throw new Error('no command given: vxtun lab exec NODE -- CMD [ARGS...]');
+        command = args[0]!;
+        args = args.slice(1);
+      }
       const name: string = opts.name;
       const present = await listNamespaces();
       const nodes = present.filter((ns) => ns.startsWith(`${name}-n`) && /^n\d+$/.test(ns.slice(name.length + 1))).map((ns) => ns.slice(name.length + 1));

@@ -1,0 +1,127 @@
+// The built CLI as a user runs it: `vxtun lab up|exec|ls|down` as separate processes, and `vxtun demo`.
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { CLI_PATH, readLabRecord } from '../../src/lab/overlay';
+import { destroyLab, labStatePath, labWorkDir, listNamespaces } from '../../src/lab/topology';
+
+const Cli = suite('vxtun lab and demo commands');
+
+interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function vxtun(args: string[], timeoutMs = 60_000): CliResult {
+  const result = spawnSync(process.execPath, [CLI_PATH, ...args], { encoding: 'utf8', timeout: timeoutMs });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+function show(result: CliResult): string {
+  return `exit ${result.status}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function labNamespaces(name: string): Promise<string[]> {
+  return (await listNamespaces()).filter((ns) => ns.startsWith(`${name}-`));
+}
+
+Cli('lab up --nodes 2, exec ping across pods, ls, down removes everything, a second down is fine', async () => {
+  const name = `vxt-cli${process.pid}`;
+  try {
+    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2']);
+    assert.is(up.status, 0, show(up));
+    assert.match(up.stdout, /overlay ready in [\d.]+ s/);
+    // The `lab up` process has exited: its agents must not have gone with it.
+    const record = readLabRecord(name);
+    assert.ok(record, 'lab record written');
+    assert.is(record!.nodes.length, 2);
+    const pids = record!.nodes.map((n) => n.pid!);
+    for (const pid of pids) assert.ok(processAlive(pid), `agent ${pid} still runs after lab up exited`);
+    assert.equal((await labNamespaces(name)).sort(), [`${name}-hub`, `${name}-n1`, `${name}-n2`].sort());
+    for (const node of record!.nodes) assert.ok(up.stdout.includes(node.pod), `table shows pod ${node.pod}`);
+
+    const pod2 = record!.nodes[1]!.pod;
+    const ping = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'ping', '-c', '2', '-W', '2', pod2]);
+    assert.is(ping.status, 0, show(ping));
+    assert.match(ping.stdout, /2 packets transmitted, 2 received/);
+
+    const failing = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'sh', '-c', 'exit 7']);
+    assert.is(failing.status, 7, 'exec exits with the command\'s code');
+
+    const unknown = vxtun(['lab', 'exec', '--name', name, 'n9', '--', 'true']);
+    assert.is.not(unknown.status, 0);
+    assert.match(unknown.stderr, /has no node "n9"/);
+
+    const ls = vxtun(['lab', 'ls']);
+    assert.is(ls.status, 0, show(ls));
+    assert.ok(ls.stdout.includes(name) && ls.stdout.includes(pod2), show(ls));
+
+    const down = vxtun(['lab', 'down', '--name', name]);
+    assert.is(down.status, 0, show(down));
+    assert.match(down.stdout, /2 agents stopped/);
+    assert.equal(await labNamespaces(name), []);
+    for (const pid of pids) assert.not.ok(processAlive(pid), `agent ${pid} stopped`);
+    assert.not.ok(existsSync(labWorkDir(name)), 'work dir removed');
+    assert.not.ok(existsSync(labStatePath(name)), 'state file removed');
+
+    const again = vxtun(['lab', 'down', '--name', name]);
+    assert.is(again.status, 0, show(again));
+    assert.match(again.stdout, /no lab named/);
+  } finally {
+    await destroyLab(name);
+  }
+});
+
+Cli('lab down after agents were killed (a crash) still removes everything', async () => {
+  const name = `vxt-clk${process.pid}`;
+  try {
+    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2', '--backend', 'ipip']);
+    assert.is(up.status, 0, show(up));
+    for (const node of readLabRecord(name)!.nodes) process.kill(node.pid!, 'SIGKILL');
+    const down = vxtun(['lab', 'down', '--name', name]);
+    assert.is(down.status, 0, show(down));
+    assert.equal(await labNamespaces(name), []);
+    assert.not.ok(existsSync(labWorkDir(name)));
+  } finally {
+    await destroyLab(name);
+  }
+});
+
+Cli('lab up refuses --store etcd with a clear message and builds nothing', async () => {
+  const name = `vxt-cle${process.pid}`;
+  try {
+    const up = vxtun(['lab', 'up', '--name', name, '--store', 'etcd://127.0.0.1:2379']);
+    assert.is(up.status, 1, show(up));
+    assert.match(up.stderr, /--store etcd is not supported/);
+    assert.equal(await labNamespaces(name), []);
+  } finally {
+    await destroyLab(name);
+  }
+});
+
+Cli('vxtun demo runs to completion, prints the iperf3 figure and leaves nothing behind', async () => {
+  try {
+    const started = Date.now();
+    const demo = vxtun(['demo'], 90_000);
+    assert.is(demo.status, 0, show(demo));
+    assert.match(demo.stdout, /[\d.]+ Gbit\/s/);
+    assert.is((demo.stdout.match(/^\s+ok\s+n\d -> n\d/gm) ?? []).length, 6, 'six pod pairs ping');
+    assert.ok(Date.now() - started < 60_000, 'well under a minute');
+    assert.equal(await labNamespaces('vxt-demo'), []);
+  } finally {
+    await destroyLab('vxt-demo');
+  }
+});
+
+Cli.run();
