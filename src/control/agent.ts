@@ -6,7 +6,7 @@ import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
 import { Engine } from '../dataplane/engine';
 import type { EncapName } from '../dataplane/tables';
-import { interfaceWithAddress } from '../io/interfaces';
+import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
 import { replaceRoute } from '../io/kernel-routes';
 import { RawSocket } from '../io/raw';
 import { Tun } from '../io/tun';
@@ -16,6 +16,7 @@ import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import { IPPROTO_IPIP } from '../wire/ipv4';
+import { DirectRoutes } from './direct-routes';
 import type { Lease } from './lease';
 import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
 import { LeaseSync } from './lease-sync';
@@ -42,13 +43,23 @@ export interface AgentOptions {
 export interface AgentStatus {
   lease: { subnet: string; publicIp: string; vtepMac?: string; expiresAt?: number };
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
-  tun: { name: string; mtu: number };
+  /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
+  tun?: { name: string; mtu: number };
+  underlay: { device: string; subnet: string; mtu: number };
   storeConnected: boolean;
-  routes: { subnet: string; via: string; encap: EncapName }[];
+  routes: { subnet: string; via: string; encap: EncapName | 'direct'; dev?: string }[];
   neighbors: { address: string; mac: string }[];
   fdb: { mac: string; dst: string }[];
-  counters: Record<string, unknown>;
-  pool: { capacity: number; inUse: number; lowWater: number };
+  counters?: Record<string, unknown>;
+  pool?: { capacity: number; inUse: number; lowWater: number };
+}
+
+/** The encapsulating half of a node: absent for host-gw. */
+interface DataPlane {
+  engine: Engine;
+  pool: BufferPool;
+  tun: Tun;
+  sync: LeaseSync;
 }
 
 const DEFAULT_POOL_SLOTS = 1024;
@@ -64,18 +75,20 @@ export class Agent {
     private readonly store: Store,
     readonly config: NetworkConfig,
     private lease: Lease,
-    readonly engine: Engine,
-    private readonly pool: BufferPool,
-    private readonly tun: Tun,
-    private readonly sync: LeaseSync,
+    private readonly underlay: HostInterface,
+    private readonly dataPlane: DataPlane | undefined,
+    private readonly direct: DirectRoutes | undefined,
   ) {
     this.traceHub = new TraceHub((tracer) => {
-      engine.tracer = tracer;
+      if (dataPlane) dataPlane.engine.tracer = tracer;
     });
   }
 
   /** Sends the journeys of matching packets to `subscription` until the returned function is called. */
   trace(subscription: TraceSubscription): () => void {
+    if (this.dataPlane === undefined) {
+      throw new Error('host-gw has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device');
+    }
     return this.traceHub.subscribe(subscription);
   }
 
@@ -86,9 +99,6 @@ export class Agent {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const config = await leases.readNetworkConfig();
       const backend = config.backend;
-      if (backend.type === 'host-gw') {
-        throw new Error('the host-gw backend is not implemented yet: use vxlan or ipip');
-      }
       const publicIp = formatIPv4(options.publicIp);
       const underlay = interfaceWithAddress(publicIp);
       if (underlay === undefined) {
@@ -104,35 +114,16 @@ export class Agent {
         { publicIp: options.publicIp, backendType: backend.type, backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined },
         { previousSubnet: previous?.subnet },
       );
-      log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: formatMac(vtepMac) });
+      log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
-      const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
-      const encap = createEncapsulation(backend.type, local);
-      const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
-      const overlayMtu = underlayMtu - encap.overhead;
-      const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32 });
-      let socket: DatagramSocket | undefined;
-      try {
-        await replaceRoute(formatCidr(config.network), tun.name);
-        socket =
-          backend.type === 'vxlan'
-            ? UdpSocket.open({ address: options.publicIp, port: backend.port })
-            : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
-      } catch (err) {
-        tun.close();
-        throw err;
-      }
-      const slotSize = Math.ceil((HEADROOM + underlayMtu + 64) / 64) * 64;
-      const pool = new BufferPool(options.poolSlots ?? DEFAULT_POOL_SLOTS, slotSize);
-      const engine = new Engine({ tun, socket, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
-      engine.start();
-      log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined });
-
-      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu: overlayMtu, ipMasq: false });
-      const sync = new LeaseSync(engine, lease.subnet, backend.type, log);
-      const agent = new Agent(options, store, config, lease, engine, pool, tun, sync);
+      const directRouting = backend.type === 'host-gw' || backend.directRouting;
+      const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
+      const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
+      const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
+      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
+      const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
       await agent.follow(leases);
-      log.info('agent ready', { subnet: formatCidr(lease.subnet), peers: sync.leases.length });
+      log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
     } catch (err) {
       await store.close().catch(() => {});
@@ -140,12 +131,55 @@ export class Agent {
     }
   }
 
+  /** TUN, underlay socket and engine for vxlan / ipip; lease sync into the engine's tables. */
+  private static async startDataPlane(
+    options: AgentOptions,
+    config: NetworkConfig,
+    lease: Lease,
+    underlay: HostInterface,
+    vtepMac: Mac,
+    direct: DirectRoutes | undefined,
+  ): Promise<DataPlane> {
+    const backend = config.backend;
+    if (backend.type === 'host-gw') throw new Error('host-gw has no data plane');
+    const vni = backend.type === 'vxlan' ? backend.vni : 0;
+    const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
+    const encap = createEncapsulation(backend.type, local);
+    const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
+    const overlayMtu = underlayMtu - encap.overhead;
+    const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32 });
+    let socket: DatagramSocket | undefined;
+    try {
+      await replaceRoute(formatCidr(config.network), tun.name);
+      socket =
+        backend.type === 'vxlan'
+          ? UdpSocket.open({ address: options.publicIp, port: backend.port })
+          : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
+    } catch (err) {
+      tun.close();
+      throw err;
+    }
+    const slotSize = Math.ceil((HEADROOM + underlayMtu + 64) / 64) * 64;
+    const pool = new BufferPool(options.poolSlots ?? DEFAULT_POOL_SLOTS, slotSize);
+    const engine = new Engine({ tun, socket, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+    engine.start();
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined });
+    const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
+    return { engine, pool, tun, sync };
+  }
+
   /** Watches the other leases into the tables and keeps our own lease alive. */
   private async follow(leases: LeaseManager): Promise<void> {
     const log = this.options.log;
     this.watch = await leases.watchLeases({
-      onSnapshot: (all) => this.sync.applySnapshot(all),
-      onEvents: (events) => this.sync.applyEvents(events),
+      onSnapshot: (all) => {
+        this.dataPlane?.sync.applySnapshot(all);
+        void this.direct?.applySnapshot(all);
+      },
+      onEvents: (events) => {
+        this.dataPlane?.sync.applyEvents(events);
+        void this.direct?.applyEvents(events);
+      },
       onConnectionChange: (connected, error) => {
         this.storeConnected = connected;
         if (connected) log.info('store reachable again: catching up with lease changes', { store: this.store.url });
@@ -163,8 +197,10 @@ export class Agent {
   }
 
   status(): AgentStatus {
-    const tables = this.engine.tables;
     const data = this.lease.attrs.backendData;
+    const plane = this.dataPlane;
+    const tables = plane?.engine.tables;
+    const directRoutes = (this.direct?.current ?? []).map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
     return {
       lease: {
         subnet: formatCidr(this.lease.subnet),
@@ -173,13 +209,17 @@ export class Agent {
         expiresAt: this.lease.expiresAt,
       },
       network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
-      tun: { name: this.tun.name, mtu: this.tun.mtu },
+      tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu } : undefined,
+      underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu },
       storeConnected: this.storeConnected,
-      routes: [...tables.routes.entries()].map(([subnet, r]) => ({ subnet: formatCidr(subnet), via: formatIPv4(r.gateway), encap: r.encap })),
-      neighbors: [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })),
-      fdb: [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })),
-      counters: this.engine.counters.toJSON(),
-      pool: { capacity: this.pool.capacity, inUse: this.pool.inUse, lowWater: this.pool.lowWater },
+      routes: [
+        ...directRoutes,
+        ...(tables ? [...tables.routes.entries()].map(([subnet, r]) => ({ subnet: formatCidr(subnet), via: formatIPv4(r.gateway), encap: r.encap })) : []),
+      ],
+      neighbors: tables ? [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })) : [],
+      fdb: tables ? [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })) : [],
+      counters: plane?.engine.counters.toJSON(),
+      pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
     };
   }
 
@@ -187,7 +227,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.watch?.close();
     this.keeper?.stop();
-    this.engine.stop();
+    this.dataPlane?.engine.stop();
     await this.store.close();
   }
 }

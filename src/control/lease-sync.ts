@@ -22,6 +22,8 @@ export class LeaseSync {
     private readonly ownSubnet: Cidr,
     private readonly encap: EncapName,
     private readonly log: Logger,
+    /** Leases the kernel routes directly (DirectRouting): they stay out of the encapsulating tables. */
+    private readonly isDirect: (lease: Lease) => boolean = () => false,
   ) {}
 
   get leases(): Lease[] {
@@ -33,22 +35,30 @@ export class LeaseSync {
     const wanted = new Map(leases.filter((l) => this.accepts(l)).map((l) => [key(l.subnet), l]));
     for (const [subnetKey, lease] of this.applied) if (!wanted.has(subnetKey)) this.remove(lease);
     for (const lease of wanted.values()) this.add(lease);
+    this.log.info('tables synced with the store', { routes: this.applied.size });
   }
 
   applyEvents(events: LeaseEvent[]): void {
     for (const event of events) {
       if (event.type === 'added') {
-        if (this.accepts(event.lease)) this.add(event.lease);
+        if (this.accepts(event.lease)) {
+          this.add(event.lease);
+          this.log.info('node joined', { subnet: formatCidr(event.lease.subnet), publicIp: formatIPv4(event.lease.attrs.publicIp) });
+        }
+        else if (this.applied.has(key(event.lease.subnet))) this.remove(this.applied.get(key(event.lease.subnet))!);
         continue;
       }
       // A removal undoes what we applied for that subnet, whatever the event still says of it.
       const current = this.applied.get(key(event.lease.subnet));
-      if (current !== undefined) this.remove(current);
+      if (current !== undefined) {
+        this.remove(current);
+        this.log.info('node left', { subnet: formatCidr(current.subnet), publicIp: formatIPv4(current.attrs.publicIp) });
+      }
     }
   }
 
   private accepts(lease: Lease): boolean {
-    if (cidrEquals(lease.subnet, this.ownSubnet)) return false;
+    if (cidrEquals(lease.subnet, this.ownSubnet) || this.isDirect(lease)) return false;
     if (lease.attrs.backendType !== this.encap) {
       this.log.debug('ignoring lease of another backend type', { subnet: formatCidr(lease.subnet), backendType: lease.attrs.backendType });
       return false;
@@ -78,10 +88,10 @@ export class LeaseSync {
       tables.neighbors.set(gateway, mac);
       tables.fdb.set(mac, publicIp);
       tables.routes.set(lease.subnet, { subnet: lease.subnet, gateway, encap: 'vxlan' });
-      this.log.info('route added', { subnet: formatCidr(lease.subnet), via: formatIPv4(gateway), vtepMac: formatMac(mac), publicIp: formatIPv4(publicIp) });
+      this.log.debug('route added', { subnet: formatCidr(lease.subnet), via: formatIPv4(gateway), vtepMac: formatMac(mac), publicIp: formatIPv4(publicIp) });
     } else {
       tables.routes.set(lease.subnet, { subnet: lease.subnet, gateway: publicIp, encap: 'ipip' });
-      this.log.info('route added', { subnet: formatCidr(lease.subnet), via: formatIPv4(publicIp) });
+      this.log.debug('route added', { subnet: formatCidr(lease.subnet), via: formatIPv4(publicIp) });
     }
     tables.addVtep(publicIp);
     this.applied.set(key(lease.subnet), lease);
@@ -97,6 +107,6 @@ export class LeaseSync {
     }
     tables.removeVtep(lease.attrs.publicIp);
     this.applied.delete(key(lease.subnet));
-    this.log.info('route removed', { subnet: formatCidr(lease.subnet), publicIp: formatIPv4(lease.attrs.publicIp) });
+    this.log.debug('route removed', { subnet: formatCidr(lease.subnet), publicIp: formatIPv4(lease.attrs.publicIp) });
   }
 }

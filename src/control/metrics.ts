@@ -16,6 +16,10 @@ function line(name: string, labels: Record<string, string>, value: number): stri
 }
 
 export function formatMetrics(s: AgentStatus): string {
+  if (s.counters === undefined || s.pool === undefined) {
+    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n`;
+  }
+  const pool = s.pool;
   const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
   const out: string[] = [];
   const family = (name: string, type: 'counter' | 'gauge', help: string, samples: string[]): void => {
@@ -35,9 +39,9 @@ export function formatMetrics(s: AgentStatus): string {
     line('vxtun_batch_mean_packets', { direction: 'inbound' }, c.meanBatch.inbound),
   ]);
   family('vxtun_pool_slots', 'gauge', 'Buffer pool slots.', [
-    line('vxtun_pool_slots', { state: 'capacity' }, s.pool.capacity),
-    line('vxtun_pool_slots', { state: 'in_use' }, s.pool.inUse),
-    line('vxtun_pool_slots', { state: 'lowest_free' }, s.pool.lowWater),
+    line('vxtun_pool_slots', { state: 'capacity' }, pool.capacity),
+    line('vxtun_pool_slots', { state: 'in_use' }, pool.inUse),
+    line('vxtun_pool_slots', { state: 'lowest_free' }, pool.lowWater),
   ]);
   family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
   family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);

@@ -19,7 +19,9 @@ import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology
 export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 export interface OverlayOptions {
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'host-gw';
+  /** vxlan / ipip: route directly to nodes on our own L2 subnet (flannel DirectRouting, Calico CrossSubnet). */
+  directRouting?: boolean;
   network?: string;
   vni?: number;
   port?: number;
@@ -68,10 +70,13 @@ export class Overlay {
   static async create(lab: Lab, options: OverlayOptions): Promise<Overlay> {
     if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
     const overlay = new Overlay(lab, options);
+    const directRouting = options.directRouting ?? false;
     const backend =
       options.backend === 'vxlan'
-        ? { type: 'vxlan' as const, vni: overlay.vni, port: overlay.port }
-        : { type: 'ipip' as const };
+        ? { type: 'vxlan' as const, vni: overlay.vni, port: overlay.port, directRouting }
+        : options.backend === 'ipip'
+          ? { type: 'ipip' as const, directRouting }
+          : { type: 'host-gw' as const };
     await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
     return overlay;
   }
@@ -86,14 +91,15 @@ export class Overlay {
   }
 
   /** Starts `vxtun agent` in the node and waits until it holds a lease and answers on its status socket. */
-  async startAgent(node: LabNode, extraArgs: string[] = []): Promise<AgentHandle> {
-    const statusSocket = this.options.persistent ? join(this.workDir, `${node.name}.sock`) : `/run/vxtun/${this.lab.name}-${node.name}.sock`;
+  async startAgent(node: LabNode, extraArgs: string[] = [], publicIp = node.underlayIp): Promise<AgentHandle> {
+    // In the work dir, which close() and destroyLab remove: a SIGKILLed agent leaves no socket behind.
+    const statusSocket = join(this.workDir, `${node.name}.sock`);
     const logFile = join(this.workDir, `${node.name}.log`);
     rmSync(statusSocket, { force: true });
     const args = [
       CLI_PATH, 'agent',
       '--store', this.storeUrl,
-      '--public-ip', node.underlayIp,
+      '--public-ip', publicIp,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),

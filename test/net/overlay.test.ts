@@ -64,7 +64,7 @@ for (const backend of ['vxlan', 'ipip'] as const) {
       assert.ok(tcp.bytes > 1_000_000, `iperf3 moved ${tcp.bytes} bytes`);
       const status = await overlay.status(lab.node(1));
       assert.ok(status.counters && (status.counters as { underlayOut: { packets: number } }).underlayOut.packets > 100);
-      assert.is(status.tun.mtu, backend === 'vxlan' ? 1450 : 1480);
+      assert.is(status.tun?.mtu, backend === 'vxlan' ? 1450 : 1480);
     });
   });
 }

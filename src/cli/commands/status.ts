@@ -23,23 +23,26 @@ export function findSocket(publicIp?: number): string {
 
 export function formatStatus(s: AgentStatus): string {
   const lines: string[] = [];
-  const dev = s.tun.name;
+  const dev = s.tun?.name ?? s.underlay.device;
   const backend = s.network.backend;
   const backendText =
     backend.type === 'vxlan' ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
   lines.push(`lease    ${s.lease.subnet} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
-  lines.push(`device   ${dev} mtu ${s.tun.mtu}`);
+  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
   lines.push('', `routes (${s.routes.length})`);
-  for (const r of s.routes) lines.push(`  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  for (const r of s.routes) {
+    lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  }
   if (s.neighbors.length > 0 || backend.type === 'vxlan') {
     lines.push('', `neighbors (${s.neighbors.length})`);
     for (const n of s.neighbors) lines.push(`  ${n.address} dev ${dev} lladdr ${n.mac} PERMANENT`);
     lines.push('', `fdb (${s.fdb.length})`);
     for (const f of s.fdb) lines.push(`  ${f.mac} dev ${dev} dst ${f.dst} self permanent`);
   }
+  if (s.counters === undefined || s.pool === undefined) return `${lines.join('\n')}\n`;
   const c = s.counters as {
     tunIn: { packets: number; bytes: number };
     underlayOut: { packets: number; bytes: number };

@@ -1,0 +1,95 @@
+// The routing modes besides plain encapsulation: flannel's host-gw, and DirectRouting (Calico's CrossSubnet).
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { DEFAULT_PREFIX, formatLeaseAttrs, subnetKey } from '../../src/control/lease';
+import { Overlay } from '../../src/lab/overlay';
+import { ping } from '../../src/lab/ping';
+import { addPodAddress } from '../../src/lab/pods';
+import { type Lab, type LabNode, createLab } from '../../src/lab/topology';
+import { formatIPv4, parseCidr, parseIPv4 } from '../../src/wire/address';
+
+const Modes = suite('routing modes');
+
+async function withOverlay(tag: string, options: Parameters<typeof Overlay.create>[1], body: (lab: Lab, overlay: Overlay) => Promise<void>): Promise<void> {
+  const lab = await createLab({ name: `vxt-${tag}${process.pid}`, nodes: 3 });
+  let overlay: Overlay | undefined;
+  try {
+    overlay = await Overlay.create(lab, options);
+    await body(lab, overlay);
+  } catch (err) {
+    if (overlay) for (const node of lab.nodes) process.stderr.write(`--- agent log ${node.name}\n${overlay.log(node)}`);
+    throw err;
+  } finally {
+    await overlay?.close();
+    await lab.destroy();
+  }
+}
+
+async function podOf(overlay: Overlay, node: LabNode): Promise<string> {
+  return formatIPv4((await overlay.subnetOf(node)).address + 1);
+}
+
+async function pingPods(lab: Lab, overlay: Overlay): Promise<void> {
+  for (const from of lab.nodes) {
+    for (const to of lab.nodes) {
+      if (from === to) continue;
+      const target = await podOf(overlay, to);
+      assert.is((await ping(lab, from, target, { count: 2, intervalSeconds: 0.1 })).received, 2, `${from.name} -> ${to.name} ${target}`);
+    }
+  }
+}
+
+Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment is refused with the reason', async () => {
+  await withOverlay('hg', { backend: 'host-gw' }, async (lab, overlay) => {
+    for (const node of lab.nodes) await overlay.startAgent(node);
+    for (const node of lab.nodes) {
+      await overlay.waitForRoutes(node, 2);
+      await addPodAddress(lab, node, await podOf(overlay, node));
+    }
+    const n2Subnet = (await overlay.status(lab.node(2))).lease.subnet;
+    const { stdout } = await lab.exec(lab.node(1), 'ip', ['route', 'show', n2Subnet]);
+    assert.match(stdout, new RegExp(`via ${lab.node(2).underlayIp.replace(/\./g, '\\.')} dev eth0`));
+    const status = await overlay.status(lab.node(1));
+    assert.is(status.tun, undefined);
+    assert.ok(status.routes.every((r) => r.encap === 'direct'));
+    await pingPods(lab, overlay);
+    // A node flanneld would have put on another subnet: host-gw cannot reach it.
+    await overlay.withStore((store) =>
+      store.put(subnetKey(DEFAULT_PREFIX, parseCidr('10.17.200.0/24')), formatLeaseAttrs({ publicIp: parseIPv4('198.51.100.5'), backendType: 'host-gw' })),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.match(overlay.log(lab.node(1)), /host-gw cannot reach 10\.17\.200\.0\/24: its node 198\.51\.100\.5 is not on our L2 subnet/);
+    assert.is((await overlay.status(lab.node(1))).routes.length, 2);
+  });
+});
+
+Modes('vxlan with DirectRouting: direct to the node on our subnet, VXLAN to the one across', async () => {
+  await withOverlay('dr', { backend: 'vxlan', directRouting: true }, async (lab, overlay) => {
+    const [n1, n2, n3] = lab.nodes;
+    // n3 sits on another IP subnet of the same wire: reachable, but not L2-adjacent by address.
+    await lab.exec(n3, 'ip', ['addr', 'add', '198.51.100.13/24', 'dev', 'eth0']);
+    for (const node of [n1, n2]) await lab.exec(node, 'ip', ['route', 'add', '198.51.100.0/24', 'dev', 'eth0']);
+    await overlay.startAgent(n1);
+    await overlay.startAgent(n2);
+    await overlay.startAgent(n3, [], '198.51.100.13');
+    for (const node of lab.nodes) {
+      await overlay.waitForRoutes(node, 2);
+      await addPodAddress(lab, node, await podOf(overlay, node));
+    }
+    const routes = (await overlay.status(n1)).routes;
+    const n2Subnet = (await overlay.status(n2)).lease.subnet;
+    const n3Subnet = (await overlay.status(n3)).lease.subnet;
+    assert.is(routes.find((r) => r.subnet === n2Subnet)?.encap, 'direct');
+    assert.is(routes.find((r) => r.subnet === n3Subnet)?.encap, 'vxlan');
+    const sentBefore = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
+    assert.is((await ping(lab, n1, await podOf(overlay, n2), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    const sentAfterDirect = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
+    assert.is(sentAfterDirect, sentBefore, 'the direct route bypasses the tunnel');
+    assert.is((await ping(lab, n1, await podOf(overlay, n3), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    const sentAfterVxlan = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
+    assert.is(sentAfterVxlan - sentAfterDirect, 3, 'across subnets, VXLAN');
+    await pingPods(lab, overlay);
+  });
+});
+
+Modes.run();
