@@ -45,7 +45,7 @@ export interface PathResult {
   tcp4Gbps: Figure;
   udp64Pps: Figure;
   udp1400Pps: Figure;
-  ping: { p50Us: number | null; p99Us: number | null; received: number; transmitted: number; error: string | null };
+  ping: { p50Us: number | null; p99Us: number | null; received: number; transmitted: number; error: string | null; rttsUs: number[] };
   /** Median over the TCP single-stream runs of both agents' CPU seconds; null without agents. */
   agentCpuSecondsTcp1: number | null;
   /** Largest VmHWM among the agents at the end of the path, in bytes; null without agents. */
@@ -179,7 +179,7 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
   const result: PathResult = {
     path, error: null,
     tcp1Gbps: emptyFigure(), tcp4Gbps: emptyFigure(), udp64Pps: emptyFigure(), udp1400Pps: emptyFigure(),
-    ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null },
+    ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null, rttsUs: [] },
     agentCpuSecondsTcp1: null, agentPeakRssBytes: null,
   };
   options.log?.(`e2e ${path}: setting up`);
@@ -204,6 +204,7 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
       const replies = await ping(setup.lab, setup.client, setup.target, { count, intervalSeconds: options.pingIntervalSeconds ?? 0.05 });
       result.ping.received = replies.received;
       result.ping.transmitted = replies.transmitted;
+      result.ping.rttsUs = replies.rttsMs.map((ms) => Math.round(ms * 1000));
       if (replies.rttsMs.length > 0) {
         const sorted = [...replies.rttsMs].sort((a, b) => a - b);
         result.ping.p50Us = percentile(sorted, 50) * 1000;
