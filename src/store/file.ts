@@ -38,6 +38,8 @@ export interface FileStoreOptions {
   staleLockMs?: number;
   /** How long delete tombstones are kept for watchers in other processes. Default 60 s. */
   tombstoneKeepMs?: number;
+  /** How often (at most) a writer sweeps old tombstones and leftovers. Default 30 s. */
+  gcIntervalMs?: number;
   /** Milliseconds since the epoch, for TTLs. Default Date.now. */
   now?: () => number;
 }
@@ -60,7 +62,6 @@ type Envelope = LiveEnvelope | Tombstone;
 
 const MAX_FILE_NAME = 255;
 const SUFFIX = '.json';
-const GC_INTERVAL_MS = 30_000;
 const LEFTOVER_AGE_MS = 60_000;
 
 export class FileStore implements Store {
@@ -73,6 +74,7 @@ export class FileStore implements Store {
   private readonly lock: DirLock;
   private readonly pollIntervalMs: number;
   private readonly tombstoneKeepMs: number;
+  private readonly gcIntervalMs: number;
   private readonly now: () => number;
   private readonly watches = new Set<FileWatch>();
   private readonly background = new Set<Promise<unknown>>();
@@ -99,6 +101,7 @@ export class FileStore implements Store {
     this.lock = new DirLock(join(this.dir, 'lock'), { timeoutMs: options.lockTimeoutMs, staleMs: options.staleLockMs });
     this.pollIntervalMs = options.pollIntervalMs ?? 200;
     this.tombstoneKeepMs = options.tombstoneKeepMs ?? 60_000;
+    this.gcIntervalMs = options.gcIntervalMs ?? 30_000;
     this.now = options.now ?? Date.now;
   }
 
@@ -207,7 +210,7 @@ export class FileStore implements Store {
   }
 
   /** @internal Every envelope (tombstones too) whose key starts with `prefix`. */
-  async readEnvelopes(prefix: string): Promise<Envelope[]> {
+  async readEnvelopes(prefix: string, options: { skipDamaged?: boolean } = {}): Promise<Envelope[]> {
     const namePrefix = encodeURIComponent(prefix);
     let names: string[];
     try {
@@ -218,8 +221,9 @@ export class FileStore implements Store {
     const envelopes: Envelope[] = [];
     for (const name of names) {
       if (!name.endsWith(SUFFIX) || !name.startsWith(namePrefix)) continue;
-      const envelope = await this.readEnvelopeFile(join(this.keysDir, name), decodeFileName(name));
-      if (envelope && envelope.key.startsWith(prefix)) envelopes.push(envelope);
+      const read = this.readEnvelopeFile(join(this.keysDir, name), decodeFileName(name));
+      const envelope = options.skipDamaged ? await read.catch(ignoreDamage) : await read;
+      if (envelope && envelope !== 'damaged' && envelope.key.startsWith(prefix)) envelopes.push(envelope);
     }
     return envelopes;
   }
@@ -316,10 +320,10 @@ export class FileStore implements Store {
   /** Under the lock, now and then: drop old tombstones (recording the compacted revision) and leftovers of crashes. */
   private async collectGarbage(): Promise<void> {
     const now = Date.now();
-    if (now - this.lastGc < GC_INTERVAL_MS) return;
+    if (now - this.lastGc < this.gcIntervalMs) return;
     this.lastGc = now;
     const expired: Tombstone[] = [];
-    for (const envelope of await this.readEnvelopes('').catch(() => [])) {
+    for (const envelope of await this.readEnvelopes('', { skipDamaged: true })) {
       if (!isLive(envelope) && now - envelope.deletedAt > this.tombstoneKeepMs) expired.push(envelope);
     }
     if (expired.length > 0) {
@@ -506,11 +510,11 @@ class FileWatch extends WatchDelivery {
       // A tombstone of a key this watch never saw alive says nothing new.
       if (event && wasLive) events.push(event);
     }
-    for (const key of [...this.seen.keys()]) {
+    for (const [key, seen] of [...this.seen]) {
       if (present.has(key)) continue;
-      // The file vanished without a tombstone we saw (kept too briefly, or removed by hand).
       this.seen.delete(key);
-      events.push({ type: 'delete', key, modRevision: revision });
+      // A live key's file vanished without a tombstone we saw (swept too soon, or removed by hand).
+      if (seen.live) events.push({ type: 'delete', key, modRevision: revision });
     }
     this.lastRevision = revision;
     this.deliver(events);
@@ -518,8 +522,8 @@ class FileWatch extends WatchDelivery {
   }
 
   private remember(envelope: Envelope): void {
-    const expiresAt = isLive(envelope) ? envelope.expiresAt : undefined;
-    this.seen.set(envelope.key, { modRevision: envelope.modRevision, expiresAt });
+    const live = isLive(envelope);
+    this.seen.set(envelope.key, { modRevision: envelope.modRevision, live, expiresAt: live ? envelope.expiresAt : undefined });
   }
 
   private toEvent(envelope: Envelope): WatchEvent | undefined {
@@ -579,6 +583,7 @@ function ignoreDamage(error: unknown): 'damaged' {
 
 interface Seen {
   readonly modRevision: number;
+  readonly live: boolean;
   /** Set for live keys with a TTL. */
   readonly expiresAt?: number;
 }

@@ -15,7 +15,7 @@ export interface PutOptions {
   ttlSeconds?: number;
   /** Only write when the key does not exist (atomic create). */
   ifAbsent?: boolean;
-  /** Only write when the key's modRevision is exactly this (compare-and-swap). */
+  /** Only write when the key's modRevision is exactly this (compare-and-swap); 0 means "only if absent", as in etcd. */
   ifModRevision?: number;
 }
 
@@ -51,7 +51,10 @@ export interface Store {
   /** Returns true when the key existed. */
   delete(key: string): Promise<boolean>;
   list(prefix: string): Promise<ListResult>;
-  /** Watches keys under the prefix from `fromRevision` (inclusive). */
+  /**
+   * Watches keys under the prefix from `fromRevision` (inclusive); 0 means "changes from now on".
+   * After onResync the watch goes on delivering changes from about the moment of the resync.
+   */
   watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch;
   close(): Promise<void>;
 }

@@ -1,12 +1,13 @@
 // The shared suite on EtcdStore against a real etcd, plus outages, compaction and an unreachable server.
 
+import { existsSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startEtcd, type EtcdServer } from '../../src/lab/etcd-server';
 import { EtcdStore } from '../../src/store/etcd';
 import { StoreError } from '../../src/store/store';
-import { EventLog, eventually, freshPrefix, rejects, sleep, storeSuite } from './suite';
+import { EventLog, eventually, freshPrefix, rejects, storeSuite } from './suite';
 
 let shared: Promise<EtcdServer> | undefined;
 const sharedServer = () => (shared ??= startEtcd());
@@ -148,9 +149,7 @@ test('startEtcd leaves no process and no data behind', async () => {
   assert.ok(isAlive(pid));
   await server.stop();
   assert.not.ok(isAlive(pid), 'etcd exited');
-  const { existsSync } = await import('node:fs');
   assert.not.ok(existsSync(dataDir), 'temporary data dir removed');
-  await sleep(0);
 });
 
 function isAlive(pid: number): boolean {

@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FileStore } from '../../src/store/file';
 import { StoreError } from '../../src/store/store';
-import { EventLog, eventually, rejects, storeSuite } from './suite';
+import { EventLog, eventually, rejects, sleep, storeSuite } from './suite';
 
 /** Starts the racers, lets them load, then says "go" to all at once; resolves with their outputs. */
 async function race(args: string[][]): Promise<string[]> {
@@ -158,6 +158,35 @@ test('a lock held by a live process times out with a clear message', async () =>
     await writeFile(join(dir, 'lock', 'owner'), JSON.stringify({ pid: process.pid, token: 'other', acquiredAt: Date.now() }));
     await rejects(() => store.put('/k', '2'), /held by pid \d+ .*remove .*lock/);
     assert.is((await store.get('/k'))?.value, '1', 'reads need no lock');
+  } finally {
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('old tombstones are swept: a watch from before them resyncs, one that saw the key gets its delete', async () => {
+  const dir = await tempDir();
+  const store = new FileStore(dir, { tombstoneKeepMs: 0, gcIntervalMs: 0 });
+  const log = new EventLog();
+  const resyncing = new EventLog();
+  try {
+    await store.put('/p/a', '1');
+    await store.put('/p/b', '1');
+    const watch = store.watch('/p/', (await store.list('/p/')).revision + 1, log.handlers);
+    await store.put('/p/b', '2');
+    await eventually('the watch to run', () => log.events.length === 1, 3000);
+    await store.delete('/p/a');
+    await sleep(5);
+    await store.put('/p/b', '3'); // sweeps the tombstone of /p/a, possibly before the watch saw it
+    await eventually('both changes', () => log.events.length >= 3, 3000);
+    await sleep(300);
+    assert.equal(log.describe(), ['put /p/b=2', 'delete /p/a', 'put /p/b=3']);
+    watch.close();
+    assert.equal(await readdir(join(dir, 'keys')), [`${encodeURIComponent('/p/b')}.json`], 'tombstone removed');
+    store.watch('/p/', 1, resyncing.handlers);
+    await eventually('a resync', () => resyncing.resyncs === 1, 3000);
+    await store.put('/p/c', '1');
+    await eventually('live events after the resync', () => resyncing.describe().includes('put /p/c=1'), 3000);
   } finally {
     await store.close();
     await rm(dir, { recursive: true, force: true });
