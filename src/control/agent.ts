@@ -2,6 +2,7 @@
 // network config -> lease (flannel's rules) -> TUN with <lease .0>/32 and the cluster network routed into it ->
 // underlay socket -> engine -> subnet.env -> watch of the other leases into the tables -> lease renewal.
 // A store that goes away later never stops the engine: the tables keep their last state until it returns.
+import { writeFileSync } from 'node:fs';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
 import { Engine } from '../dataplane/engine';
@@ -148,6 +149,12 @@ export class Agent {
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
     const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32 });
+    // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
+    try {
+      writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
+    } catch {
+      // no IPv6 on this host: nothing to silence
+    }
     let socket: DatagramSocket | undefined;
     try {
       await replaceRoute(formatCidr(config.network), tun.name);

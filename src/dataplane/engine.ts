@@ -151,7 +151,9 @@ export class Engine {
     counters.tunIn.add(len);
     const problem = checkIpv4(this.slab, off, len);
     if (problem !== undefined) {
-      counters.drops.count('tun-ipv4', problem);
+      // The overlay is IPv4, as flannel's vxlan backend without EnableIPv6; say so rather than "bad version".
+      const ipv6 = len > 0 && this.slab[off] >> 4 === 6;
+      counters.drops.count('tun-ipv4', ipv6 ? 'ipv6-not-supported' : problem);
       return;
     }
     const ip = this.ip.wrap(this.slab, off);

@@ -434,7 +434,9 @@ class FileWatch extends WatchDelivery {
       const events: WatchEvent[] = [];
       for (const envelope of envelopes) {
         this.remember(envelope);
-        if (replay && envelope.modRevision >= this.fromRevision && this.fromRevision > compacted) {
+        // Also outside a replay: a key written between the caller's listing and this first look carries a
+        // revision at or past fromRevision and must be delivered, or it is remembered here and never reported.
+        if (this.fromRevision > 0 && envelope.modRevision >= this.fromRevision && this.fromRevision > compacted) {
           const event = this.toEvent(envelope);
           if (event) events.push(event);
         }
