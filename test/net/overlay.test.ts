@@ -84,6 +84,23 @@ Net('a killed agent: peers keep forwarding to the others and drop its routes onc
   });
 });
 
+Net('a restarted agent gets back its subnet and its VTEP MAC, so peers need no change', async () => {
+  await withOverlay('rst', 2, { backend: 'vxlan' }, async (lab, overlay) => {
+    await startAll(overlay, lab.nodes);
+    const [n1, n2] = lab.nodes;
+    const before = await overlay.status(n2);
+    await overlay.stopAgent(n2, 'SIGKILL');
+    await overlay.startAgent(n2);
+    const after = await overlay.waitForRoutes(n2, 1);
+    assert.is(after.lease.subnet, before.lease.subnet);
+    assert.is(after.lease.vtepMac, before.lease.vtepMac);
+    const peerView = await overlay.status(n1);
+    assert.is(peerView.fdb.length, 1);
+    assert.is(peerView.fdb[0].mac, before.lease.vtepMac);
+    await assertFullMesh(lab, overlay, lab.nodes);
+  });
+});
+
 Net('a lease that expires (short TTL, agent killed) disappears from its peers by itself', async () => {
   await withOverlay('ttl', 2, { backend: 'ipip', leaseTtlSeconds: 5 }, async (lab, overlay) => {
     await startAll(overlay, lab.nodes);
