@@ -30,3 +30,11 @@ export async function deleteRoute(destination: string, device: string): Promise<
     if (!/No such process|Cannot find device/.test((err as Error).message)) throw err;
   }
 }
+
+/**
+ * `ip link set <device> txqueuelen <n>`. The TUN driver drops what its queue cannot hold while we are busy
+ * (tx_dropped), which TCP sees as loss: 500, the default, made iperf3 retransmit thousands of segments a second here.
+ */
+export async function setTxQueueLength(device: string, packets: number): Promise<void> {
+  await ip(['link', 'set', 'dev', device, 'txqueuelen', String(packets)]);
+}
