@@ -10,9 +10,12 @@ import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, parseSubnetKey, subn
 import { formatNetworkConfig } from '../control/network-config';
 import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
+import type { Store } from '../store/store';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
-import { commandArgv } from './shell';
+import { type EtcdServer, startEtcd } from './etcd-server';
+import { commandArgv, run } from './shell';
+import { RelayedStore } from './store-relay';
 import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology';
 
 /** The compiled CLI; this file sits two levels below the package root in both src/ and dist/. */
@@ -25,7 +28,13 @@ export interface OverlayOptions {
   network?: string;
   vni?: number;
   port?: number;
-  /** Store URL; default: a fresh embedded store in a temporary directory (removed by close()). */
+  /**
+   * 'file' (default): an embedded store in the overlay's work dir. 'etcd': a real etcd on the lab's underlay, run in
+   * the hub namespace on the hub bridge's address (the lab's control node, 192.0.2.2), where agents reach it as
+   * etcd://192.0.2.2:2379; close() stops it.
+   */
+  store?: 'file' | 'etcd';
+  /** Store URL (file: only); default: a fresh embedded store in the work dir (removed by close()). */
   storeUrl?: string;
   leaseTtlSeconds?: number;
   /**
@@ -42,9 +51,14 @@ export interface AgentHandle {
   statusSocket: string;
 }
 
+/** The hub bridge's host number on the underlay when the lab runs etcd: the control node, 192.0.2.2. */
+export const CONTROL_HOST = 2;
+
 export class Overlay {
   readonly agents = new Map<string, AgentHandle>();
-  readonly storeUrl: string;
+  storeUrl: string;
+  /** The lab's etcd (store 'etcd'), in the hub namespace: stop and restart it to make an outage. */
+  etcd: EtcdServer | undefined;
   readonly network: string;
   readonly vni: number;
   readonly port: number;
@@ -69,7 +83,16 @@ export class Overlay {
   /** Writes the network config; start agents with startAgent(). */
   static async create(lab: Lab, options: OverlayOptions): Promise<Overlay> {
     if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
+    if (options.store === 'etcd' && options.storeUrl !== undefined) throw new Error('give either store: "etcd" or a storeUrl, not both');
     const overlay = new Overlay(lab, options);
+    if (options.store === 'etcd') {
+      try {
+        await overlay.startControlNode();
+      } catch (error) {
+        await overlay.close();
+        throw error;
+      }
+    }
     const directRouting = options.directRouting ?? false;
     const backend =
       options.backend === 'vxlan'
@@ -81,8 +104,31 @@ export class Overlay {
     return overlay;
   }
 
-  async withStore<T>(use: (store: ReturnType<typeof openStore>) => Promise<T>): Promise<T> {
-    const store = openStore(this.storeUrl);
+  /** The address etcd listens on when the lab has one: the hub bridge's. */
+  get controlAddress(): string {
+    return formatIPv4(parseIPv4(this.lab.underlay) + CONTROL_HOST);
+  }
+
+  /** Gives the hub bridge the control node's address and starts etcd there, inside the hub namespace. */
+  private async startControlNode(): Promise<void> {
+    await run('ip', ['-n', this.lab.hubNetns, 'addr', 'add', `${this.controlAddress}/${this.lab.prefixLength}`, 'dev', 'br0']);
+    this.etcd = await startEtcd({
+      netns: this.lab.hubNetns,
+      host: this.controlAddress,
+      dataDir: join(this.workDir, 'etcd'),
+      // `lab up` exits and leaves the lab running; etcd lives in the hub, so removing the lab kills it.
+      detached: this.options.persistent ?? false,
+      logFile: join(this.workDir, 'etcd.log'),
+    });
+    this.storeUrl = this.etcd.url;
+  }
+
+  /**
+   * The overlay's store, opened for `use` and closed after. etcd lives on the lab's underlay, which our process cannot
+   * reach: its operations go through a relay process in the hub namespace (get/put/delete/list; no watches).
+   */
+  async withStore<T>(use: (store: Store) => Promise<T>): Promise<T> {
+    const store = this.etcd !== undefined ? new RelayedStore(this.lab.hubNetns, this.storeUrl) : openStore(this.storeUrl);
     try {
       return await use(store);
     } finally {
@@ -180,9 +226,11 @@ export class Overlay {
     }
   }
 
-  /** Stops every agent and removes the overlay's working files (the lab itself is the caller's). */
+  /** Stops every agent and the lab's etcd, and removes the overlay's working files (the lab itself is the caller's). */
   async close(): Promise<void> {
     for (const handle of [...this.agents.values()]) await this.stopAgent(handle.node).catch(() => {});
+    await this.etcd?.stop().catch(() => {});
+    this.etcd = undefined;
     rmSync(this.workDir, { recursive: true, force: true });
   }
 
