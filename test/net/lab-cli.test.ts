@@ -1,9 +1,11 @@
-// The built CLI as a user runs it: `vxtun lab up|exec|ls|down` as separate processes, and `vxtun demo`.
+// The built CLI as a user runs it: `vxtun lab up|exec|ls|down` as separate processes (embedded store or etcd), and
+// `vxtun demo`.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI_PATH, readLabRecord } from '../../src/lab/overlay';
+import { run } from '../../src/lab/shell';
 import { destroyLab, labStatePath, labWorkDir, listNamespaces } from '../../src/lab/topology';
 
 const Cli = suite('vxtun lab and demo commands');
@@ -30,6 +32,15 @@ function processAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+async function goneSoon(pid: number, timeoutMs = 3_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (processAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return true;
 }
 
 async function labNamespaces(name: string): Promise<string[]> {
@@ -98,13 +109,36 @@ Cli('lab down after agents were killed (a crash) still removes everything', asyn
   }
 });
 
-Cli('lab up refuses --store etcd with a clear message and builds nothing', async () => {
+Cli('lab up --store etcd: etcd runs on the lab underlay (hub, 192.0.2.2), pods ping, down stops etcd too', async () => {
   const name = `vxt-cle${process.pid}`;
   try {
-    const up = vxtun(['lab', 'up', '--name', name, '--store', 'etcd://127.0.0.1:2379']);
-    assert.is(up.status, 1, show(up));
-    assert.match(up.stderr, /--store etcd is not supported/);
+    const external = vxtun(['lab', 'up', '--name', name, '--store', 'etcd://127.0.0.1:2379']);
+    assert.is(external.status, 1, show(external));
+    assert.match(external.stderr, /use --store etcd/);
+    assert.equal(await labNamespaces(name), [], 'a refused lab builds nothing');
+
+    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2', '--store', 'etcd']);
+    assert.is(up.status, 0, show(up));
+    assert.match(up.stdout, /store etcd:\/\/192\.0\.2\.2:2379/);
+    const record = readLabRecord(name)!;
+    assert.is(record.storeUrl, 'etcd://192.0.2.2:2379');
+    // etcd outlived `lab up`, inside the hub namespace (nothing of the lab runs in ours).
+    const hubPids = (await run('ip', ['netns', 'pids', `${name}-hub`])).stdout.split(/\s+/).filter(Boolean).map(Number);
+    const etcdPids = hubPids.filter((pid) => /etcd/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8')));
+    assert.is(etcdPids.length, 1, `one etcd in the hub (pids there: ${hubPids.join(' ')})`);
+    const leases = await run('ip', ['netns', 'exec', `${name}-hub`, 'etcdctl', '--endpoints=192.0.2.2:2379', 'get', '--prefix', '--keys-only', '/coreos.com/network/subnets/']);
+    assert.is(leases.stdout.split('\n').filter((line) => line.startsWith('/coreos.com')).length, 2, leases.stdout);
+
+    const ping = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'ping', '-c', '2', '-W', '2', record.nodes[1]!.pod]);
+    assert.is(ping.status, 0, show(ping));
+    assert.match(ping.stdout, /2 packets transmitted, 2 received/);
+
+    const down = vxtun(['lab', 'down', '--name', name]);
+    assert.is(down.status, 0, show(down));
     assert.equal(await labNamespaces(name), []);
+    // Killed with the hub namespace; its new parent (pid 1) reaps it a moment later.
+    for (const pid of [...etcdPids, ...record.nodes.map((n) => n.pid!)]) assert.ok(await goneSoon(pid), `process ${pid} stopped`);
+    assert.not.ok(existsSync(labWorkDir(name)), 'work dir (with etcd data) removed');
   } finally {
     await destroyLab(name);
   }

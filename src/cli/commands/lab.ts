@@ -24,6 +24,8 @@ export interface OverlayLabOptions {
   backend: 'vxlan' | 'ipip';
   /** The last node runs the kernel's VXLAN device as flannel programs it (the overlay then uses port 8472). */
   kernelPeer?: boolean;
+  /** 'etcd': a real etcd on the lab's underlay, in the hub namespace (192.0.2.2:2379); default an embedded store. */
+  store?: 'file' | 'etcd';
   storeUrl?: string;
   /** Outlives this process: agents detached, no exit hooks (`lab up`). */
   persistent: boolean;
@@ -56,6 +58,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
     overlay = await Overlay.create(lab, {
       backend: options.backend,
       port: options.kernelPeer ? 8472 : undefined,
+      store: options.store,
       storeUrl: options.storeUrl,
       persistent: options.persistent,
     });
@@ -171,16 +174,24 @@ function usageHints(record: LabRecord): string {
     lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${record.backend === 'vxlan' ? `udp port ${record.port}` : 'ip proto 4'}`);
     if (agent.logFile) lines.push(`  agent logs: ${agent.logFile.replace(/[^/]+$/, '')}n<i>.log`);
   }
+  if (record.storeUrl.startsWith('etcd://')) {
+    const endpoint = record.storeUrl.slice('etcd://'.length);
+    lines.push(`  ip netns exec ${hubNamespace(record.name)} etcdctl --endpoints=${endpoint} get --prefix /coreos.com   # the store, from the control node`);
+  }
   lines.push(`  vxtun lab down${flag}                         # remove everything`);
   return lines.join('\n');
 }
 
-function storeUrlOption(value: string): string {
-  if (/^etcd/i.test(value)) {
-    throw new Error('--store etcd is not supported by `vxtun lab` yet: leave --store out (an embedded store in the lab dir) or give file:/some/dir');
+function storeOption(value: string): { store: 'etcd' } | { storeUrl: string } {
+  if (value === 'etcd') return { store: 'etcd' };
+  if (/^etcd:/i.test(value)) {
+    throw new Error(
+      `--store ${value}: the lab's nodes live in their own namespaces and cannot reach an etcd outside them; ` +
+        'use --store etcd (the lab runs its own etcd on its underlay, at 192.0.2.2:2379)',
+    );
   }
-  if (!/^file:/.test(value)) throw new Error(`--store must be a file: URL (the agents are separate processes), got "${value}"`);
-  return value;
+  if (!/^file:/.test(value)) throw new Error(`--store must be "etcd" or a file: URL (the agents are separate processes), got "${value}"`);
+  return { storeUrl: value };
 }
 
 export function labCommand(program: Command): void {
@@ -195,10 +206,10 @@ export function labCommand(program: Command): void {
     .option('--nodes <n>', 'number of nodes', integerIn(1, 64), 3)
     .option('--backend <type>', 'vxlan or ipip', oneOf(['vxlan', 'ipip'] as const), 'vxlan')
     .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
-    .option('--store <url>', 'store URL (default: an embedded store in the lab directory)')
+    .option('--store <etcd|url>', '"etcd": a real etcd on the lab\'s underlay (hub namespace, 192.0.2.2:2379); or a file: URL (default: an embedded store in the lab directory)')
     .action(async (opts) => {
       requireRoot('vxtun lab up');
-      const storeUrl = opts.store === undefined ? undefined : storeUrlOption(opts.store);
+      const store = opts.store === undefined ? {} : storeOption(opts.store);
       const name: string = opts.name;
       if (readLabState(name) !== undefined || (await listNamespaces()).includes(hubNamespace(name))) {
         throw new Error(`lab ${name} already exists: see it with \`vxtun lab ls\`, remove it with \`vxtun lab down${nameFlag(name)}\``);
@@ -213,7 +224,7 @@ export function labCommand(program: Command): void {
       const say = (line: string): void => void process.stdout.write(`${line}\n`);
       say(`building lab ${name}: ${opts.nodes} namespaces on a bridge (underlay 192.0.2.0/24)...`);
       const built = await buildOverlayLab({
-        name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), storeUrl, persistent: true, say,
+        name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
       });
       process.removeListener('SIGINT', interrupted);
       process.removeListener('SIGTERM', interrupted);
