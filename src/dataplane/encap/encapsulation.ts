@@ -22,6 +22,15 @@ export interface Encapsulation {
   readonly overhead: number;
   /** Bytes written in front of the inner packet (the rest, if any, is written by the kernel's socket). */
   readonly headroom: number;
+  /** Where the last successful writeHeaders sends to: underlay address and (VXLAN) UDP port. */
+  readonly nextHop: IPv4;
+  readonly nextHopPort: number;
+  /**
+   * Resolves `route` to an underlay address (nextHop) and writes the `headroom` bytes that go in front of an inner
+   * packet into buf at off: in place before one packet, or once into a template for a TCP super-packet's segments.
+   * Returns false when the packet must be dropped (and counted).
+   */
+  writeHeaders(buf: Buffer, off: number, route: Route, tables: ForwardingTables, counters: Counters): boolean;
   /**
    * Resolves `route` to an underlay address, writes the outer headers in place in front of the packet at `off`,
    * and pushes the datagram onto `out`. Returns false when the packet was dropped (and counted).

@@ -12,7 +12,17 @@ export class IpipEncapsulation implements Encapsulation {
   readonly overhead = IPIP_OVERHEAD;
   readonly headroom = 0;
 
+  nextHop = 0;
+  readonly nextHopPort = 0;
+
+  /** Nothing to write: the kernel's raw socket adds the outer header. */
+  writeHeaders(_buf: Buffer, _off: number, route: Route): boolean {
+    this.nextHop = route.gateway;
+    return true;
+  }
+
   encapsulate(_slab: Buffer, off: number, len: number, route: Route, _tables: ForwardingTables, out: PacketBatch): boolean {
+    this.nextHop = route.gateway;
     out.push(off, len, route.gateway, 0);
     return true;
   }

@@ -23,7 +23,10 @@ export class VxlanEncapsulation implements Encapsulation {
 
   constructor(private readonly local: LocalVtep) {}
 
-  encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean {
+  nextHop = 0;
+  nextHopPort = 0;
+
+  writeHeaders(buf: Buffer, off: number, route: Route, tables: ForwardingTables, counters: Counters): boolean {
     const mac = tables.neighbors.get(route.gateway);
     if (mac === undefined) {
       counters.drops.count('neighbor', 'missing');
@@ -34,13 +37,20 @@ export class VxlanEncapsulation implements Encapsulation {
       counters.drops.count('fdb', 'missing');
       return false;
     }
-    const start = off - ENCAP_LEN;
-    writeVxlanHeader(slab, start, this.local.vni);
-    const eth = this.ethernet.wrap(slab, start + VXLAN_HEADER_LEN);
+    writeVxlanHeader(buf, off, this.local.vni);
+    const eth = this.ethernet.wrap(buf, off + VXLAN_HEADER_LEN);
     eth.destination = mac;
     eth.source = this.local.vtepMac;
     eth.etherType = ETHERTYPE_IPV4;
-    out.push(start, len + ENCAP_LEN, underlayIp, this.local.port);
+    this.nextHop = underlayIp;
+    this.nextHopPort = this.local.port;
+    return true;
+  }
+
+  encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean {
+    const start = off - ENCAP_LEN;
+    if (!this.writeHeaders(slab, start, route, tables, counters)) return false;
+    out.push(start, len + ENCAP_LEN, this.nextHop, this.nextHopPort);
     return true;
   }
 
