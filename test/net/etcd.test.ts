@@ -1,0 +1,115 @@
+// vxtun agents on a real etcd, as in a cluster: etcd runs on the lab's underlay (the hub namespace, 192.0.2.2:2379)
+// and agents in the node namespaces reach it over the underlay. An etcd outage must not stop forwarding; after it the
+// agents reconnect and catch up on what they missed.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { AgentStatus } from '../../src/control/agent';
+import { DEFAULT_PREFIX, formatLeaseAttrs, subnetKey } from '../../src/control/lease';
+import { Overlay } from '../../src/lab/overlay';
+import { ping } from '../../src/lab/ping';
+import { type Lab, type LabNode, createLab } from '../../src/lab/topology';
+import { formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
+
+const Etcd = suite('agents on a real etcd on the lab underlay');
+
+async function withEtcdOverlay(tag: string, nodes: number, body: (lab: Lab, overlay: Overlay) => Promise<void>): Promise<void> {
+  const lab = await createLab({ name: `vxt-${tag}${process.pid}`, nodes });
+  let overlay: Overlay | undefined;
+  try {
+    overlay = await Overlay.create(lab, { backend: 'vxlan', store: 'etcd' });
+    await body(lab, overlay);
+  } catch (err) {
+    if (overlay) {
+      for (const node of lab.nodes) process.stderr.write(`--- agent log ${node.name}\n${overlay.log(node)}`);
+      process.stderr.write(`--- etcd log\n${overlay.etcd?.recentLog() ?? '(no etcd)'}\n`);
+    }
+    throw err;
+  } finally {
+    await overlay?.close(); // stops etcd too
+    await lab.destroy();
+  }
+}
+
+async function eventually(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await check().catch(() => false)) return Date.now() - started;
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function tunAddressOf(overlay: Overlay, node: LabNode): Promise<string> {
+  return formatIPv4((await overlay.subnetOf(node)).address);
+}
+
+async function assertPings(lab: Lab, overlay: Overlay, from: LabNode, to: LabNode, count = 3): Promise<void> {
+  const result = await ping(lab, from, await tunAddressOf(overlay, to), { count, intervalSeconds: 0.1 });
+  assert.is(result.received, count, `${from.name} -> ${to.name}: ${result.received}/${count}`);
+}
+
+const connected = (overlay: Overlay, node: LabNode, want: boolean) => async (): Promise<boolean> =>
+  ((await overlay.status(node)) as AgentStatus).storeConnected === want;
+
+Etcd('three agents on etcd over VXLAN ping every pair', async () => {
+  await withEtcdOverlay('et', 3, async (lab, overlay) => {
+    assert.is(overlay.storeUrl, 'etcd://192.0.2.2:2379');
+    for (const node of lab.nodes) await overlay.startAgent(node);
+    for (const node of lab.nodes) await overlay.waitForRoutes(node, 2);
+    for (const from of lab.nodes) for (const to of lab.nodes) if (from !== to) await assertPings(lab, overlay, from, to);
+    for (const node of lab.nodes) assert.ok((await overlay.status(node)).storeConnected, `${node.name} connected`);
+    const leases = await overlay.withStore((store) => store.list(`${DEFAULT_PREFIX}/subnets/`));
+    assert.is(leases.kvs.length, 3, 'three leases in etcd');
+  });
+});
+
+Etcd('etcd outage: forwarding goes on, agents report it, reconnect, catch up on a deletion and a new node', async () => {
+  await withEtcdOverlay('eo', 3, async (lab, overlay) => {
+    const [n1, n2, n3] = lab.nodes;
+    // A node that exists only as a lease: its deletion during the outage must reach the agents after it.
+    const ghost = parseCidr('10.17.254.0/24');
+    const ghostAttrs = formatLeaseAttrs({ publicIp: parseIPv4('192.0.2.99'), backendType: 'vxlan', backendData: { vni: 1, vtepMac: parseMac('0e:00:00:00:99:99') } });
+    await overlay.withStore((store) => store.put(subnetKey(DEFAULT_PREFIX, ghost), ghostAttrs, { ttlSeconds: 3600 }));
+    await overlay.startAgent(n1);
+    await overlay.startAgent(n2);
+    await overlay.waitForRoutes(n1, 2);
+    await overlay.waitForRoutes(n2, 2);
+    await assertPings(lab, overlay, n1, n2);
+
+    const etcd = overlay.etcd!;
+    const stoppedAt = Date.now();
+    await etcd.stop(); // the data dir is the overlay's: kept for the restart
+    await eventually('n1 to report the store unreachable', 5_000, connected(overlay, n1, false));
+    await eventually('n2 to report the store unreachable', 5_000, connected(overlay, n2, false));
+    const noticedMs = Date.now() - stoppedAt;
+    // Forwarding goes on with the last known tables, both ways, for seconds.
+    const [there, back] = await Promise.all([
+      ping(lab, n1, await tunAddressOf(overlay, n2), { count: 15, intervalSeconds: 0.2 }),
+      ping(lab, n2, await tunAddressOf(overlay, n1), { count: 15, intervalSeconds: 0.2 }),
+    ]);
+    assert.is(there.received, 15, `n1 -> n2 during the outage: ${there.received}/15`);
+    assert.is(back.received, 15, `n2 -> n1 during the outage: ${back.received}/15`);
+    for (const node of [n1, n2]) {
+      assert.match(overlay.log(node), /store unreachable: forwarding goes on/, `${node.name} says forwarding goes on`);
+      assert.is((await overlay.status(node)).routes.length, 2, `${node.name} keeps its routes`);
+    }
+
+    await etcd.restart(); // same ports, same data
+    // The agents' watches are backing off (seconds by now): delete the ghost before they are back.
+    const before = await Promise.all([n1, n2].map((node) => overlay.status(node)));
+    await overlay.withStore((store) => store.delete(subnetKey(DEFAULT_PREFIX, ghost)));
+    assert.ok(before.some((s) => !s.storeConnected), 'the deletion happened while an agent was still disconnected');
+    await eventually('n1 to reconnect', 10_000, connected(overlay, n1, true));
+    await eventually('n2 to reconnect', 10_000, connected(overlay, n2, true));
+    await overlay.waitForRoutes(n1, 1, 5_000);
+    await overlay.waitForRoutes(n2, 1, 5_000);
+
+    // A node joining after the outage: both old agents route to it.
+    await overlay.startAgent(n3);
+    for (const node of lab.nodes) await overlay.waitForRoutes(node, 2);
+    for (const from of lab.nodes) for (const to of lab.nodes) if (from !== to) await assertPings(lab, overlay, from, to, 2);
+    process.stdout.write(`  (agents noticed the outage within ${noticedMs} ms)\n`);
+  });
+});
+
+Etcd.run();
