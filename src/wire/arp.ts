@@ -1,6 +1,7 @@
 // ARP for IPv4 over Ethernet (RFC 826): the only kind a VTEP answers. Anything else is 'unsupported'.
 import { readMac, writeMac, type IPv4, type Mac } from './address';
 import { WireError } from './errors';
+import { HeaderView } from './view';
 
 const F = {
   HARDWARE_TYPE: 0,
@@ -24,20 +25,7 @@ const PROTOCOL_IPV4 = 0x0800;
 
 export type ArpProblem = 'truncated' | 'unsupported';
 
-export class ArpView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class ArpView extends HeaderView {
 
   get hardwareType(): number {
     return this.buf.readUInt16BE(this.off + F.HARDWARE_TYPE);

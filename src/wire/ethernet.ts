@@ -1,6 +1,7 @@
 // Ethernet II header (no 802.1Q tag: VXLAN inner frames and our VTEP never carry one).
 import { readMac, writeMac, type Mac } from './address';
 import { WireError } from './errors';
+import { HeaderView } from './view';
 
 const F = {
   DESTINATION: 0,
@@ -15,20 +16,7 @@ export const ETHERTYPE_ARP = 0x0806;
 
 export type EthernetProblem = 'truncated';
 
-export class EthernetView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class EthernetView extends HeaderView {
 
   get destination(): Mac {
     return readMac(this.buf, this.off + F.DESTINATION);

@@ -4,6 +4,7 @@ import { internetChecksum, onesComplementSum } from './checksum';
 import { WireError } from './errors';
 import { IPPROTO_ICMP, IPV4_HEADER_LEN, Ipv4View, writeIpv4Header } from './ipv4';
 import type { IPv4 } from './address';
+import { HeaderView } from './view';
 
 const F = {
   TYPE: 0,
@@ -32,20 +33,7 @@ export const ICMP_ERROR_MAX_LEN = 576;
 
 export type IcmpProblem = 'truncated' | 'bad-checksum';
 
-export class IcmpView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class IcmpView extends HeaderView {
 
   get type(): number {
     return this.buf[this.off + F.TYPE];

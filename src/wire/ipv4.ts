@@ -2,6 +2,7 @@
 import type { IPv4 } from './address';
 import { incrementalUpdate, internetChecksum, onesComplementSum } from './checksum';
 import { WireError } from './errors';
+import { HeaderView } from './view';
 
 const F = {
   VERSION_IHL: 0,
@@ -29,20 +30,7 @@ const FRAGMENT_OFFSET_MASK = 0x1fff;
 
 export type Ipv4Problem = 'truncated' | 'bad-version' | 'bad-header-length' | 'bad-total-length' | 'bad-checksum';
 
-export class Ipv4View {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class Ipv4View extends HeaderView {
 
   get version(): number {
     return this.buf[this.off + F.VERSION_IHL] >>> 4;

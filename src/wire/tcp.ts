@@ -4,6 +4,7 @@ import type { IPv4 } from './address';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum';
 import { WireError } from './errors';
 import { IPPROTO_TCP, Ipv4View } from './ipv4';
+import { HeaderView } from './view';
 
 const F = {
   SRC_PORT: 0,
@@ -28,20 +29,7 @@ export const TCP_URG = 0x20;
 
 export type TcpProblem = 'truncated' | 'bad-data-offset';
 
-export class TcpView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class TcpView extends HeaderView {
 
   get srcPort(): number {
     return this.buf.readUInt16BE(this.off + F.SRC_PORT);

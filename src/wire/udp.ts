@@ -4,6 +4,7 @@ import type { IPv4 } from './address';
 import { foldChecksum, onesComplementSum, pseudoHeaderSum } from './checksum';
 import { WireError } from './errors';
 import { IPPROTO_UDP, Ipv4View } from './ipv4';
+import { HeaderView } from './view';
 
 const F = {
   SRC_PORT: 0,
@@ -17,20 +18,7 @@ export const UDP_HEADER_LEN = F.END;
 
 export type UdpProblem = 'truncated' | 'bad-length' | 'bad-checksum';
 
-export class UdpView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class UdpView extends HeaderView {
 
   get srcPort(): number {
     return this.buf.readUInt16BE(this.off + F.SRC_PORT);

@@ -1,6 +1,7 @@
 // The virtio_net_hdr a TUN opened with IFF_VNET_HDR puts before every packet (10 bytes; struct virtio_net_hdr in
 // linux/virtio_net.h). It tells us the kernel handed over a TCP super-packet (GSO) to segment, or a packet whose
 // checksum is only partial (NEEDS_CSUM). Fields are little-endian on the machines we run on (TUN uses host order).
+import { HeaderView } from './view';
 
 const F = {
   FLAGS: 0,
@@ -17,20 +18,7 @@ export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
 
-export class VirtioNetHeaderView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class VirtioNetHeaderView extends HeaderView {
 
   get needsChecksum(): boolean {
     return (this.buf[this.off + F.FLAGS] & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0;

@@ -1,6 +1,7 @@
 // VXLAN header (RFC 7348 section 5): flags, 24-bit VNI, reserved bytes. Receivers ignore the reserved bits and
 // drop frames whose I flag (VNI valid) is clear.
 import { WireError } from './errors';
+import { HeaderView } from './view';
 
 const F = {
   FLAGS: 0,
@@ -21,20 +22,7 @@ export const VXLAN_VNI_MAX = 0xffffff;
 
 export type VxlanProblem = 'truncated' | 'no-vni-flag';
 
-export class VxlanView {
-  buf: Buffer;
-  off: number;
-
-  constructor(buf: Buffer = Buffer.alloc(0), off = 0) {
-    this.buf = buf;
-    this.off = off;
-  }
-
-  wrap(buf: Buffer, off: number): this {
-    this.buf = buf;
-    this.off = off;
-    return this;
-  }
+export class VxlanView extends HeaderView {
 
   get flags(): number {
     return this.buf[this.off + F.FLAGS];
