@@ -7,6 +7,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitTun(env, exports);
   vxtun::InitSocket(env, exports);
   vxtun::InitWatcher(env, exports);
+  vxtun::InitOffload(env, exports);
   return exports;
 }
 

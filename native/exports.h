@@ -6,4 +6,5 @@ namespace vxtun {
 void InitTun(Napi::Env env, Napi::Object exports);
 void InitSocket(Napi::Env env, Napi::Object exports);
 void InitWatcher(Napi::Env env, Napi::Object exports);
+void InitOffload(Napi::Env env, Napi::Object exports);
 }  // namespace vxtun

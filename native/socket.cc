@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -229,6 +230,195 @@ static Napi::Value Send(const Napi::CallbackInfo& info, bool withPorts) {
   return Napi::Number::New(env, sent);
 }
 
+// ---- UDP segmentation offload (UDP_SEGMENT) and receive coalescing (UDP_GRO) ----
+
+// The kernel's UDP_MAX_SEGMENTS (64 on older kernels; newer ones allow 128: we keep to the common limit).
+static constexpr uint32_t kMaxGsoSegments = 64;
+// One IPv4 datagram: 65535 - 20 (IP) - 8 (UDP).
+static constexpr uint32_t kMaxGsoBytes = 65507;
+
+// The segments of slab[off, off + len) sent one by one (GSO refused). Returns the number sent; stops at EAGAIN.
+static int SendSegments(int fd, uint8_t* data, uint32_t len, uint32_t segmentSize, struct sockaddr_in& to) {
+  struct mmsghdr headers[kMaxGsoSegments];
+  struct iovec iovs[kMaxGsoSegments];
+  uint32_t n = (len + segmentSize - 1) / segmentSize;
+  memset(headers, 0, sizeof(struct mmsghdr) * n);
+  for (uint32_t j = 0; j < n; j++) {
+    uint32_t at = j * segmentSize;
+    iovs[j].iov_base = data + at;
+    iovs[j].iov_len = len - at < segmentSize ? len - at : segmentSize;
+    headers[j].msg_hdr.msg_iov = &iovs[j];
+    headers[j].msg_hdr.msg_iovlen = 1;
+    headers[j].msg_hdr.msg_name = &to;
+    headers[j].msg_hdr.msg_namelen = sizeof to;
+  }
+  uint32_t next = 0;
+  int sent = 0;
+  while (next < n) {
+    int done = sendmmsg(fd, headers + next, n - next, MSG_DONTWAIT);
+    if (done > 0) {
+      sent += done;
+      next += done;
+    } else if (done < 0 && errno == EINTR) {
+      continue;
+    } else if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      next++;  // this segment failed on its own (or done == 0: never spin)
+    }
+  }
+  return sent;
+}
+
+// udpSendGso(fd, slab, off, len, segmentSize, addr, port) -> 1 sent as one GSO send, 0 EAGAIN (nothing sent),
+// 2 the kernel refused GSO (EIO: no checksum offload on the route's device; EINVAL: e.g. a segment larger than the
+// route's MTU) and the segments went one by one: stop using GSO; -1 the kernel refused the datagram for a reason of
+// its own destination (unreachable, ENOBUFS, EPERM from a firewall...): a drop, the socket is fine.
+static Napi::Value UdpSendGso(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  Bytes slab;
+  uint32_t off, len, segmentSize, address, port;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32(info, 2, "off", off) ||
+      !ArgUint32(info, 3, "len", len) || !ArgUint32(info, 4, "segmentSize", segmentSize) ||
+      !ArgUint32(info, 5, "addr", address) || !ArgUint32(info, 6, "port", port)) {
+    return env.Undefined();
+  }
+  if (static_cast<uint64_t>(off) + len > slab.length) {
+    ThrowRangeError(env, "udpSendGso: slab[off, off + len) lies outside the slab");
+    return env.Undefined();
+  }
+  if (port > 65535) {
+    ThrowRangeError(env, "port must be 0 to 65535");
+    return env.Undefined();
+  }
+  if (len == 0 || len > kMaxGsoBytes) {
+    ThrowRangeError(env, "udpSendGso: len must be 1 to 65507 bytes");
+    return env.Undefined();
+  }
+  if (segmentSize == 0 || segmentSize > 65507) {
+    ThrowRangeError(env, "udpSendGso: segmentSize must be 1 to 65507 bytes");
+    return env.Undefined();
+  }
+  if ((len + segmentSize - 1) / segmentSize > kMaxGsoSegments) {
+    ThrowRangeError(env, "udpSendGso: at most 64 segments per call");
+    return env.Undefined();
+  }
+  struct sockaddr_in to;
+  ToSockaddr(to, address, static_cast<uint16_t>(port));
+  struct iovec iov = {slab.data + off, len};
+  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(uint16_t))];
+  memset(control, 0, sizeof control);
+  struct msghdr message;
+  memset(&message, 0, sizeof message);
+  message.msg_name = &to;
+  message.msg_namelen = sizeof to;
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  message.msg_control = control;
+  message.msg_controllen = sizeof control;
+  struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message);
+  cmsg->cmsg_level = SOL_UDP;
+  cmsg->cmsg_type = UDP_SEGMENT;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+  uint16_t gsoSize = static_cast<uint16_t>(segmentSize);
+  memcpy(CMSG_DATA(cmsg), &gsoSize, sizeof gsoSize);
+  ssize_t n;
+  do {
+    n = sendmsg(fd, &message, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) return Napi::Number::New(env, 1);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, 0);
+  if (errno == EIO || errno == EINVAL) {
+    SendSegments(fd, slab.data + off, len, segmentSize, to);
+    return Napi::Number::New(env, 2);
+  }
+  if (IsPerMessageError(errno)) return Napi::Number::New(env, -1);
+  ThrowSystemError(env, errno, "sendmsg");
+  return env.Undefined();
+}
+
+// udpSetGro(fd, on): lets the kernel hand us several datagrams of one sender in one buffer (see udpRecvGro).
+static Napi::Value UdpSetGro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  bool on;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBool(info, 1, "on", on)) return env.Undefined();
+  int value = on ? 1 : 0;
+  if (setsockopt(fd, SOL_UDP, UDP_GRO, &value, sizeof value) < 0) ThrowSystemError(env, errno, "setsockopt(UDP_GRO)");
+  return env.Undefined();
+}
+
+// Messages per udpRecvGro call: each slot is large (64 KB), so fewer messages move as many bytes.
+static constexpr int kGroChunk = 64;
+// Room for the UDP_GRO cmsg (an int) and anything else the kernel adds.
+static constexpr size_t kGroControl = 64;
+
+// udpRecvGro(fd, slab, offsets, lengths, addrs, ports, segSizes, max) -> count, as udpRecv; segSizes[i] = the
+// segment size when the kernel coalesced several datagrams into buffer i (each segSizes[i] long but the last), else 0.
+static Napi::Value UdpRecvGro(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, max;
+  Bytes slab;
+  Array<uint32_t> offsets, lengths, addrs, segSizes;
+  Array<uint16_t> ports;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32Array(info, 2, "offsets", offsets) ||
+      !ArgUint32Array(info, 3, "lengths", lengths) || !ArgUint32Array(info, 4, "addrs", addrs) ||
+      !ArgUint16Array(info, 5, "ports", ports) || !ArgUint32Array(info, 6, "segSizes", segSizes) ||
+      !ArgInt(info, 7, "max", max)) {
+    return env.Undefined();
+  }
+  size_t count = static_cast<size_t>(max);
+  if (count > addrs.length || count > ports.length || count > segSizes.length) {
+    ThrowRangeError(env, "packet count exceeds the addrs/ports/segSizes tables");
+    return env.Undefined();
+  }
+  if (!CheckSlots(env, slab, offsets, lengths, count)) return env.Undefined();
+  int n = max < kGroChunk ? max : kGroChunk;
+  if (n == 0) return Napi::Number::New(env, 0);
+  struct mmsghdr headers[kGroChunk];
+  struct iovec iovs[kGroChunk];
+  struct sockaddr_in names[kGroChunk];
+  alignas(struct cmsghdr) char controls[kGroChunk][kGroControl];
+  memset(headers, 0, sizeof(struct mmsghdr) * n);
+  for (int i = 0; i < n; i++) {
+    iovs[i].iov_base = slab.data + offsets.data[i];
+    iovs[i].iov_len = lengths.data[i];
+    headers[i].msg_hdr.msg_iov = &iovs[i];
+    headers[i].msg_hdr.msg_iovlen = 1;
+    headers[i].msg_hdr.msg_name = &names[i];
+    headers[i].msg_hdr.msg_namelen = sizeof names[i];
+    headers[i].msg_hdr.msg_control = controls[i];
+    headers[i].msg_hdr.msg_controllen = kGroControl;
+  }
+  int received;
+  do {
+    received = recvmmsg(fd, headers, n, MSG_DONTWAIT, nullptr);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || IsPerMessageError(errno)) return Napi::Number::New(env, 0);
+    ThrowSystemError(env, errno, "recvmmsg");
+    return env.Undefined();
+  }
+  for (int i = 0; i < received; i++) {
+    struct msghdr& message = headers[i].msg_hdr;
+    lengths.data[i] = (message.msg_flags & MSG_TRUNC) ? 0 : headers[i].msg_len;
+    addrs.data[i] = ntohl(names[i].sin_addr.s_addr);
+    ports.data[i] = ntohs(names[i].sin_port);
+    uint32_t segSize = 0;
+    for (struct cmsghdr* cmsg = CMSG_FIRSTHDR(&message); cmsg != nullptr; cmsg = CMSG_NXTHDR(&message, cmsg)) {
+      if (cmsg->cmsg_level == SOL_UDP && cmsg->cmsg_type == UDP_GRO && cmsg->cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int value;
+        memcpy(&value, CMSG_DATA(cmsg), sizeof value);
+        if (value > 0) segSize = static_cast<uint32_t>(value);
+      }
+    }
+    // One datagram of its own: not coalesced, whatever the kernel said.
+    segSizes.data[i] = segSize > 0 && segSize < lengths.data[i] ? segSize : 0;
+  }
+  return Napi::Number::New(env, received);
+}
+
 static Napi::Value UdpRecv(const Napi::CallbackInfo& info) { return Receive(info, true); }
 static Napi::Value UdpSend(const Napi::CallbackInfo& info) { return Send(info, true); }
 static Napi::Value RawRecv(const Napi::CallbackInfo& info) { return Receive(info, false); }
@@ -248,6 +438,9 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("udpLocalPort", Napi::Function::New(env, UdpLocalPort, "udpLocalPort"));
   exports.Set("udpRecv", Napi::Function::New(env, UdpRecv, "udpRecv"));
   exports.Set("udpSend", Napi::Function::New(env, UdpSend, "udpSend"));
+  exports.Set("udpSendGso", Napi::Function::New(env, UdpSendGso, "udpSendGso"));
+  exports.Set("udpSetGro", Napi::Function::New(env, UdpSetGro, "udpSetGro"));
+  exports.Set("udpRecvGro", Napi::Function::New(env, UdpRecvGro, "udpRecvGro"));
   exports.Set("rawOpen", Napi::Function::New(env, RawOpen, "rawOpen"));
   exports.Set("rawRecv", Napi::Function::New(env, RawRecv, "rawRecv"));
   exports.Set("rawSend", Napi::Function::New(env, RawSend, "rawSend"));

@@ -1,0 +1,298 @@
+// TCP offload work for a TUN opened with IFF_VNET_HDR: split the kernel's TSO super-packets into wire segments
+// (tcpSegment), finish checksums it left partial (completeChecksum), and coalesce runs of received segments into
+// one super-packet per write (tunWriteCoalesced). The rules follow the kernel's GSO/GRO (and wireguard-go's
+// tun/offload_linux.go, which mirrors them): per segment the IPv4 ID goes up by one, seq by the payload before it,
+// FIN and PSH stay on the last segment only, CWR on the first only.
+#include <errno.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "checksum.h"
+#include "errors.h"
+#include "exports.h"
+
+namespace vxtun {
+
+// struct virtio_net_hdr (include/uapi/linux/virtio_net.h, whose header does not compile as C++), in native byte
+// order: TUN uses the host's order unless TUNSETVNETLE/BE says otherwise.
+struct VnetHdr {
+  uint8_t flags;
+  uint8_t gso_type;
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+static constexpr size_t kVnetHdrLen = sizeof(VnetHdr);
+static_assert(kVnetHdrLen == 10, "virtio_net_hdr without num_buffers");
+static constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+static constexpr uint8_t kVnetGsoTcpv4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4
+static constexpr uint8_t kProtoTcp = 6;
+static constexpr uint8_t kTcpFin = 0x01, kTcpPsh = 0x08, kTcpAck = 0x10, kTcpCwr = 0x80;
+static constexpr size_t kMaxIpv4Packet = 65535;
+
+// Checks that [off, off + len) lies inside a buffer of `size` bytes (64-bit sum: no wrap).
+static bool InBounds(Napi::Env env, const char* what, uint64_t off, uint64_t len, size_t size) {
+  if (off + len <= size) return true;
+  std::string message = std::string(what) + " (offset " + std::to_string(off) + ", length " + std::to_string(len) +
+                        ") lies outside its buffer of " + std::to_string(size) + " bytes";
+  ThrowRangeError(env, message.c_str());
+  return false;
+}
+
+// tcpSegment(slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, out, outOff, prefix, prefixOff, prefixLen,
+//            segLengths) -> segment count, or -1 when the packet cannot be segmented.
+// hdrLen is only checked (>= the real IP + TCP header length, <= pktLen): the kernel's hdr_len may cover more than the
+// headers (wireguard-go does not trust it either), so the headers' own lengths are used.
+static Napi::Value TcpSegment(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes slab, out, prefix;
+  uint32_t pktOff, pktLen, hdrLen, gsoSize, csumStart, outOff, prefixOff, prefixLen;
+  Array<uint32_t> segLengths;
+  if (!ArgBytes(info, 0, "slab", slab) || !ArgUint32(info, 1, "pktOff", pktOff) ||
+      !ArgUint32(info, 2, "pktLen", pktLen) || !ArgUint32(info, 3, "hdrLen", hdrLen) ||
+      !ArgUint32(info, 4, "gsoSize", gsoSize) || !ArgUint32(info, 5, "csumStart", csumStart) ||
+      !ArgBytes(info, 6, "out", out) || !ArgUint32(info, 7, "outOff", outOff) || !ArgBytes(info, 8, "prefix", prefix) ||
+      !ArgUint32(info, 9, "prefixOff", prefixOff) || !ArgUint32(info, 10, "prefixLen", prefixLen) ||
+      !ArgUint32Array(info, 11, "segLengths", segLengths)) {
+    return env.Undefined();
+  }
+  if (!InBounds(env, "packet", pktOff, pktLen, slab.length) || !InBounds(env, "out", outOff, 0, out.length) ||
+      !InBounds(env, "prefix", prefixOff, prefixLen, prefix.length)) {
+    return env.Undefined();
+  }
+  Napi::Number fail = Napi::Number::New(env, -1);
+  const uint8_t* ip = slab.data + pktOff;
+  if (pktLen < 40 || (ip[0] >> 4) != 4 || ip[9] != kProtoTcp) return fail;
+  size_t ihl = (ip[0] & 0x0f) * 4u;
+  if (ihl < 20 || ihl != csumStart || pktLen < ihl + 20) return fail;
+  size_t thl = (ip[ihl + 12] >> 4) * 4u;
+  size_t headers = ihl + thl;
+  if (thl < 20 || headers > pktLen || hdrLen < headers || hdrLen > pktLen) return fail;
+  if (LoadBE16(ip + 2) != pktLen || gsoSize == 0) return fail;
+  size_t payload = pktLen - headers;
+  size_t count = payload == 0 ? 1 : (payload + gsoSize - 1) / gsoSize;
+  if (count > segLengths.length) return fail;
+  uint64_t total = static_cast<uint64_t>(count) * (prefixLen + headers) + payload;
+  if (outOff + total > out.length) return fail;
+  // The segments are written forwards from the packet's own bytes: they must not overlap.
+  const uint8_t* outStart = out.data + outOff;
+  if (outStart < ip + pktLen && ip < outStart + total) {
+    ThrowRangeError(env, "tcpSegment: the output region overlaps the packet");
+    return env.Undefined();
+  }
+
+  uint16_t id = LoadBE16(ip + 4);
+  uint32_t seq = LoadBE32(ip + ihl + 4);
+  uint8_t flags = ip[ihl + 13];
+  uint8_t* at = out.data + outOff;
+  size_t done = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t chunk = payload - done < gsoSize ? payload - done : gsoSize;
+    if (prefixLen > 0) memcpy(at, prefix.data + prefixOff, prefixLen);
+    uint8_t* segIp = at + prefixLen;
+    memcpy(segIp, ip, headers);
+    memcpy(segIp + headers, ip + headers + done, chunk);
+    StoreBE16(segIp + 2, static_cast<uint16_t>(headers + chunk));
+    StoreBE16(segIp + 4, static_cast<uint16_t>(id + i));
+    FillIpv4Checksum(segIp, ihl);
+    uint8_t* tcp = segIp + ihl;
+    StoreBE32(tcp + 4, seq + static_cast<uint32_t>(done));
+    uint8_t segFlags = flags;
+    if (i + 1 < count) segFlags &= static_cast<uint8_t>(~(kTcpFin | kTcpPsh));
+    if (i > 0) segFlags &= static_cast<uint8_t>(~kTcpCwr);
+    tcp[13] = segFlags;
+    tcp[16] = 0;
+    tcp[17] = 0;
+    uint16_t tcpLen = static_cast<uint16_t>(thl + chunk);
+    uint64_t sum = SumBytes(tcp, tcpLen, PseudoHeaderSum(segIp, kProtoTcp, tcpLen));
+    StoreSum(tcp + 16, static_cast<uint16_t>(~FoldSum(sum)));
+    size_t segLen = prefixLen + headers + chunk;
+    segLengths.data[i] = static_cast<uint32_t>(segLen);
+    at += segLen;
+    done += chunk;
+  }
+  return Napi::Number::New(env, static_cast<double>(count));
+}
+
+// completeChecksum(slab, off, len, csumStart, csumOffset): for VIRTIO_NET_HDR_F_NEEDS_CSUM packets. The field at
+// csumStart + csumOffset holds the pseudo-header sum; the checksum covers everything from csumStart to the end.
+static Napi::Value CompleteChecksum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Bytes slab;
+  uint32_t off, len, csumStart, csumOffset;
+  if (!ArgBytes(info, 0, "slab", slab) || !ArgUint32(info, 1, "off", off) || !ArgUint32(info, 2, "len", len) ||
+      !ArgUint32(info, 3, "csumStart", csumStart) || !ArgUint32(info, 4, "csumOffset", csumOffset)) {
+    return env.Undefined();
+  }
+  if (!InBounds(env, "packet", off, len, slab.length)) return env.Undefined();
+  if (static_cast<uint64_t>(csumStart) + csumOffset + 2 > len) {
+    ThrowRangeError(env, "completeChecksum: csumStart + csumOffset + 2 exceeds the packet length");
+    return env.Undefined();
+  }
+  uint8_t* start = slab.data + off + csumStart;
+  uint16_t value = static_cast<uint16_t>(~FoldSum(SumBytes(start, len - csumStart, 0)));
+  // UDP (the field 6 bytes in) sends a computed 0 as 0xFFFF: 0 means "no checksum" (RFC 768).
+  if (value == 0 && csumOffset == 6) value = 0xffff;
+  StoreSum(start + csumOffset, value);
+  return env.Undefined();
+}
+
+// A TCP/IPv4 segment that may join a coalesced super-packet, parsed once.
+struct Segment {
+  const uint8_t* ip;
+  size_t length;
+  size_t headers;  // 20 (no IP options) + TCP header
+  size_t payload;
+  uint32_t seq;
+  bool psh;
+};
+
+// A packet that may be coalesced: IPv4 without options, not a fragment, TCP with flags ACK or ACK|PSH, a payload,
+// total length matching, and a valid TCP checksum (a coalesced packet is sent as CHECKSUM_PARTIAL, so the kernel
+// would never check the members' own checksums: a corrupt one must not be laundered).
+static bool ParseCandidate(const uint8_t* ip, size_t length, Segment& s) {
+  if (length < 40 || ip[0] != 0x45 || ip[9] != kProtoTcp) return false;
+  if (LoadBE16(ip + 2) != length) return false;
+  if ((ip[6] & 0x3f) != 0 || ip[7] != 0) return false;  // MF or a fragment offset
+  const uint8_t* tcp = ip + 20;
+  size_t thl = (tcp[12] >> 4) * 4u;
+  if (thl < 20 || 20 + thl >= length) return false;  // >=: no payload, nothing to coalesce
+  uint8_t flags = tcp[13];
+  if (flags != kTcpAck && flags != (kTcpAck | kTcpPsh)) return false;
+  uint16_t tcpLen = static_cast<uint16_t>(length - 20);
+  if (FoldSum(SumBytes(tcp, tcpLen, PseudoHeaderSum(ip, kProtoTcp, tcpLen))) != 0xffff) return false;
+  s.ip = ip;
+  s.length = length;
+  s.headers = 20 + thl;
+  s.payload = length - s.headers;
+  s.seq = LoadBE32(tcp + 4);
+  s.psh = (flags & kTcpPsh) != 0;
+  return true;
+}
+
+// Whether `next` continues the run headed by `head` (same flow, same header fields the kernel's GRO compares).
+static bool SameFlow(const Segment& head, const Segment& next) {
+  const uint8_t* a = head.ip;
+  const uint8_t* b = next.ip;
+  if (a[1] != b[1] || (a[6] >> 5) != (b[6] >> 5) || a[8] != b[8]) return false;  // ToS, DF, TTL
+  if (memcmp(a + 12, b + 12, 8) != 0) return false;                               // addresses
+  if (head.headers != next.headers) return false;
+  if (memcmp(a + 20, b + 20, 4) != 0) return false;           // ports
+  if (memcmp(a + 28, b + 28, 4) != 0) return false;           // ack
+  return memcmp(a + 40, b + 40, head.headers - 40) == 0;      // TCP options (timestamps)
+}
+
+// An error that concerns the device or our arguments, not the one packet (as tunWrite).
+static bool IsFatalWriteError(int err) { return err == EBADF || err == EBADFD || err == EFAULT || err == ENOTTY; }
+
+// write() with EINTR retried; returns 1 written, 0 rejected (skip), -1 EAGAIN (stop), -2 fatal (errno set).
+static int WriteOne(int fd, const uint8_t* data, size_t len) {
+  for (;;) {
+    if (write(fd, data, len) >= 0) return 1;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+    return IsFatalWriteError(errno) ? -2 : 0;
+  }
+}
+
+// tunWriteCoalesced(fd, slab, offsets, lengths, count, scratch) -> accepted. Only runs of adjacent packets are
+// coalesced; everything else is written alone with a zeroed virtio header in its 10 bytes of headroom.
+static Napi::Value TunWriteCoalesced(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, count;
+  Bytes slab, scratch;
+  Array<uint32_t> offsets, lengths;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32Array(info, 2, "offsets", offsets) ||
+      !ArgUint32Array(info, 3, "lengths", lengths) || !ArgInt(info, 4, "count", count) ||
+      !ArgBytes(info, 5, "scratch", scratch) || !CheckSlots(env, slab, offsets, lengths, count)) {
+    return env.Undefined();
+  }
+  if (scratch.length < kMaxIpv4Packet + kVnetHdrLen) {
+    ThrowRangeError(env, "tunWriteCoalesced: scratch must hold at least 65545 bytes");
+    return env.Undefined();
+  }
+  for (int i = 0; i < count; i++) {
+    if (offsets.data[i] < kVnetHdrLen) {
+      std::string message = "packet " + std::to_string(i) + " has fewer than 10 bytes of headroom for the virtio header";
+      ThrowRangeError(env, message.c_str());
+      return env.Undefined();
+    }
+  }
+  int accepted = 0;
+  int i = 0;
+  while (i < count) {
+    uint8_t* ip = slab.data + offsets.data[i];
+    size_t length = lengths.data[i];
+    Segment head;
+    int members = 1;
+    size_t total = length;
+    if (ParseCandidate(ip, length, head) && !head.psh) {
+      uint32_t nextSeq = head.seq + static_cast<uint32_t>(head.payload);
+      bool ended = false;
+      while (!ended && i + members < count) {
+        int j = i + members;
+        Segment next;
+        if (!ParseCandidate(slab.data + offsets.data[j], lengths.data[j], next) || !SameFlow(head, next) ||
+            next.seq != nextSeq || next.payload > head.payload || total + next.payload > kMaxIpv4Packet) {
+          break;
+        }
+        members++;
+        total += next.payload;
+        nextSeq += static_cast<uint32_t>(next.payload);
+        ended = next.psh || next.payload < head.payload;  // nothing may follow a short or PSH segment
+      }
+    }
+    int result;
+    if (members == 1) {
+      uint8_t* hdr = ip - kVnetHdrLen;
+      memset(hdr, 0, kVnetHdrLen);
+      result = WriteOne(fd, hdr, length + kVnetHdrLen);
+    } else {
+      VnetHdr vnet;
+      memset(&vnet, 0, sizeof vnet);
+      vnet.flags = kVnetNeedsCsum;
+      vnet.gso_type = kVnetGsoTcpv4;
+      vnet.hdr_len = static_cast<uint16_t>(head.headers);
+      vnet.gso_size = static_cast<uint16_t>(head.payload);
+      vnet.csum_start = 20;
+      vnet.csum_offset = 16;
+      memcpy(scratch.data, &vnet, kVnetHdrLen);
+      uint8_t* super = scratch.data + kVnetHdrLen;
+      memcpy(super, ip, length);
+      size_t at = length;
+      bool psh = false;
+      for (int k = 1; k < members; k++) {
+        const uint8_t* member = slab.data + offsets.data[i + k];
+        size_t memberLen = lengths.data[i + k];
+        memcpy(super + at, member + head.headers, memberLen - head.headers);
+        at += memberLen - head.headers;
+        psh = (member[33] & kTcpPsh) != 0;
+      }
+      if (psh) super[33] |= kTcpPsh;
+      StoreBE16(super + 2, static_cast<uint16_t>(total));
+      FillIpv4Checksum(super, 20);
+      uint16_t tcpLen = static_cast<uint16_t>(total - 20);
+      StoreSum(super + 36, FoldSum(PseudoHeaderSum(super, kProtoTcp, tcpLen)));  // partial: not complemented
+      result = WriteOne(fd, scratch.data, total + kVnetHdrLen);
+    }
+    if (result == -2) {
+      ThrowSystemError(env, errno, "write");
+      return env.Undefined();
+    }
+    if (result == -1) break;
+    if (result == 1) accepted += members;
+    i += members;
+  }
+  return Napi::Number::New(env, accepted);
+}
+
+void InitOffload(Napi::Env env, Napi::Object exports) {
+  exports.Set("tcpSegment", Napi::Function::New(env, TcpSegment, "tcpSegment"));
+  exports.Set("completeChecksum", Napi::Function::New(env, CompleteChecksum, "completeChecksum"));
+  exports.Set("tunWriteCoalesced", Napi::Function::New(env, TunWriteCoalesced, "tunWriteCoalesced"));
+}
+
+}  // namespace vxtun
