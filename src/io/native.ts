@@ -38,7 +38,11 @@ export interface NativeFdWatcher {
 
 /** Every export of build/Release/vxtun.node. IPv4 addresses are u32 in host order; all calls are non-blocking. */
 export interface NativeAddon {
-  tunOpen(name: string): { fd: number; name: string };
+  /**
+   * With vnetHdr: IFF_VNET_HDR, a 10-byte struct virtio_net_hdr before every packet read and written, and the offloads
+   * TUN_F_CSUM | TUN_F_TSO4 (reads may be TCP super-packets up to 64 KB, or carry a partial checksum).
+   */
+  tunOpen(name: string, vnetHdr?: boolean): { fd: number; name: string };
   tunConfigure(name: string, mtu: number, address: number, prefixLength: number, up: boolean): void;
   tunRead(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, max: number): number;
   tunWrite(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
@@ -50,12 +54,50 @@ export interface NativeAddon {
   rawRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, max: number): number;
   rawSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, count: number): number;
   close(fd: number): void;
+  /**
+   * Splits the IPv4/TCP super-packet slab[pktOff, +pktLen) into segments of gsoSize payload bytes, written one after
+   * the other at out[outOff...], each = prefix[prefixOff, +prefixLen) + IPv4 header (length, ID + i, checksum) + TCP
+   * header (seq advanced; FIN/PSH on the last only, CWR on the first only; checksum computed) + payload. hdrLen (the
+   * virtio hdr_len) is only checked to be >= the real header length and <= pktLen: the headers' own lengths are
+   * used. csumStart must equal the IPv4 header length. Fills segLengths[i] (prefix included); returns the count, or
+   * -1 when the packet cannot be segmented (not IPv4/TCP, lengths inconsistent, out or segLengths too small).
+   * RangeError for regions outside their buffers or an output overlapping the packet.
+   */
+  tcpSegment(
+    slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number,
+    out: Buffer, outOff: number, prefix: Buffer, prefixOff: number, prefixLen: number, segLengths: Uint32Array,
+  ): number;
+  /** Finishes a VIRTIO_NET_HDR_F_NEEDS_CSUM checksum in place: sums slab[off + csumStart, off + len) into the field. */
+  completeChecksum(slab: Buffer, off: number, len: number, csumStart: number, csumOffset: number): void;
+  /**
+   * One sendmsg with UDP_SEGMENT: slab[off, +len) leaves as ceil(len / segmentSize) datagrams to addr:port.
+   * Limits (RangeError): 1 <= len <= 65507, at most 64 segments. Returns 1 sent, 0 EAGAIN (nothing sent),
+   * 2 GSO refused by the kernel (EIO/EINVAL) and the segments were sent one by one instead: stop using GSO,
+   * -1 refused for this destination (unreachable, ENOBUFS, EPERM...): a drop.
+   */
+  udpSendGso(fd: number, slab: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): -1 | 0 | 1 | 2;
+  udpSetGro(fd: number, on: boolean): void;
+  /**
+   * As udpRecv (at most 64 messages per call), and segSizes[i] = the segment size when the kernel coalesced several
+   * datagrams of one sender into buffer i (all segSizes[i] long but the last), else 0. Slots should be 64 KB.
+   */
+  udpRecvGro(
+    fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, ports: Uint16Array,
+    segSizes: Uint32Array, max: number,
+  ): number;
+  /**
+   * For a TUN opened with vnetHdr: packet i is a bare IPv4 packet at slab[offsets[i], +lengths[i]) with 10 bytes of
+   * headroom before it (overwritten). Adjacent TCP segments of one flow are written as one GSO super-packet built in
+   * scratch (>= 65545 bytes); the rest alone with a zeroed virtio header. Returns the input packets accepted.
+   */
+  tunWriteCoalesced(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, scratch: Buffer): number;
   FdWatcher: new (fd: number, onReadable: () => void) => NativeFdWatcher;
 }
 
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
-  'rawOpen', 'rawRecv', 'rawSend', 'close', 'FdWatcher',
+  'rawOpen', 'rawRecv', 'rawSend', 'close', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
+  'tunWriteCoalesced', 'FdWatcher',
 ];
 
 // This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.

@@ -1,4 +1,6 @@
 // A real TUN device (IFF_TUN | IFF_NO_PI) over the native addon: bare IPv4 packets in and out, in batches.
+// With `offload`, every packet read or written starts with a 10-byte virtio_net_hdr (fields below) and the kernel
+// may hand over TCP super-packets (TSO) and partial checksums (see native.ts tcpSegment / completeChecksum).
 import type { IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
 import { explainSystemError, native, NativeFd } from './native';
@@ -12,7 +14,26 @@ export interface TunOptions {
   address?: IPv4;
   /** Prefix of `address`; 32 when omitted. */
   prefixLength?: number;
+  /** IFF_VNET_HDR with TSO4 + CSUM offloads: reads and writes carry a virtio_net_hdr (VNET_HDR_LEN bytes). */
+  offload?: boolean;
 }
+
+/** struct virtio_net_hdr (no num_buffers), in the host's byte order: little-endian on every platform Node targets. */
+export const VNET = {
+  FLAGS: 0,
+  GSO_TYPE: 1,
+  HDR_LEN: 2,
+  GSO_SIZE: 4,
+  CSUM_START: 6,
+  CSUM_OFFSET: 8,
+  END: 10,
+} as const;
+export const VNET_HDR_LEN = VNET.END;
+export const VNET_F_NEEDS_CSUM = 1;
+export const VNET_GSO_NONE = 0;
+export const VNET_GSO_TCPV4 = 1;
+/** Bytes a coalescing write needs in its scratch buffer: the largest IPv4 packet plus the virtio header. */
+export const COALESCE_SCRATCH_BYTES = 65535 + VNET_HDR_LEN;
 
 const NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 export const MIN_MTU = 68; // RFC 791: every IPv4 host must take 68-byte packets
@@ -54,11 +75,14 @@ function explainOpenError(name: string, code: string): string | undefined {
 export class Tun implements TunDevice {
   readonly name: string;
   readonly mtu: number;
+  /** Opened with a virtio_net_hdr before every packet (TunOptions.offload). */
+  readonly offload: boolean;
   private readonly handle: NativeFd;
 
-  private constructor(name: string, mtu: number, fd: number) {
+  private constructor(name: string, mtu: number, fd: number, offload: boolean) {
     this.name = name;
     this.mtu = mtu;
+    this.offload = offload;
     this.handle = new NativeFd(fd, `TUN device ${name}`);
   }
 
@@ -68,11 +92,11 @@ export class Tun implements TunDevice {
     const addon = native();
     let opened: { fd: number; name: string };
     try {
-      opened = addon.tunOpen(options.name);
+      opened = addon.tunOpen(options.name, options.offload === true);
     } catch (error) {
       throw explainSystemError(error, (code) => explainOpenError(options.name, code));
     }
-    const tun = new Tun(opened.name, options.mtu, opened.fd);
+    const tun = new Tun(opened.name, options.mtu, opened.fd, options.offload === true);
     try {
       addon.tunConfigure(opened.name, options.mtu, options.address ?? 0, options.prefixLength ?? 32, true);
     } catch (error) {
@@ -97,6 +121,16 @@ export class Tun implements TunDevice {
 
   write(batch: PacketBatch): number {
     return native().tunWrite(this.handle.fd, batch.slab, batch.offsets, batch.lengths, batch.count);
+  }
+
+  /**
+   * Offload devices only: writes bare IPv4 packets (each with VNET_HDR_LEN bytes of headroom before its offset, which
+   * is overwritten), adjacent TCP segments of one flow coalesced into one GSO write built in `scratch`
+   * (COALESCE_SCRATCH_BYTES or more). Returns how many of batch.count packets the kernel accepted.
+   */
+  writeCoalesced(batch: PacketBatch, scratch: Buffer): number {
+    if (!this.offload) throw new Error(`TUN device ${this.name} was not opened with offload: writeCoalesced needs the virtio header`);
+    return native().tunWriteCoalesced(this.handle.fd, batch.slab, batch.offsets, batch.lengths, batch.count, scratch);
   }
 
   watch(onReadable: () => void): void {

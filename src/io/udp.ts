@@ -13,7 +13,17 @@ export interface UdpSocketOptions {
   port: number;
   recvBufferBytes?: number;
   sendBufferBytes?: number;
+  /** UDP_GRO: receives may coalesce several datagrams of one sender into one buffer (read them with recvGro). */
+  gro?: boolean;
 }
+
+/** Limits of one udpSendGso call (the kernel's UDP_MAX_SEGMENTS; one IPv4 datagram's payload). */
+export const GSO_MAX_SEGMENTS = 64;
+export const GSO_MAX_BYTES = 65507;
+
+/** What sendGso did: sent in one GSO send, EAGAIN (nothing sent), GSO refused (sent one by one: stop using GSO), dropped. */
+export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'dropped';
+const GSO_RESULTS: Record<number, GsoSendResult> = { 1: 'sent', 0: 'again', 2: 'fallback', [-1]: 'dropped' };
 
 export function validateBufferBytes(value: number | undefined, what: string): number {
   if (value === undefined) return DEFAULT_SOCKET_BUFFER_BYTES;
@@ -34,12 +44,15 @@ export class UdpSocket implements DatagramSocket {
   readonly address: IPv4;
   /** The bound port (the kernel's choice when 0 was asked for). */
   readonly port: number;
+  /** UDP_GRO is on: use recvGro, whose buffers may hold several datagrams. */
+  readonly gro: boolean;
   private readonly handle: NativeFd;
 
-  private constructor(address: IPv4, port: number, handle: NativeFd) {
+  private constructor(address: IPv4, port: number, handle: NativeFd, gro: boolean) {
     this.address = address;
     this.port = port;
     this.handle = handle;
+    this.gro = gro;
   }
 
   static open(options: UdpSocketOptions): UdpSocket {
@@ -65,11 +78,13 @@ export class UdpSocket implements DatagramSocket {
     let boundPort = port;
     try {
       if (port === 0) boundPort = addon.udpLocalPort(fd);
+      if (options.gro === true) addon.udpSetGro(fd, true);
     } catch (error) {
       addon.close(fd);
       throw error;
     }
-    return new UdpSocket(address, boundPort, new NativeFd(fd, `UDP socket ${formatIPv4(address)}:${boundPort}`));
+    const handle = new NativeFd(fd, `UDP socket ${formatIPv4(address)}:${boundPort}`);
+    return new UdpSocket(address, boundPort, handle, options.gro === true);
   }
 
   /** The socket's fd (for diagnostics); throws once closed. */
@@ -87,6 +102,25 @@ export class UdpSocket implements DatagramSocket {
   send(batch: PacketBatch): number {
     const b = batch;
     return native().udpSend(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.ports, b.count);
+  }
+
+  /**
+   * As recv, for a socket opened with `gro`: segSizes[i] is the segment size when buffer i holds several coalesced
+   * datagrams of one sender (each segSizes[i] bytes but the last), else 0. Give slots of 64 KB; at most 64 per call.
+   */
+  recvGro(batch: PacketBatch, segSizes: Uint32Array): number {
+    const b = batch;
+    const count = native().udpRecvGro(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.ports, segSizes, b.count);
+    b.count = count;
+    return count;
+  }
+
+  /**
+   * Sends slab[off, off + len) as ceil(len / segmentSize) datagrams to addr:port in one system call (UDP_SEGMENT).
+   * Limits: len 1..GSO_MAX_BYTES, at most GSO_MAX_SEGMENTS segments (RangeError otherwise).
+   */
+  sendGso(slab: Buffer, off: number, len: number, segmentSize: number, addr: IPv4, port: number): GsoSendResult {
+    return GSO_RESULTS[native().udpSendGso(this.handle.fd, slab, off, len, segmentSize, addr, port)];
   }
 
   watch(onReadable: () => void): void {
