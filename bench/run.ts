@@ -1,4 +1,4 @@
-// `npm run bench [-- --only micro|e2e] [--runs N] [--seconds S]`: runs the suites, prints one table per suite, and
+// `npm run bench [-- --only micro|e2e|scale] [--runs N] [--seconds S]`: runs the suites, prints one table per suite, and
 // writes bench/results/<timestamp>.json and bench/results/throughput.svg.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -6,14 +6,15 @@ import { join } from 'node:path';
 import { barChartSvg } from './chart';
 import { type PathResult, type Figure, PATHS, runE2e } from './e2e';
 import { type MicroResult, runMicro } from './micro';
+import { type ScaleResult, formatScale, runScale } from './scale';
 
 interface Args {
-  only: 'micro' | 'e2e' | undefined;
+  only: 'micro' | 'e2e' | 'scale' | undefined;
   runs: number;
   seconds: number;
 }
 
-const USAGE = 'usage: npm run bench -- [--only micro|e2e] [--runs N (default 3)] [--seconds S (default 5)]';
+const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale] [--runs N (default 3)] [--seconds S (default 5)]';
 const RESULTS_DIR = join(__dirname, 'results');
 
 function parseArgs(argv: readonly string[]): Args {
@@ -25,7 +26,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (value === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
     i++;
     if (flag === '--only') {
-      if (value !== 'micro' && value !== 'e2e') throw new Error(`--only must be micro or e2e, got "${value}"\n${USAGE}`);
+      if (value !== 'micro' && value !== 'e2e' && value !== 'scale') throw new Error(`--only must be micro, e2e or scale, got "${value}"\n${USAGE}`);
       args.only = value;
     } else if (flag === '--runs') {
       args.runs = Number(value);
@@ -128,18 +129,21 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   let micro: MicroResult[] | undefined;
   let e2e: PathResult[] | undefined;
-  if (args.only !== 'e2e') micro = await runMicro({ log });
-  if (args.only !== 'micro') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, log }, PATHS);
+  let scale: ScaleResult | undefined;
+  if (args.only === undefined || args.only === 'micro') micro = await runMicro({ log });
+  if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, log }, PATHS);
+  if (args.only === undefined || args.only === 'scale') scale = await runScale({ log });
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
   const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`];
   if (e2e) out.push('', `end to end (2 namespaces on a bridge, MTU 1500; ${args.runs} run(s) x ${args.seconds} s)`, e2eTable(e2e));
+  if (scale) out.push('', formatScale(scale));
   if (micro) out.push('', 'micro (benny; encapsulation through the Encapsulation objects, not the fakes)', microTable(micro));
   process.stdout.write(`${out.join('\n')}\n`);
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null }, null, 2)}\n`);
   const written = [file];
   if (e2e) {
     const svg = join(RESULTS_DIR, 'throughput.svg');

@@ -171,13 +171,14 @@ export function formatScale(result: ScaleResult): string {
   const n = result.leases.toLocaleString('en-US');
   const ms = (value: number): string => `${value.toFixed(1)} ms`;
   const p = result.propagationMs;
+  const row = (label: string, figure: string): string => `  ${label.padEnd(48)}${figure}`;
   return [
     `scale: ${n} leases in a real etcd ${result.etcdVersion} (one member, 127.0.0.1); the agent's control plane in-process`,
     '(EtcdStore -> LeaseManager -> LeaseSync -> ForwardingTables, no TUN)',
-    `  load ${n} leases (TTL 24 h, ${LOAD_CONCURRENCY} writers)        ${result.loadSeconds.toFixed(1)} s`,
-    `  start -> full table (${result.routes.toLocaleString('en-US')} routes)             ${ms(result.startToFullTableMs)}` +
-      `  (acquire own lease ${ms(result.acquireMs)}, list + sync ${ms(result.snapshotMs)})`,
-    `  new lease -> running agent's table (${p.count} leases)  median ${ms(p.median)}, p99 ${ms(p.p99)}, max ${ms(p.max)}`,
+    row(`load ${n} leases (TTL 24 h, ${LOAD_CONCURRENCY} writers)`, `${result.loadSeconds.toFixed(1)} s`),
+    row(`start -> full table (${result.routes.toLocaleString('en-US')} routes)`,
+      `${ms(result.startToFullTableMs)}  (acquire own lease ${ms(result.acquireMs)}, list + sync ${ms(result.snapshotMs)})`),
+    row(`new lease -> running agent's table (${p.count} leases)`, `median ${ms(p.median)}, p99 ${ms(p.p99)}, max ${ms(p.max)}`),
   ].join('\n');
 }
 
