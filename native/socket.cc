@@ -271,9 +271,10 @@ static int SendSegments(int fd, uint8_t* data, uint32_t len, uint32_t segmentSiz
 }
 
 // udpSendGso(fd, slab, off, len, segmentSize, addr, port) -> 1 sent as one GSO send, 0 EAGAIN (nothing sent),
-// 2 the kernel refused GSO (EIO: no checksum offload on the route's device; EINVAL: e.g. a segment larger than the
-// route's MTU) and the segments went one by one: stop using GSO; -1 the kernel refused the datagram for a reason of
-// its own destination (unreachable, ENOBUFS, EPERM from a firewall...): a drop, the socket is fine.
+// 2 the kernel refused GSO on this socket/route (EIO: the route's device cannot checksum UDP; EINVAL) and the
+// segments went one by one: stop using GSO; 3 this send only was refused (EMSGSIZE: a segment plus headers exceeds
+// the route's MTU) and the segments went one by one (IP may fragment them): GSO stays usable; -1 the kernel refused
+// the datagram for a reason of its destination (unreachable, ENOBUFS, EPERM from a firewall...): a drop.
 static Napi::Value UdpSendGso(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
@@ -332,6 +333,10 @@ static Napi::Value UdpSendGso(const Napi::CallbackInfo& info) {
   if (errno == EIO || errno == EINVAL) {
     SendSegments(fd, slab.data + off, len, segmentSize, to);
     return Napi::Number::New(env, 2);
+  }
+  if (errno == EMSGSIZE) {
+    SendSegments(fd, slab.data + off, len, segmentSize, to);
+    return Napi::Number::New(env, 3);
   }
   if (IsPerMessageError(errno)) return Napi::Number::New(env, -1);
   ThrowSystemError(env, errno, "sendmsg");

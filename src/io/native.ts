@@ -72,10 +72,11 @@ export interface NativeAddon {
   /**
    * One sendmsg with UDP_SEGMENT: slab[off, +len) leaves as ceil(len / segmentSize) datagrams to addr:port.
    * Limits (RangeError): 1 <= len <= 65507, at most 64 segments. Returns 1 sent, 0 EAGAIN (nothing sent),
-   * 2 GSO refused by the kernel (EIO/EINVAL) and the segments were sent one by one instead: stop using GSO,
-   * -1 refused for this destination (unreachable, ENOBUFS, EPERM...): a drop.
+   * 2 GSO refused by the kernel (EIO: the route's device cannot checksum; EINVAL) and the segments were sent one by
+   * one instead: stop using GSO, 3 this send refused (EMSGSIZE: segment + headers above the route MTU) and sent one by
+   * one (IP may fragment): GSO stays usable, -1 refused for this destination (unreachable, ENOBUFS, EPERM...): a drop.
    */
-  udpSendGso(fd: number, slab: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): -1 | 0 | 1 | 2;
+  udpSendGso(fd: number, slab: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): -1 | 0 | 1 | 2 | 3;
   udpSetGro(fd: number, on: boolean): void;
   /**
    * As udpRecv (at most 64 messages per call), and segSizes[i] = the segment size when the kernel coalesced several

@@ -21,9 +21,13 @@ export interface UdpSocketOptions {
 export const GSO_MAX_SEGMENTS = 64;
 export const GSO_MAX_BYTES = 65507;
 
-/** What sendGso did: sent in one GSO send, EAGAIN (nothing sent), GSO refused (sent one by one: stop using GSO), dropped. */
-export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'dropped';
-const GSO_RESULTS: Record<number, GsoSendResult> = { 1: 'sent', 0: 'again', 2: 'fallback', [-1]: 'dropped' };
+/**
+ * What sendGso did. 'sent': one GSO send. 'again': EAGAIN, nothing sent. 'fallback': the kernel refuses GSO here
+ * (EIO/EINVAL), the segments went one by one: stop using GSO. 'split': this send only exceeded the route MTU
+ * (EMSGSIZE), the segments went one by one: GSO stays usable. 'dropped': refused for this destination.
+ */
+export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'split' | 'dropped';
+const GSO_RESULTS: Record<number, GsoSendResult> = { 1: 'sent', 0: 'again', 2: 'fallback', 3: 'split', [-1]: 'dropped' };
 
 export function validateBufferBytes(value: number | undefined, what: string): number {
   if (value === undefined) return DEFAULT_SOCKET_BUFFER_BYTES;
