@@ -5,7 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
-import { Engine } from '../dataplane/engine';
+import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
 import { replaceRoute, setTxQueueLength } from '../io/kernel-routes';
@@ -38,6 +38,8 @@ export interface AgentOptions {
   vtepMac?: Mac;
   batchSize?: number;
   poolSlots?: number;
+  /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
+  offload?: boolean;
   log: Logger;
 }
 
@@ -159,7 +161,8 @@ export class Agent {
     const encap = createEncapsulation(backend.type, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
-    const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32 });
+    const offload = options.offload ?? true;
+    const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload });
     // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
     try {
       writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -172,17 +175,19 @@ export class Agent {
       await replaceRoute(formatCidr(config.network), tun.name);
       socket =
         backend.type === 'vxlan'
-          ? UdpSocket.open({ address: options.publicIp, port: backend.port })
+          ? UdpSocket.open({ address: options.publicIp, port: backend.port, gro: offload })
           : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
     } catch (err) {
       tun.close();
       throw err;
     }
-    const slotSize = Math.ceil((HEADROOM + underlayMtu + 64) / 64) * 64;
-    const pool = new BufferPool(options.poolSlots ?? DEFAULT_POOL_SLOTS, slotSize);
+    // Offload reads and GRO receives are up to 64 KB each: fewer, larger slots (one batch each way, ICMP replies, spare).
+    const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
+    const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
     const engine = new Engine({ tun, socket, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
     const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }

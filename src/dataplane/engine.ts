@@ -10,12 +10,19 @@ import type { DatagramSocket, TunDevice } from '../io/types';
 import type { Cidr } from '../wire/address';
 import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
+import { completeChecksum } from '../io/segmentation';
+import { VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import { SegmentSender } from './segment-sender';
 import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
+/** Bytes a pool slot needs after HEADROOM when the TUN hands over 64 KB TCP super-packets (offload). */
+export const OFFLOAD_SLOT_BYTES = 65535 + VIRTIO_NET_HDR_LEN;
+/** A UDP GRO receive holds up to 64 datagrams: room for that many inner packets per received buffer. */
+const GRO_SEGMENTS = 64;
 /** Batches per readiness callback before yielding to the event loop. */
 const ROUNDS_PER_WAKEUP = 16;
 /** ICMP errors per second we generate at most (the kernel rate-limits its own likewise). */
@@ -62,6 +69,12 @@ export class Engine {
   private readonly inSlots: Uint32Array;
   private readonly inToTun: PacketBatch;
   private readonly arpReplies: PacketBatch;
+  /** Offload (TSO/GSO/GRO) state: used only when the TUN or the socket offers it. */
+  private readonly offload: boolean;
+  private readonly vnet = new VirtioNetHeaderView();
+  private readonly segments: SegmentSender;
+  private readonly segSizes: Uint32Array;
+  private readonly coalesceScratch: Buffer;
 
   private readonly journeys: JourneyBuilder;
   private readonly pendingJourneys: PendingJourney[] = [];
@@ -80,8 +93,10 @@ export class Engine {
     this.batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
     this.tables = options.tables ?? new ForwardingTables();
     this.counters = new Counters(this.batchSize);
-    if (this.pool.slotSize - HEADROOM < options.overlayMtu + this.encap.headroom) {
-      throw new Error(`buffer pool slots of ${this.pool.slotSize} bytes cannot hold ${options.overlayMtu}-byte packets`);
+    this.offload = this.tun.offload;
+    const needed = this.offload || this.socket.gro ? OFFLOAD_SLOT_BYTES : options.overlayMtu + this.encap.headroom;
+    if (this.pool.slotSize - HEADROOM < needed) {
+      throw new Error(`buffer pool slots of ${this.pool.slotSize} bytes cannot hold ${needed}-byte reads`);
     }
     const b = this.batchSize;
     this.outRead = new PacketBatch(this.slab, b);
@@ -91,8 +106,11 @@ export class Engine {
     this.icmpSlots = new Uint32Array(b);
     this.inRecv = new PacketBatch(this.slab, b);
     this.inSlots = new Uint32Array(b);
-    this.inToTun = new PacketBatch(this.slab, b);
-    this.arpReplies = new PacketBatch(this.slab, b);
+    this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
+    this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
+    this.segments = new SegmentSender(this.socket, this.encap, this.counters);
+    this.segSizes = new Uint32Array(b);
+    this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
   }
 
@@ -130,16 +148,16 @@ export class Engine {
     this.returnUnused(this.outSlots, n, prepared);
     if (n === 0) return 0;
     this.counters.outboundBatches.record(n);
-    const send = this.outSend;
-    send.count = 0;
+    this.outSend.count = 0;
     const tracer = this.tracer;
-    if (tracer === undefined) {
+    if (this.offload) {
+      for (let i = 0; i < n; i++) this.forwardOffloaded(read.offsets[i], read.lengths[i], tracer);
+    } else if (tracer === undefined) {
       for (let i = 0; i < n; i++) this.forward(read.offsets[i], read.lengths[i]);
     } else {
       for (let i = 0; i < n; i++) this.forwardTraced(read.offsets[i], read.lengths[i], tracer);
     }
-    const sent = send.count > 0 ? this.sendToUnderlay(send) : 0;
-    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, sent, send.count, this.socketLabel, tracer);
+    this.flushOutbound(tracer);
     this.flushIcmpReplies();
     this.release(this.outSlots, n);
     return n;
@@ -175,7 +193,8 @@ export class Engine {
   private inboundRound(): number {
     const recv = this.inRecv;
     const prepared = this.prepare(recv, this.inSlots);
-    const n = prepared === 0 ? 0 : this.socket.recv(recv);
+    const gro = this.socket.gro === true;
+    const n = prepared === 0 ? 0 : gro ? this.socket.recvGro!(recv, this.segSizes) : this.socket.recv(recv);
     this.returnUnused(this.inSlots, n, prepared);
     if (n === 0) return 0;
     this.counters.inboundBatches.record(n);
@@ -183,13 +202,18 @@ export class Engine {
     toTun.count = 0;
     this.arpReplies.count = 0;
     const tracer = this.tracer;
-    if (tracer === undefined) {
-      for (let i = 0; i < n; i++) this.receive(recv.offsets[i], recv.lengths[i], recv.addrs[i]);
-    } else {
-      for (let i = 0; i < n; i++) this.receiveTraced(recv.offsets[i], recv.lengths[i], recv.addrs[i], tracer);
+    for (let i = 0; i < n; i++) {
+      const off = recv.offsets[i];
+      const len = recv.lengths[i];
+      const segment = gro ? this.segSizes[i] : 0;
+      if (segment === 0) {
+        this.receiveOne(off, len, recv.addrs[i], tracer);
+        continue;
+      }
+      // UDP GRO: one buffer, several datagrams of one sender, each `segment` bytes but the last.
+      for (let at = off, end = off + len; at < end; at += segment) this.receiveOne(at, Math.min(segment, end - at), recv.addrs[i], tracer);
     }
-    const written = toTun.count > 0 ? this.writeToTun(toTun) : 0;
-    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, written, toTun.count, `tun ${this.tun.name} write`, tracer);
+    this.flushInbound(tracer);
     if (this.arpReplies.count > 0) this.sendToUnderlay(this.arpReplies);
     this.release(this.inSlots, n);
     return n;
@@ -207,8 +231,83 @@ export class Engine {
     this.pendingJourneys.push(this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes));
   }
 
+  /** Sends what this round queued so far (before a super-packet, so that its segments do not overtake them). */
+  private flushOutbound(tracer: PacketTracer | undefined): void {
+    const send = this.outSend;
+    const sent = send.count > 0 ? this.sendToUnderlay(send) : 0;
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, sent, send.count, this.socketLabel, tracer);
+    send.count = 0;
+  }
+
+  /** A read from an offload TUN: a virtio_net_hdr, then a plain packet or a TCP super-packet. */
+  private forwardOffloaded(off: number, len: number, tracer: PacketTracer | undefined): void {
+    if (len < VIRTIO_NET_HDR_LEN) {
+      this.counters.drops.count('tun', 'truncated');
+      return;
+    }
+    const vnet = this.vnet.wrap(this.slab, off);
+    const pkt = off + VIRTIO_NET_HDR_LEN;
+    const pktLen = len - VIRTIO_NET_HDR_LEN;
+    const gsoType = vnet.gsoType;
+    if (gsoType === VIRTIO_NET_HDR_GSO_NONE) {
+      if (vnet.needsChecksum && !this.finishChecksum(pkt, pktLen, vnet.checksumStart, vnet.checksumOffset)) return;
+      if (tracer === undefined) this.forward(pkt, pktLen);
+      else this.forwardTraced(pkt, pktLen, tracer);
+      return;
+    }
+    if (gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) {
+      this.counters.drops.count('tun', 'unsupported-gso');
+      return;
+    }
+    this.forwardSuperPacket(pkt, pktLen, vnet.headerLength, vnet.gsoSize, vnet.checksumStart, tracer);
+  }
+
+  private finishChecksum(pkt: number, pktLen: number, start: number, offset: number): boolean {
+    try {
+      completeChecksum(this.slab, pkt, pktLen, start, offset);
+      return true;
+    } catch {
+      this.counters.drops.count('tun', 'bad-checksum-offsets');
+      return false;
+    }
+  }
+
+  /** A TCP super-packet: one route decision, then segments out through the SegmentSender. */
+  private forwardSuperPacket(pkt: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, tracer: PacketTracer | undefined): void {
+    const counters = this.counters;
+    counters.tunIn.add(pktLen);
+    const problem = checkIpv4(this.slab, pkt, pktLen);
+    if (problem !== undefined) {
+      counters.drops.count('tun-ipv4', problem);
+      return;
+    }
+    const route = this.tables.routes.lookup(this.ip.wrap(this.slab, pkt).destination);
+    if (route === undefined) {
+      this.icmpUnreachable(ICMP_NET_UNREACHABLE, this.network.address, pkt, pktLen, 0);
+      counters.drops.count('route', 'no-match');
+      return;
+    }
+    this.flushOutbound(tracer);
+    const sent = this.segments.send(this.slab, pkt, pktLen, hdrLen, gsoSize, csumStart, route, this.tables);
+    if (tracer !== undefined && tracer.wants(this.slab, pkt, pktLen)) {
+      tracer.record(this.journeys.superPacket(this.slab, pkt, pktLen, route, this.tables, sent, this.segments.lastVia, tracer.withBytes));
+    }
+  }
+
   private get socketLabel(): string {
     return this.socket.kind === 'udp' ? 'udp socket, sendmmsg' : 'raw IPv4 protocol 4 socket, sendmmsg';
+  }
+
+  private receiveOne(off: number, len: number, source: number, tracer: PacketTracer | undefined): void {
+    if (tracer === undefined) this.receive(off, len, source);
+    else this.receiveTraced(off, len, source, tracer);
+  }
+
+  private flushInbound(tracer: PacketTracer | undefined): void {
+    const toTun = this.inToTun;
+    const written = toTun.count > 0 ? this.writeToTun(toTun) : 0;
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, written, toTun.count, `tun ${this.tun.name} write`, tracer);
+    toTun.count = 0;
   }
 
   /** One datagram from the underlay: decapsulate, check the inner packet, queue it for the TUN. */
@@ -274,7 +373,7 @@ export class Engine {
   }
 
   private writeToTun(batch: PacketBatch): number {
-    const written = this.tun.write(batch);
+    const written = this.offload ? this.tun.writeCoalesced!(batch, this.coalesceScratch) : this.tun.write(batch);
     const flow = this.counters.tunOut;
     for (let i = 0; i < written; i++) flow.add(batch.lengths[i]);
     if (written < batch.count) this.counters.drops.count('tun', 'write-failed', batch.count - written);

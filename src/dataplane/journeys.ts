@@ -9,7 +9,7 @@ import { Ipv4View } from '../wire/ipv4';
 import { VXLAN_HEADER_LEN, VxlanView } from '../wire/vxlan';
 import type { DropCounters } from './counters';
 import type { LocalVtep } from './encap';
-import type { EncapName, ForwardingTables } from './tables';
+import type { EncapName, ForwardingTables, Route } from './tables';
 
 /** What an attached tracer offers the engine. */
 export interface PacketTracer {
@@ -125,6 +125,31 @@ export class JourneyBuilder {
     journey.verdict = 'delivered';
     if (withBytes) journey.packet = base64(slab, toTun.offsets[i], toTun.lengths[i]);
     return { journey, batchIndex: i };
+  }
+
+  /** A TCP super-packet from an offload TUN, segmented and sent at once (its journey is complete here). */
+  superPacket(slab: Buffer, pkt: number, pktLen: number, route: Route, tables: ForwardingTables, segmentsSent: number, via: string, withBytes: boolean): Journey {
+    const journey: Journey = {
+      timeUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000),
+      direction: 'outbound',
+      verdict: segmentsSent > 0 ? 'sent' : 'dropped',
+      inner: summarizeIpv4(slab, pkt, pktLen),
+      from: `tun ${this.tunName} (TSO super-packet)`,
+      route: { subnet: formatCidr(route.subnet), via: formatIPv4(route.gateway), encap: route.encap },
+    };
+    if (withBytes) journey.packet = base64(slab, pkt, pktLen);
+    if (segmentsSent === 0) {
+      journey.drop = { stage: this.drops.lastStage, reason: this.drops.lastReason };
+      return journey;
+    }
+    const mac = tables.neighbors.get(route.gateway);
+    if (mac !== undefined) {
+      journey.neighbor = { address: formatIPv4(route.gateway), mac: formatMac(mac) };
+      const dst = tables.fdb.get(mac);
+      if (dst !== undefined) journey.fdb = { mac: formatMac(mac), dst: formatIPv4(dst) };
+    }
+    journey.via = via;
+    return journey;
   }
 
   /** Settles a batch's journeys once it is known how many of the batch the kernel took. */

@@ -46,6 +46,7 @@ function readQueue<T extends { data: Buffer }>(queue: T[], batch: PacketBatch, f
 export class FakeTun implements TunDevice {
   /** Packets the engine wrote towards the kernel. */
   readonly written: Buffer[] = [];
+  readonly offload = false;
   private readonly pending: { data: Buffer }[] = [];
   private readonly readiness = new Readiness();
   closed = false;

@@ -2,6 +2,9 @@
 // (tun.ts, udp.ts, raw.ts over the native addon); in-memory fakes (fake.ts) let the engine be tested without root.
 import type { PacketBatch } from './batch';
 
+/** What a GSO send did (see UdpSocket.sendGso). */
+export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'split' | 'dropped';
+
 /** Layer-3 TUN device (IFF_TUN | IFF_NO_PI): each packet is a bare IP packet. */
 export interface TunDevice {
   readonly name: string;
@@ -16,6 +19,13 @@ export interface TunDevice {
   /** Calls `onReadable` from the event loop whenever packets may be waiting (level-triggered). */
   watch(onReadable: () => void): void;
   close(): void;
+  /**
+   * Opened with IFF_VNET_HDR and TSO: every read starts with a 10-byte virtio_net_hdr and may be a TCP super-packet;
+   * writes go through writeCoalesced.
+   */
+  readonly offload: boolean;
+  /** Offload devices: writes IPv4 packets (10 bytes of headroom each), adjacent TCP segments coalesced into one. */
+  writeCoalesced?(batch: PacketBatch, scratch: Buffer): number;
 }
 
 /**
@@ -30,4 +40,9 @@ export interface DatagramSocket {
   send(batch: PacketBatch): number;
   watch(onReadable: () => void): void;
   close(): void;
+  /** UDP_GRO is on: receive with recvGro, whose buffers may hold several datagrams of one sender. */
+  readonly gro?: boolean;
+  recvGro?(batch: PacketBatch, segSizes: Uint32Array): number;
+  /** UDP GSO: one system call sends buf[off, off + len) as datagrams of segmentSize bytes (the last may be shorter). */
+  sendGso?(buf: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): GsoSendResult;
 }

@@ -2,7 +2,9 @@
 import { formatIPv4, type IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
 import { explainSystemError, native, NativeFd } from './native';
-import type { DatagramSocket } from './types';
+import type { DatagramSocket, GsoSendResult } from './types';
+
+export type { GsoSendResult } from './types';
 
 /** ~7 MB socket buffers: what wireguard-go settled on (+29% throughput; FACTS.md). */
 export const DEFAULT_SOCKET_BUFFER_BYTES = 7 << 20;
@@ -26,7 +28,6 @@ export const GSO_MAX_BYTES = 65507;
  * (EIO/EINVAL), the segments went one by one: stop using GSO. 'split': this send only exceeded the route MTU
  * (EMSGSIZE), the segments went one by one: GSO stays usable. 'dropped': refused for this destination.
  */
-export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'split' | 'dropped';
 const GSO_RESULTS: Record<number, GsoSendResult> = { 1: 'sent', 0: 'again', 2: 'fallback', 3: 'split', [-1]: 'dropped' };
 
 export function validateBufferBytes(value: number | undefined, what: string): number {

@@ -1,0 +1,92 @@
+// Sends a TCP super-packet (TSO, read from an offload TUN) as the MTU-sized segments the underlay needs: native code
+// cuts it into segments led by the encapsulation's headers (one template for all), and UDP GSO hands them to the
+// kernel in one system call per 64 KB instead of one per segment. Where GSO is missing (raw IP-in-IP sockets) or
+// refused, the segments go out in one sendmmsg batch.
+import { PacketBatch } from '../io/batch';
+import { tcpSegment } from '../io/segmentation';
+import type { DatagramSocket } from '../io/types';
+import type { Counters } from './counters';
+import type { Encapsulation } from './encap';
+import type { ForwardingTables, Route } from './tables';
+
+/** Segments one super-packet may make; more (a tiny MSS) is dropped and counted. */
+const MAX_SEGMENTS = 128;
+/** A 64 KB payload plus MAX_SEGMENTS copies of the largest headers (22 encapsulation + 60 IP + 60 TCP). */
+const SEGMENT_BUFFER_BYTES = 65535 + MAX_SEGMENTS * 142;
+/** One UDP GSO call: the kernel's UDP_MAX_SEGMENTS, and one IPv4 datagram's payload. */
+const GSO_MAX_SEGMENTS = 64;
+const GSO_MAX_BYTES = 65507;
+
+export class SegmentSender {
+  private readonly out = Buffer.alloc(SEGMENT_BUFFER_BYTES);
+  private readonly prefix = Buffer.alloc(64);
+  private readonly lengths = new Uint32Array(MAX_SEGMENTS);
+  private readonly batch = new PacketBatch(this.out, MAX_SEGMENTS);
+  /** Cleared for good when the kernel refuses GSO on this socket's route. */
+  private gso: boolean;
+  /** How the last super-packet left, for traces. */
+  lastVia = '';
+
+  constructor(
+    private readonly socket: DatagramSocket,
+    private readonly encap: Encapsulation,
+    private readonly counters: Counters,
+  ) {
+    this.gso = socket.sendGso !== undefined;
+  }
+
+  /** Returns the number of segments handed to the kernel; 0 when dropped (counted). */
+  send(slab: Buffer, pkt: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, route: Route, tables: ForwardingTables): number {
+    const encap = this.encap;
+    if (!encap.writeHeaders(this.prefix, 0, route, tables, this.counters)) return 0;
+    const count = tcpSegment(slab, pkt, pktLen, hdrLen, gsoSize, csumStart, this.out, 0, this.prefix, 0, encap.headroom, this.lengths);
+    if (count < 0) {
+      this.counters.drops.count('gso', 'cannot-segment');
+      return 0;
+    }
+    return this.gso ? this.sendGso(count) : this.sendBatch(count);
+  }
+
+  /** Equal-size runs of segments, up to the GSO limits per system call. */
+  private sendGso(count: number): number {
+    const lengths = this.lengths;
+    const size = lengths[0];
+    let sent = 0;
+    let calls = 0;
+    let first = 0;
+    let offset = 0;
+    while (first < count) {
+      let bytes = 0;
+      let last = first;
+      while (last < count && last - first < GSO_MAX_SEGMENTS && bytes + lengths[last] <= GSO_MAX_BYTES) bytes += lengths[last++];
+      const result = this.socket.sendGso!(this.out, offset, bytes, size, this.encap.nextHop, this.encap.nextHopPort);
+      calls++;
+      if (result === 'sent' || result === 'split' || result === 'fallback') {
+        for (let i = first; i < last; i++) this.counters.underlayOut.add(lengths[i]);
+        sent += last - first;
+        if (result === 'fallback') this.gso = false; // the kernel sent them one by one; do that ourselves from now on
+      } else {
+        this.counters.drops.count('underlay', 'send-failed', last - first);
+      }
+      offset += bytes;
+      first = last;
+    }
+    this.lastVia = `udp socket, UDP GSO: ${count} datagrams of ${size} B in ${calls} sendmsg`;
+    return sent;
+  }
+
+  private sendBatch(count: number): number {
+    const batch = this.batch;
+    batch.count = 0;
+    let offset = 0;
+    for (let i = 0; i < count; i++) {
+      batch.push(offset, this.lengths[i], this.encap.nextHop, this.encap.nextHopPort);
+      offset += this.lengths[i];
+    }
+    const sent = this.socket.send(batch);
+    for (let i = 0; i < sent; i++) this.counters.underlayOut.add(batch.lengths[i]);
+    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+    this.lastVia = `${this.socket.kind} socket, sendmmsg: ${count} segments`;
+    return sent;
+  }
+}
