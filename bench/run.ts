@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { barChartSvg } from './chart';
 import { type PathResult, type Figure, PATHS, runE2e } from './e2e';
 import { type MicroResult, runMicro } from './micro';
+import { targetsTable } from './targets';
 import { type ScaleResult, formatScale, runScale } from './scale';
 
 interface Args {
@@ -137,6 +138,7 @@ async function main(): Promise<number> {
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
   const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`];
   if (e2e) out.push('', `end to end (2 namespaces on a bridge, MTU 1500; ${args.runs} run(s) x ${args.seconds} s)`, e2eTable(e2e));
+  if (e2e) out.push('', 'targets', targetsTable(e2e));
   if (scale) out.push('', formatScale(scale));
   if (micro) out.push('', 'micro (benny; encapsulation through the Encapsulation objects, not the fakes)', microTable(micro));
   process.stdout.write(`${out.join('\n')}\n`);
