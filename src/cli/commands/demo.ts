@@ -3,6 +3,11 @@
 import type { Command } from 'commander';
 import { runIperf } from '../../lab/iperf';
 import { ping } from '../../lab/ping';
+import type { Lab, LabNode } from '../../lab/topology';
+import { streamTrace, traceQuery } from '../../control/status-server';
+import { formatJourney } from '../../trace/format';
+import type { Journey } from '../../trace/journey';
+import { IPPROTO_ICMP } from '../../wire/ipv4';
 import { destroyLab, isLabOwnerAlive, listNamespaces, readLabState } from '../../lab/topology';
 import { type OverlayLab, buildOverlayLab, formatNodeTable, requireRoot } from './lab';
 
@@ -36,7 +41,7 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
   let built: OverlayLab | undefined;
   let failed = 0;
   try {
-    say('[1/4] Building 3 nodes and starting their agents');
+    say('[1/5] Building 3 nodes and starting their agents');
     built = await buildOverlayLab({ name: DEMO_LAB_NAME, nodes: 3, backend: 'vxlan', persistent: false, say: (line) => say(`      ${line}`) });
     const { lab, record } = built;
     say(`      overlay ready in ${built.readySeconds.toFixed(1)} s: every agent has a route to the 2 other nodes`);
@@ -44,7 +49,7 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
     say('      (pod address: an address in the node\'s subnet, as a pod would have; traffic to it crosses the overlay)');
     say('');
 
-    say('[2/4] Ping between every pair of pods (3 echo requests each, through the agents)');
+    say('[2/5] Ping between every pair of pods (3 echo requests each, through the agents)');
     for (const from of record.nodes) {
       for (const to of record.nodes) {
         if (from === to) continue;
@@ -58,7 +63,18 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
     say('');
 
     const [n1, n2] = record.nodes;
-    say(`[3/4] TCP throughput, ${n1!.name} -> pod of ${n2!.name} (${n2!.pod}), iperf3 for ${IPERF_SECONDS} s`);
+    say(`[3/5] One ping traced hop by hop in ${n1!.name}'s agent (vxtun trace): the request leaving, the reply arriving`);
+    try {
+      const journeys = await tracePing(lab, lab.node(1), built.overlay.agents.get(n1!.name)!.statusSocket, n2!.pod);
+      for (const journey of journeys) say(formatJourney(journey).trimEnd().replace(/^/gm, '      '));
+      if (journeys.length < 2) throw new Error(`traced ${journeys.length} of 2 packets`);
+    } catch (error) {
+      failed++;
+      say(`      FAIL ${(error as Error).message}`);
+    }
+    say('');
+
+    say(`[4/5] TCP throughput, ${n1!.name} -> pod of ${n2!.name} (${n2!.pod}), iperf3 for ${IPERF_SECONDS} s`);
     try {
       const tcp = await runIperf(lab, { server: lab.node(2), client: lab.node(1), address: n2!.pod, seconds: IPERF_SECONDS });
       const retransmits = tcp.retransmits === null ? '' : `, ${tcp.retransmits} retransmits`;
@@ -73,7 +89,7 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
     failed++;
     say(`      FAIL ${(error as Error).message}`);
   } finally {
-    say('[4/4] Removing the lab (agents, namespaces, devices, files)');
+    say('[5/5] Removing the lab (agents, namespaces, devices, files)');
     await built?.overlay.close().catch(() => undefined);
     await built?.lab.destroy();
     await destroyLab(DEMO_LAB_NAME);
@@ -93,4 +109,29 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
   }
   say(`demo finished in ${seconds} s. Next: \`vxtun lab up\` builds the same lab and leaves it running for you.`);
   return 0;
+}
+
+/** Attaches to an agent's trace, sends one ping, and returns the journeys of the request and its reply. */
+async function tracePing(lab: Lab, from: LabNode, socket: string, target: string): Promise<Journey[]> {
+  const journeys: Journey[] = [];
+  let stream: { close(): void } | undefined;
+  const finished = new Promise<void>((resolve, reject) => {
+    stream = streamTrace(
+      socket,
+      traceQuery({ protocol: IPPROTO_ICMP }),
+      (journey) => {
+        journeys.push(journey);
+        if (journeys.length === 2) resolve();
+      },
+      (error) => (error ? reject(error) : resolve()),
+    );
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 300)); // let the agent attach the tracer
+    await ping(lab, from, target, { count: 1 });
+    await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 3000))]);
+  } finally {
+    stream?.close();
+  }
+  return journeys;
 }
