@@ -11,6 +11,8 @@ import { type IperfResult, runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { ping, percentile } from '../src/lab/ping';
 import { cpuSeconds, peakRssBytes } from '../src/lab/proc';
+import type { AgentStatus } from '../src/control/agent';
+import { fetchStatus } from '../src/control/status-server';
 import { type Lab, type LabNode, createLab } from '../src/lab/topology';
 import { formatIPv4 } from '../src/wire/address';
 
@@ -24,6 +26,8 @@ export interface E2eOptions {
   seconds: number;
   pingCount?: number;
   pingIntervalSeconds?: number;
+  /** Length of the UDP flood during which the agent's heap is sampled (default 30 s). */
+  floodSeconds?: number;
   /** Progress lines (to stderr). */
   log?: (line: string) => void;
 }
@@ -50,6 +54,8 @@ export interface PathResult {
   agentCpuSecondsTcp1: number | null;
   /** Largest VmHWM among the agents at the end of the path, in bytes; null without agents. */
   agentPeakRssBytes: number | null;
+  /** The receiving agent's JS heap sampled every second through a UDP 64 B flood; null without agents. */
+  floodHeap: { seconds: number; startMb: number; maxMb: number; endMb: number; packets: number } | null;
 }
 
 /** What a path's setup hands to the measurements. */
@@ -60,6 +66,8 @@ interface PathSetup {
   /** Address of the server node across the path under test. */
   target: string;
   agentPids: number[];
+  /** The agents' status sockets (vxtun paths), for heap samples. */
+  statusSockets: string[];
   close(): Promise<void>;
 }
 
@@ -96,7 +104,7 @@ async function setUpVxtun(backend: 'vxlan' | 'ipip'): Promise<PathSetup> {
       if (handle.process.pid === undefined) throw new Error(`agent in ${handle.node.name} has no pid`);
       return handle.process.pid;
     });
-    return { lab, client, server, target, agentPids, close };
+    return { lab, client, server, target, agentPids, statusSockets: handles.map((h) => h.statusSocket), close };
   } catch (error) {
     await close();
     throw error;
@@ -116,7 +124,7 @@ async function setUpKernelVxlan(): Promise<PathSetup> {
       const peer = 1 - i;
       await addKernelPeer(lab, nodes[i], { subnet: subnets[peer]!, vtepMac: macs[peer]!, publicIp: nodes[peer].underlayIp, vni: 1 });
     }
-    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], close: () => lab.destroy() };
+    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], statusSockets: [], close: () => lab.destroy() };
   } catch (error) {
     await lab.destroy();
     throw error;
@@ -125,7 +133,7 @@ async function setUpKernelVxlan(): Promise<PathSetup> {
 
 async function setUpUnderlay(): Promise<PathSetup> {
   const lab = await createLab({ name: labName('underlay'), nodes: 2 });
-  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], close: () => lab.destroy() };
+  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], statusSockets: [], close: () => lab.destroy() };
 }
 
 function setUp(path: PathName): Promise<PathSetup> {
@@ -180,7 +188,7 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     path, error: null,
     tcp1Gbps: emptyFigure(), tcp4Gbps: emptyFigure(), udp64Pps: emptyFigure(), udp1400Pps: emptyFigure(),
     ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null, rttsUs: [] },
-    agentCpuSecondsTcp1: null, agentPeakRssBytes: null,
+    agentCpuSecondsTcp1: null, agentPeakRssBytes: null, floodHeap: null,
   };
   options.log?.(`e2e ${path}: setting up`);
   let setup: PathSetup;
@@ -214,6 +222,15 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     } catch (error) {
       result.ping.error = message(error);
     }
+    if (setup.statusSockets.length > 0) {
+      try {
+        result.floodHeap = await floodHeap(setup, options.floodSeconds ?? 30);
+        const h = result.floodHeap;
+        options.log?.(`  flood ${h.seconds} s: heap ${h.startMb.toFixed(1)} -> max ${h.maxMb.toFixed(1)} -> ${h.endMb.toFixed(1)} MB over ${h.packets} packets`);
+      } catch (error) {
+        options.log?.(`  flood FAILED: ${message(error)}`);
+      }
+    }
     if (setup.agentPids.length > 0) {
       result.agentCpuSecondsTcp1 = median(result.tcp1Gbps.agentCpuSeconds);
       let peak = 0;
@@ -226,6 +243,27 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     await setup.close();
   }
   return result;
+}
+
+/** Samples the receiving agent's heap every second while iperf3 floods it with 64-byte UDP datagrams. */
+async function floodHeap(setup: PathSetup, seconds: number): Promise<NonNullable<PathResult['floodHeap']>> {
+  const socket = setup.statusSockets[setup.statusSockets.length - 1]!;
+  const sample = async (): Promise<{ heap: number; packets: number }> => {
+    const s = (await fetchStatus(socket)) as AgentStatus;
+    return { heap: s.memory.heapUsedBytes / 2 ** 20, packets: (s.counters as { underlayIn: { packets: number } }).underlayIn.packets };
+  };
+  const start = await sample();
+  const heaps = [start.heap];
+  const flood = runIperf(setup.lab, { server: setup.server, client: setup.client, address: setup.target, seconds, protocol: 'udp', udpPacketSize: 64 });
+  let done = false;
+  void flood.finally(() => (done = true)).catch(() => undefined);
+  while (!done) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    heaps.push((await sample()).heap);
+  }
+  await flood;
+  const end = await sample();
+  return { seconds, startMb: start.heap, maxMb: Math.max(...heaps), endMb: end.heap, packets: end.packets - start.packets };
 }
 
 /** Measures every path in turn; a path that fails is reported with its error, the others still run. */

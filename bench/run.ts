@@ -13,13 +13,14 @@ interface Args {
   only: 'micro' | 'e2e' | 'scale' | undefined;
   runs: number;
   seconds: number;
+  flood: number;
 }
 
-const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale] [--runs N (default 3)] [--seconds S (default 5)]';
+const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]';
 const RESULTS_DIR = join(__dirname, 'results');
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { only: undefined, runs: 3, seconds: 5 };
+  const args: Args = { only: undefined, runs: 3, seconds: 5, flood: 30 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
@@ -32,6 +33,9 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (flag === '--runs') {
       args.runs = Number(value);
       if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 50) throw new Error(`--runs must be an integer 1-50, got "${value}"`);
+    } else if (flag === '--flood') {
+      args.flood = Number(value);
+      if (!(args.flood >= 1 && args.flood <= 300)) throw new Error(`--flood must be 1-300 seconds, got "${value}"`);
     } else if (flag === '--seconds') {
       args.seconds = Number(value);
       if (!(args.seconds >= 1 && args.seconds <= 120)) throw new Error(`--seconds must be 1-120, got "${value}"`);
@@ -132,7 +136,7 @@ async function main(): Promise<number> {
   let e2e: PathResult[] | undefined;
   let scale: ScaleResult | undefined;
   if (args.only === undefined || args.only === 'micro') micro = await runMicro({ log });
-  if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, log }, PATHS);
+  if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, floodSeconds: args.flood, log }, PATHS);
   if (args.only === undefined || args.only === 'scale') scale = await runScale({ log });
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;

@@ -38,6 +38,9 @@ export function targetChecks(results: PathResult[]): Check[] {
     checks.push(check(`${r.path} ping p50 added over kernel < 50 us`, added, 50, 'us', false, 0));
     const rssMb = r.agentPeakRssBytes === null ? null : r.agentPeakRssBytes / 2 ** 20;
     checks.push(check(`${r.path} agent peak RSS < 100 MB`, rssMb, 100, 'MB', false, 1));
+    // "Flat": the heap may breathe with GC, but does not grow with the packets (under 5 MB above its start).
+    const growth = r.floodHeap === null ? null : r.floodHeap.maxMb - r.floodHeap.startMb;
+    checks.push(check(`${r.path} heap growth during a ${r.floodHeap?.seconds ?? 30} s flood < 5 MB`, growth, 5, 'MB', false, 1));
   }
   return checks;
 }
