@@ -40,6 +40,8 @@ export interface AgentOptions {
   poolSlots?: number;
   /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
   offload?: boolean;
+  /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
+  sourcePorts?: number;
   log: Logger;
 }
 
@@ -68,6 +70,7 @@ interface DataPlane {
 }
 
 const DEFAULT_POOL_SLOTS = 1024;
+const DEFAULT_SOURCE_PORTS = 4;
 /** Measured with iperf3 in the lab: 500 (the default) lost ~2,500 segments/s to TUN queue drops, 1000 almost none. */
 const TUN_QUEUE_PACKETS = 1000;
 
@@ -172,6 +175,7 @@ export class Agent {
       // no IPv6 on this host: nothing to silence
     }
     let socket: DatagramSocket | undefined;
+    const senders: DatagramSocket[] = [];
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       await replaceRoute(formatCidr(config.network), tun.name);
@@ -179,7 +183,12 @@ export class Agent {
         backend.type === 'vxlan'
           ? UdpSocket.open({ address: options.publicIp, port: backend.port, gro: offload })
           : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
+      senders.push(socket);
+      // The first sender is the receiving socket (port 4789/8472); the others take ephemeral ports (32768-60999).
+      const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
+      for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
     } catch (err) {
+      for (const sender of senders) sender.close();
       tun.close();
       throw err;
     }
@@ -187,7 +196,7 @@ export class Agent {
     const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
-    const engine = new Engine({ tun, socket, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+    const engine = new Engine({ tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
     const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);

@@ -16,6 +16,7 @@ import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
 import { SegmentSender } from './segment-sender';
+import { SourcePorts } from './source-ports';
 import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
@@ -31,6 +32,8 @@ const ICMP_ERRORS_PER_SECOND = 100;
 export interface EngineOptions {
   tun: TunDevice;
   socket: DatagramSocket;
+  /** Sockets to send from, one picked per inner flow for source-port entropy (default: just `socket`). */
+  senders?: DatagramSocket[];
   encap: Encapsulation;
   pool: BufferPool;
   local: LocalVtep;
@@ -62,6 +65,10 @@ export class Engine {
   private readonly outRead: PacketBatch;
   private readonly outSlots: Uint32Array;
   private readonly outSend: PacketBatch;
+  /** Per outSend entry: the sender its flow hashed to, and whether the kernel took it. */
+  private readonly outSender: Uint8Array;
+  private readonly outSent: Uint8Array;
+  private readonly sourcePorts: SourcePorts;
   private readonly icmpReplies: PacketBatch;
   private readonly icmpSlots: Uint32Array;
   // Inbound state: datagrams received, inner packets for the TUN, ARP replies for the underlay.
@@ -102,13 +109,16 @@ export class Engine {
     this.outRead = new PacketBatch(this.slab, b);
     this.outSlots = new Uint32Array(b);
     this.outSend = new PacketBatch(this.slab, b);
+    this.outSender = new Uint8Array(b);
+    this.outSent = new Uint8Array(b);
+    this.sourcePorts = new SourcePorts(options.senders ?? [this.socket], this.slab, b);
     this.icmpReplies = new PacketBatch(this.slab, b);
     this.icmpSlots = new Uint32Array(b);
     this.inRecv = new PacketBatch(this.slab, b);
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.socket, this.encap, this.counters);
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined);
     this.segSizes = new Uint32Array(b);
     this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
@@ -125,6 +135,7 @@ export class Engine {
     this.running = false;
     this.tun.close();
     this.socket.close();
+    for (const sender of this.sourcePorts.senders) sender.close();
   }
 
   /** Moves packets TUN -> underlay until the TUN is empty or this wake-up's share is used. */
@@ -187,7 +198,10 @@ export class Engine {
       counters.drops.count('mtu', 'too-big');
       return;
     }
-    this.encap.encapsulate(this.slab, off, packetLen, route, this.tables, this.outSend, counters);
+    const send = this.outSend;
+    if (this.encap.encapsulate(this.slab, off, packetLen, route, this.tables, send, counters)) {
+      this.outSender[send.count - 1] = this.sourcePorts.pick(this.slab, off);
+    }
   }
 
   private inboundRound(): number {
@@ -234,8 +248,13 @@ export class Engine {
   /** Sends what this round queued so far (before a super-packet, so that its segments do not overtake them). */
   private flushOutbound(tracer: PacketTracer | undefined): void {
     const send = this.outSend;
-    const sent = send.count > 0 ? this.sendToUnderlay(send) : 0;
-    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, sent, send.count, this.socketLabel, tracer);
+    if (send.count > 0) {
+      const sent = this.sourcePorts.send(send, this.outSender, this.outSent);
+      const flow = this.counters.underlayOut;
+      for (let i = 0; i < send.count; i++) if (this.outSent[i] === 1) flow.add(send.lengths[i]);
+      if (sent < send.count) this.counters.drops.count('underlay', 'send-failed', send.count - sent);
+    }
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, (i) => this.outSent[i] === 1, send.count, this.socketLabel, tracer);
     send.count = 0;
   }
 
@@ -288,7 +307,8 @@ export class Engine {
       return;
     }
     this.flushOutbound(tracer);
-    const sent = this.segments.send(this.slab, pkt, pktLen, hdrLen, gsoSize, csumStart, route, this.tables);
+    const sender = this.sourcePorts.senders[this.sourcePorts.pick(this.slab, pkt)];
+    const sent = this.segments.send(sender, this.slab, pkt, pktLen, hdrLen, gsoSize, csumStart, route, this.tables);
     if (tracer !== undefined && tracer.wants(this.slab, pkt, pktLen)) {
       tracer.record(this.journeys.superPacket(this.slab, pkt, pktLen, route, this.tables, sent, this.segments.lastVia, tracer.withBytes));
     }
@@ -306,7 +326,7 @@ export class Engine {
   private flushInbound(tracer: PacketTracer | undefined): void {
     const toTun = this.inToTun;
     const written = toTun.count > 0 ? this.writeToTun(toTun) : 0;
-    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, written, toTun.count, `tun ${this.tun.name} write`, tracer);
+    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, (i) => i < written, toTun.count, `tun ${this.tun.name} write`, tracer);
     toTun.count = 0;
   }
 

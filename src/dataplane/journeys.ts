@@ -153,10 +153,10 @@ export class JourneyBuilder {
   }
 
   /** Settles a batch's journeys once it is known how many of the batch the kernel took. */
-  finish(pending: PendingJourney[], done: number, batchSize: number, where: string, tracer: PacketTracer): void {
+  finish(pending: PendingJourney[], accepted: (batchIndex: number) => boolean, batchSize: number, where: string, tracer: PacketTracer): void {
     for (const { journey, batchIndex } of pending) {
       if (batchIndex >= 0) {
-        if (batchIndex < done) journey.via = `${where}, batch of ${batchSize}`;
+        if (accepted(batchIndex)) journey.via = `${where}, batch of ${batchSize}`;
         else {
           journey.verdict = 'dropped';
           journey.drop = journey.direction === 'outbound' ? { stage: 'underlay', reason: 'send-failed' } : { stage: 'tun', reason: 'write-failed' };

@@ -28,15 +28,15 @@ export class SegmentSender {
   lastVia = '';
 
   constructor(
-    private readonly socket: DatagramSocket,
     private readonly encap: Encapsulation,
     private readonly counters: Counters,
+    gso: boolean,
   ) {
-    this.gso = socket.sendGso !== undefined;
+    this.gso = gso;
   }
 
-  /** Returns the number of segments handed to the kernel; 0 when dropped (counted). */
-  send(slab: Buffer, pkt: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, route: Route, tables: ForwardingTables): number {
+  /** Sends through `socket`; returns the number of segments handed to the kernel, 0 when dropped (counted). */
+  send(socket: DatagramSocket, slab: Buffer, pkt: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, route: Route, tables: ForwardingTables): number {
     const encap = this.encap;
     if (!encap.writeHeaders(this.prefix, 0, route, tables, this.counters)) return 0;
     const count = tcpSegment(slab, pkt, pktLen, hdrLen, gsoSize, csumStart, this.out, 0, this.prefix, 0, encap.headroom, this.lengths);
@@ -44,11 +44,11 @@ export class SegmentSender {
       this.counters.drops.count('gso', 'cannot-segment');
       return 0;
     }
-    return this.gso ? this.sendGso(count) : this.sendBatch(count);
+    return this.gso && socket.sendGso !== undefined ? this.sendGso(socket, count) : this.sendBatch(socket, count);
   }
 
   /** Equal-size runs of segments, up to the GSO limits per system call. */
-  private sendGso(count: number): number {
+  private sendGso(socket: DatagramSocket, count: number): number {
     const lengths = this.lengths;
     const size = lengths[0];
     let sent = 0;
@@ -59,7 +59,7 @@ export class SegmentSender {
       let bytes = 0;
       let last = first;
       while (last < count && last - first < GSO_MAX_SEGMENTS && bytes + lengths[last] <= GSO_MAX_BYTES) bytes += lengths[last++];
-      const result = this.socket.sendGso!(this.out, offset, bytes, size, this.encap.nextHop, this.encap.nextHopPort);
+      const result = socket.sendGso!(this.out, offset, bytes, size, this.encap.nextHop, this.encap.nextHopPort);
       calls++;
       if (result === 'sent' || result === 'split' || result === 'fallback') {
         for (let i = first; i < last; i++) this.counters.underlayOut.add(lengths[i]);
@@ -75,7 +75,7 @@ export class SegmentSender {
     return sent;
   }
 
-  private sendBatch(count: number): number {
+  private sendBatch(socket: DatagramSocket, count: number): number {
     const batch = this.batch;
     batch.count = 0;
     let offset = 0;
@@ -83,10 +83,10 @@ export class SegmentSender {
       batch.push(offset, this.lengths[i], this.encap.nextHop, this.encap.nextHopPort);
       offset += this.lengths[i];
     }
-    const sent = this.socket.send(batch);
+    const sent = socket.send(batch);
     for (let i = 0; i < sent; i++) this.counters.underlayOut.add(batch.lengths[i]);
     if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
-    this.lastVia = `${this.socket.kind} socket, sendmmsg: ${count} segments`;
+    this.lastVia = `${socket.kind} socket, sendmmsg: ${count} segments`;
     return sent;
   }
 }

@@ -92,7 +92,7 @@ interface Datagram {
 export class FakeNetwork {
   private readonly endpoints = new Map<string, FakeSocket>();
   /** Every datagram sent on this network, for tests that look at the wire. */
-  readonly log: { kind: 'udp' | 'raw'; from: IPv4; to: IPv4; port: number; data: Buffer }[] = [];
+  readonly log: { kind: 'udp' | 'raw'; from: IPv4; fromPort: number; to: IPv4; port: number; data: Buffer }[] = [];
 
   udp(address: IPv4, port: number): FakeSocket {
     return this.bind(new FakeSocket(this, 'udp', address, port));
@@ -109,7 +109,7 @@ export class FakeNetwork {
 
   /** @internal Delivers one datagram; returns false when nothing listens there (the datagram is lost, as on a wire). */
   deliver(kind: 'udp' | 'raw', from: FakeSocket, to: IPv4, port: number, payload: Buffer): boolean {
-    this.log.push({ kind, from: from.address, to, port, data: Buffer.from(payload) });
+    this.log.push({ kind, from: from.address, fromPort: from.port, to, port, data: Buffer.from(payload) });
     const target = this.endpoints.get(FakeNetwork.key(kind, to, kind === 'udp' ? port : 0));
     if (target === undefined) return false;
     if (kind === 'udp') {

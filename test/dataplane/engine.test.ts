@@ -12,7 +12,7 @@ import { ICMP_DEST_UNREACHABLE, ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, parseIcm
 import { IPV4_HEADER_LEN, parseIpv4 } from '../../src/wire/ipv4';
 import { emitIpipOuter } from '../../src/wire/ipip';
 import { emitVxlan, parseVxlan } from '../../src/wire/vxlan';
-import { echoRequest, ip } from '../support/packets';
+import { echoRequest, ip, udpPacket } from '../support/packets';
 
 const NETWORK = parseCidr('10.17.0.0/16');
 const PORT = 4789;
@@ -236,6 +236,34 @@ Engine_('pool exhaustion is backpressure: nothing is read until slots return, no
   await settle(a, b);
   assert.is(b.tun.written.length, 50);
   assert.ok(a.engine.counters.outboundBatches.mean <= 4);
+});
+
+Engine_('source-port entropy: each inner flow keeps one outer source port, and flows spread over the senders', async () => {
+  const net = new FakeNetwork();
+  const a = makeNode(net, 'vxlan', 1);
+  const b = makeNode(net, 'vxlan', 2);
+  learn(a, b, 'vxlan');
+  learn(b, a, 'vxlan');
+  const senders = [a.socket, net.udp(a.underlayIp, 40001), net.udp(a.underlayIp, 40002), net.udp(a.underlayIp, 40003)];
+  const local = { vtepIp: a.subnet.address, vtepMac: a.mac, underlayIp: a.underlayIp, vni: VNI, port: PORT };
+  const engine = new Engine({ tun: a.tun, socket: a.socket, senders, encap: createEncapsulation('vxlan', local), pool: a.pool, local, overlayMtu: 1450, network: NETWORK, tables: a.engine.tables });
+  engine.start();
+  b.engine.start();
+  for (let round = 0; round < 3; round++) {
+    for (let flow = 0; flow < 32; flow++) a.tun.inject(udpPacket(ip('10.17.1.0'), ip('10.17.2.9'), 10000 + flow, 53));
+  }
+  await settle(a, b);
+  assert.is(b.tun.written.length, 96, 'every datagram arrived, whatever its source port');
+  const portOfFlow = new Map<number, Set<number>>();
+  for (const d of net.log.filter((entry) => entry.to === b.underlayIp)) {
+    const innerSrcPort = d.data.readUInt16BE(22 + 20);
+    if (!portOfFlow.has(innerSrcPort)) portOfFlow.set(innerSrcPort, new Set());
+    portOfFlow.get(innerSrcPort)!.add(d.fromPort);
+  }
+  assert.is(portOfFlow.size, 32);
+  assert.ok([...portOfFlow.values()].every((ports) => ports.size === 1), 'a flow never changes source port');
+  const used = new Set([...portOfFlow.values()].map((ports) => [...ports][0]));
+  assert.ok(used.size >= 3, `32 flows used ${used.size} of 4 source ports`);
 });
 
 Engine_.run();

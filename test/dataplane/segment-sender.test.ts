@@ -36,8 +36,8 @@ function setup(gso?: (buf: Buffer, off: number, len: number, size: number) => Gs
   tables.fdb.set(remoteMac, ip('192.0.2.12'));
   const route = { subnet: remote, gateway: remote.address, encap: 'vxlan' as const };
   const counters = new Counters(64);
-  const sender = new SegmentSender(socket, createEncapsulation('vxlan', local), counters);
-  return { net, receiver, tables, route, counters, sender };
+  const sender = new SegmentSender(createEncapsulation('vxlan', local), counters, gso !== undefined);
+  return { net, socket, receiver, tables, route, counters, sender };
 }
 
 /** Checks datagrams carry VXLAN + valid IPv4/TCP segments whose payloads rebuild the super-packet's. */
@@ -64,9 +64,9 @@ function assertSegments(datagrams: Buffer[], original: Buffer): void {
 const Segments = suite('segment sender');
 
 Segments('without GSO: one sendmmsg batch of MSS-sized VXLAN datagrams', () => {
-  const { net, route, tables, counters, sender } = setup();
+  const { net, socket, route, tables, counters, sender } = setup();
   const packet = superPacket(10 * MSS + 100);
-  const sent = sender.send(packet, 0, packet.length, 40, MSS, 20, route, tables);
+  const sent = sender.send(socket, packet, 0, packet.length, 40, MSS, 20, route, tables);
   assert.is(sent, 11);
   assert.is(net.log.length, 11);
   assert.ok(net.log.every((d) => d.to === ip('192.0.2.12') && d.port === 4789));
@@ -76,12 +76,12 @@ Segments('without GSO: one sendmmsg batch of MSS-sized VXLAN datagrams', () => {
 
 Segments('with GSO: runs of at most 64 segments and 65507 bytes per call, equal sizes but the last', () => {
   const calls: { len: number; size: number }[] = [];
-  const { route, tables, sender } = setup((_buf, _off, len, size) => {
+  const { socket, route, tables, sender } = setup((_buf, _off, len, size) => {
     calls.push({ len, size });
     return 'sent';
   });
   const packet = superPacket(65535 - 40);
-  const sent = sender.send(packet, 0, packet.length, 40, MSS, 20, route, tables);
+  const sent = sender.send(socket, packet, 0, packet.length, 40, MSS, 20, route, tables);
   const segmentSize = 22 + 40 + MSS;
   assert.is(sent, Math.ceil((65535 - 40) / MSS));
   assert.ok(calls.length >= 2, 'a 64 KB super-packet with headers exceeds one GSO datagram');
@@ -94,18 +94,18 @@ Segments('with GSO: runs of at most 64 segments and 65507 bytes per call, equal 
 
 Segments('a refused GSO falls back to batches from then on; a packet that cannot be segmented is counted', () => {
   let refusals = 0;
-  const { net, route, tables, counters, sender } = setup(() => {
+  const { net, socket, route, tables, counters, sender } = setup(() => {
     refusals++;
     return 'fallback';
   });
   const packet = superPacket(3 * MSS);
-  assert.is(sender.send(packet, 0, packet.length, 40, MSS, 20, route, tables), 3);
-  assert.is(sender.send(packet, 0, packet.length, 40, MSS, 20, route, tables), 3);
+  assert.is(sender.send(socket, packet, 0, packet.length, 40, MSS, 20, route, tables), 3);
+  assert.is(sender.send(socket, packet, 0, packet.length, 40, MSS, 20, route, tables), 3);
   assert.is(refusals, 1, 'GSO is not tried again');
   assert.is(net.log.length, 3, 'the second packet went as a batch');
   const udp = Buffer.from(packet);
   udp[9] = 17; // not TCP
-  assert.is(sender.send(udp, 0, udp.length, 40, MSS, 20, route, tables), 0);
+  assert.is(sender.send(socket, udp, 0, udp.length, 40, MSS, 20, route, tables), 0);
   assert.is(counters.drops.get('gso', 'cannot-segment'), 1);
 });
 

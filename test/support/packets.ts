@@ -1,7 +1,8 @@
 // Packet builders for tests: real IPv4 packets made with our own emitters.
 import { type IPv4, parseIPv4 } from '../../src/wire/address';
 import { ICMP_ECHO_REQUEST, ICMP_HEADER_LEN, emitIcmp } from '../../src/wire/icmp';
-import { IPV4_HEADER_LEN, IPPROTO_ICMP, emitIpv4 } from '../../src/wire/ipv4';
+import { IPV4_HEADER_LEN, IPPROTO_ICMP, IPPROTO_UDP, emitIpv4 } from '../../src/wire/ipv4';
+import { UDP_HEADER_LEN, emitUdp } from '../../src/wire/udp';
 
 export const ip = parseIPv4;
 
@@ -16,5 +17,13 @@ export function echoRequest(source: IPv4, destination: IPv4, dataLength = 56, op
     packet,
     0,
   );
+  return packet;
+}
+
+/** A UDP datagram of `dataLength` bytes between two ports, with valid checksums. */
+export function udpPacket(source: IPv4, destination: IPv4, srcPort: number, dstPort: number, dataLength = 32): Buffer {
+  const packet = Buffer.alloc(IPV4_HEADER_LEN + UDP_HEADER_LEN + dataLength);
+  emitIpv4({ source, destination, protocol: IPPROTO_UDP, payloadLength: UDP_HEADER_LEN + dataLength, ttl: 64 }, packet, 0);
+  emitUdp({ srcPort, dstPort, payloadLength: dataLength, source, destination }, packet, IPV4_HEADER_LEN);
   return packet;
 }

@@ -21,6 +21,7 @@ export function agentCommand(program: Command): void {
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from --public-ip, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
+      .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
@@ -37,6 +38,7 @@ export function agentCommand(program: Command): void {
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
       offload: opts.offload,
+      sourcePorts: opts.sourcePorts,
       log,
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
