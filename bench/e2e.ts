@@ -15,8 +15,11 @@ import type { AgentStatus } from '../src/control/agent';
 import { fetchStatus } from '../src/control/status-server';
 import { type Lab, type LabNode, createLab } from '../src/lab/topology';
 import { formatIPv4 } from '../src/wire/address';
+import { spawn } from 'node:child_process';
+import { cpus } from 'node:os';
 
-export const PATHS = ['vxtun-vxlan', 'vxtun-ipip', 'kernel-vxlan', 'underlay'] as const;
+/** vxtun-vxlan-plain: the same agents with --no-offload, one packet per system call (the design offloads replaced). */
+export const PATHS = ['vxtun-vxlan', 'vxtun-vxlan-plain', 'vxtun-ipip', 'kernel-vxlan', 'underlay'] as const;
 export type PathName = (typeof PATHS)[number];
 
 export interface E2eOptions {
@@ -50,6 +53,8 @@ export interface PathResult {
   udp64Pps: Figure;
   udp1400Pps: Figure;
   ping: { p50Us: number | null; p99Us: number | null; received: number; transmitted: number; error: string | null; rttsUs: number[] };
+  /** Ping p50 again while idle-priority spinners keep both cores awake: what is left without CPU wake-up latency. */
+  pingBusyP50Us: number | null;
   /** Median over the TCP single-stream runs of both agents' CPU seconds; null without agents. */
   agentCpuSecondsTcp1: number | null;
   /** Largest VmHWM among the agents at the end of the path, in bytes; null without agents. */
@@ -83,11 +88,11 @@ function message(error: unknown): string {
 }
 
 function labName(path: PathName): string {
-  return `vxt-b${process.pid}-${path.replace('vxtun-', 'v').replace('kernel-', 'k').slice(0, 8)}`;
+  return `vxt-b${process.pid}-${path.replace('vxtun-', 'v').replace('kernel-', 'k').replace('-plain', 'p').slice(0, 8)}`;
 }
 
-async function setUpVxtun(backend: 'vxlan' | 'ipip'): Promise<PathSetup> {
-  const lab = await createLab({ name: labName(`vxtun-${backend}`), nodes: 2 });
+async function setUpVxtun(backend: 'vxlan' | 'ipip', path: PathName, agentArgs: string[] = []): Promise<PathSetup> {
+  const lab = await createLab({ name: labName(path), nodes: 2 });
   let overlay: Overlay | undefined;
   const close = async (): Promise<void> => {
     await overlay?.close();
@@ -96,7 +101,7 @@ async function setUpVxtun(backend: 'vxlan' | 'ipip'): Promise<PathSetup> {
   try {
     overlay = await Overlay.create(lab, { backend });
     const [client, server] = [lab.node(1), lab.node(2)];
-    const handles = [await overlay.startAgent(client), await overlay.startAgent(server)];
+    const handles = [await overlay.startAgent(client, agentArgs), await overlay.startAgent(server, agentArgs)];
     await overlay.waitForRoutes(client, 1);
     await overlay.waitForRoutes(server, 1);
     const target = formatIPv4((await overlay.subnetOf(server)).address);
@@ -138,8 +143,9 @@ async function setUpUnderlay(): Promise<PathSetup> {
 
 function setUp(path: PathName): Promise<PathSetup> {
   switch (path) {
-    case 'vxtun-vxlan': return setUpVxtun('vxlan');
-    case 'vxtun-ipip': return setUpVxtun('ipip');
+    case 'vxtun-vxlan': return setUpVxtun('vxlan', path);
+    case 'vxtun-vxlan-plain': return setUpVxtun('vxlan', path, ['--no-offload']);
+    case 'vxtun-ipip': return setUpVxtun('ipip', path);
     case 'kernel-vxlan': return setUpKernelVxlan();
     case 'underlay': return setUpUnderlay();
   }
@@ -188,7 +194,7 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     path, error: null,
     tcp1Gbps: emptyFigure(), tcp4Gbps: emptyFigure(), udp64Pps: emptyFigure(), udp1400Pps: emptyFigure(),
     ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null, rttsUs: [] },
-    agentCpuSecondsTcp1: null, agentPeakRssBytes: null, floodHeap: null,
+    agentCpuSecondsTcp1: null, agentPeakRssBytes: null, floodHeap: null, pingBusyP50Us: null,
   };
   options.log?.(`e2e ${path}: setting up`);
   let setup: PathSetup;
@@ -222,6 +228,12 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     } catch (error) {
       result.ping.error = message(error);
     }
+    try {
+      result.pingBusyP50Us = await pingWithBusyCores(setup, options);
+      options.log?.(`  ping with busy cores: p50 ${result.pingBusyP50Us?.toFixed(0)} us`);
+    } catch (error) {
+      options.log?.(`  ping with busy cores FAILED: ${message(error)}`);
+    }
     if (setup.statusSockets.length > 0) {
       try {
         result.floodHeap = await floodHeap(setup, options.floodSeconds ?? 30);
@@ -243,6 +255,19 @@ async function benchPath(path: PathName, options: E2eOptions): Promise<PathResul
     await setup.close();
   }
   return result;
+}
+
+/** Ping p50 with one nice-19 spinner per core, so no CPU sleeps: separates wake-up latency from forwarding cost. */
+async function pingWithBusyCores(setup: PathSetup, options: E2eOptions): Promise<number | null> {
+  const spinners = cpus().map(() => spawn('nice', ['-n', '19', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const replies = await ping(setup.lab, setup.client, setup.target, { count: options.pingCount ?? 50, intervalSeconds: options.pingIntervalSeconds ?? 0.05 });
+    if (replies.rttsMs.length === 0) return null;
+    return percentile([...replies.rttsMs].sort((a, b) => a - b), 50) * 1000;
+  } finally {
+    for (const spinner of spinners) spinner.kill('SIGKILL');
+  }
 }
 
 /** Samples the receiving agent's heap every second while iperf3 floods it with 64-byte UDP datagrams. */

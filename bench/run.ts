@@ -67,7 +67,7 @@ function figures(result: PathResult): Array<number | null> {
 }
 
 function e2eTable(results: PathResult[]): string {
-  const header = ['path', 'TCP x1 Gbit/s', 'TCP x4 Gbit/s', 'UDP 64 B kpps', 'UDP 1400 B kpps', 'ping p50/p99 us', 'agent CPU s (TCP x1)', 'agent peak RSS MB'];
+  const header = ['path', 'TCP x1 Gbit/s', 'TCP x4 Gbit/s', 'UDP 64 B kpps', 'UDP 1400 B kpps', 'ping p50/p99 us', 'p50 busy cores us', 'agent CPU s (TCP x1)', 'agent peak RSS MB'];
   const rows = results.map((r) => [
     r.path + (r.error ? ' (FAILED)' : ''),
     figureCell(r.tcp1Gbps, 1, 2),
@@ -75,6 +75,7 @@ function e2eTable(results: PathResult[]): string {
     figureCell(r.udp64Pps, 1e-3, 1),
     figureCell(r.udp1400Pps, 1e-3, 1),
     `${fixed(r.ping.p50Us, 0)}/${fixed(r.ping.p99Us, 0)}`,
+    fixed(r.pingBusyP50Us, 0),
     fixed(r.agentCpuSecondsTcp1, 2),
     r.agentPeakRssBytes === null ? 'n/a' : (r.agentPeakRssBytes / 2 ** 20).toFixed(1),
   ]);
@@ -83,7 +84,7 @@ function e2eTable(results: PathResult[]): string {
     const base = figures(kernel);
     for (const r of results.filter((x) => x.path.startsWith('vxtun-'))) {
       const ratio = figures(r).map((v, i) => (v === null || base[i] === null || base[i] === 0 ? null : v / base[i]!));
-      rows.push([`${r.path} / kernel`, fixed(ratio[0]!, 2), fixed(ratio[1]!, 2), fixed(ratio[2]!, 2), fixed(ratio[3]!, 2), `${fixed(ratio[4]!, 2)}/${fixed(ratio[5]!, 2)}`, '', '']);
+      rows.push([`${r.path} / kernel`, fixed(ratio[0]!, 2), fixed(ratio[1]!, 2), fixed(ratio[2]!, 2), fixed(ratio[3]!, 2), `${fixed(ratio[4]!, 2)}/${fixed(ratio[5]!, 2)}`, '', '', '']);
     }
   }
   const notes: string[] = [];
@@ -95,7 +96,8 @@ function e2eTable(results: PathResult[]): string {
     if (r.ping.error) notes.push(`${r.path} ping: ${r.ping.error}`);
     else if (!r.error && r.ping.received < r.ping.transmitted) notes.push(`${r.path} ping: ${r.ping.received}/${r.ping.transmitted} replies`);
   }
-  const legend = 'medians of the runs; * = some runs failed; ratios are vxtun / kernel VXLAN (for ping, > 1 is slower)';
+  const legend = 'medians of the runs; * = some runs failed; ratios are vxtun / kernel VXLAN (for ping, > 1 is slower);\n'
+    + 'vxtun-vxlan-plain = agents with --no-offload; "busy cores" = ping with a nice-19 spinner per core (no CPU wake-ups)';
   return [table(header, rows), legend, ...notes.map((n) => `! ${n}`)].join('\n');
 }
 
