@@ -49,15 +49,16 @@ async function assertFullMesh(lab: Lab, overlay: Overlay, nodes: readonly LabNod
   }
 }
 
-const MESH_CASES = [
-  { name: 'vxlan', backend: 'vxlan', args: [] },
+const MESH_CASES: { name: string; backend: 'vxlan' | 'ipip'; args: string[]; vni?: number; port?: number }[] = [
+  { name: 'flannel-style vxlan (VNI 1, port 8472)', backend: 'vxlan', args: [], vni: 1, port: 8472 },
+  { name: 'Calico-style vxlan (VNI 4096, port 4789)', backend: 'vxlan', args: [], vni: 4096, port: 4789 },
   { name: 'ipip', backend: 'ipip', args: [] },
   { name: 'vxlan without offloads (one packet per system call)', backend: 'vxlan', args: ['--no-offload'] },
-] as const;
+];
 
-for (const { name, backend, args } of MESH_CASES) {
+for (const { name, backend, args, vni, port } of MESH_CASES) {
   Net(`${name}: three nodes ping every pair, TUN and pod addresses; TCP runs across two`, async () => {
-    await withOverlay(backend.slice(0, 2), 3, { backend }, async (lab, overlay) => {
+    await withOverlay(backend.slice(0, 2), 3, { backend, vni, port }, async (lab, overlay) => {
       for (const node of lab.nodes) await overlay.startAgent(node, [...args]);
       for (const node of lab.nodes) await overlay.waitForRoutes(node, lab.nodes.length - 1);
       for (const node of lab.nodes) {
@@ -74,6 +75,7 @@ for (const { name, backend, args } of MESH_CASES) {
       assert.ok(counters.tunOut.packets > 100);
       assert.equal(Object.keys(counters.drops).filter((d) => !d.startsWith('tun-ipv4/ipv6')), [], 'no drops but the IPv6 the kernel sent before we silenced it');
       assert.is(status.tun?.mtu, backend === 'vxlan' ? 1450 : 1480);
+      if (vni !== undefined) assert.equal(status.network.backend, { type: 'vxlan', vni, port, directRouting: false });
     });
   });
 }
