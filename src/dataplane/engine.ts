@@ -11,7 +11,7 @@ import type { Cidr } from '../wire/address';
 import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
 import { completeChecksum } from '../io/segmentation';
-import { VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
+import { MAX_VIRTIO_NET_PACKET_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
@@ -21,7 +21,7 @@ import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
 /** Bytes a pool slot needs after HEADROOM when the TUN hands over 64 KB TCP super-packets (offload). */
-export const OFFLOAD_SLOT_BYTES = 65535 + VIRTIO_NET_HDR_LEN;
+export const OFFLOAD_SLOT_BYTES = MAX_VIRTIO_NET_PACKET_LEN;
 /** A UDP GRO receive holds up to 64 datagrams: room for that many inner packets per received buffer. */
 const GRO_SEGMENTS = 64;
 /** Batches per readiness callback before yielding to the event loop. */

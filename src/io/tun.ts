@@ -5,6 +5,7 @@ import type { IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
 import { explainSystemError, native, NativeFd } from './native';
 import type { TunDevice } from './types';
+import { MAX_VIRTIO_NET_PACKET_LEN } from '../wire/virtio-net';
 
 export interface TunOptions {
   /** Interface name: 1-15 characters of [A-Za-z0-9_.-]. Created if missing, attached if it is a free TUN. */
@@ -14,26 +15,12 @@ export interface TunOptions {
   address?: IPv4;
   /** Prefix of `address`; 32 when omitted. */
   prefixLength?: number;
-  /** IFF_VNET_HDR with TSO4 + CSUM offloads: reads and writes carry a virtio_net_hdr (VNET_HDR_LEN bytes). */
+  /** IFF_VNET_HDR with TSO4 + CSUM offloads: reads and writes carry a virtio_net_hdr (VIRTIO_NET_HDR_LEN bytes, src/wire/virtio-net.ts). */
   offload?: boolean;
 }
 
-/** struct virtio_net_hdr (no num_buffers), in the host's byte order: little-endian on every platform Node targets. */
-export const VNET = {
-  FLAGS: 0,
-  GSO_TYPE: 1,
-  HDR_LEN: 2,
-  GSO_SIZE: 4,
-  CSUM_START: 6,
-  CSUM_OFFSET: 8,
-  END: 10,
-} as const;
-export const VNET_HDR_LEN = VNET.END;
-export const VNET_F_NEEDS_CSUM = 1;
-export const VNET_GSO_NONE = 0;
-export const VNET_GSO_TCPV4 = 1;
 /** Bytes a coalescing write needs in its scratch buffer: the largest IPv4 packet plus the virtio header. */
-export const COALESCE_SCRATCH_BYTES = 65535 + VNET_HDR_LEN;
+export const COALESCE_SCRATCH_BYTES = MAX_VIRTIO_NET_PACKET_LEN;
 
 const NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 export const MIN_MTU = 68; // RFC 791: every IPv4 host must take 68-byte packets
@@ -124,7 +111,7 @@ export class Tun implements TunDevice {
   }
 
   /**
-   * Offload devices only: writes bare IPv4 packets (each with VNET_HDR_LEN bytes of headroom before its offset, which
+   * Offload devices only: writes bare IPv4 packets (each with VIRTIO_NET_HDR_LEN bytes of headroom before its offset, which
    * is overwritten), adjacent TCP segments of one flow coalesced into one GSO write built in `scratch`
    * (COALESCE_SCRATCH_BYTES or more). Returns how many of batch.count packets the kernel accepted.
    */

@@ -14,6 +14,8 @@ const F = {
 } as const;
 
 export const VIRTIO_NET_HDR_LEN = F.END;
+/** The largest read or write of an offload TUN: a 64 KB IPv4 super-packet behind its virtio header. */
+export const MAX_VIRTIO_NET_PACKET_LEN = 65535 + VIRTIO_NET_HDR_LEN;
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;

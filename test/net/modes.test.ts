@@ -2,28 +2,14 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_PREFIX, formatLeaseAttrs, subnetKey } from '../../src/control/lease';
-import { Overlay } from '../../src/lab/overlay';
+import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
 import { addPodAddress } from '../../src/lab/pods';
-import { type Lab, type LabNode, createLab } from '../../src/lab/topology';
+import type { Lab, LabNode } from '../../src/lab/topology';
+import { withOverlay } from '../support/overlay';
 import { formatIPv4, parseCidr, parseIPv4 } from '../../src/wire/address';
 
 const Modes = suite('routing modes');
-
-async function withOverlay(tag: string, options: Parameters<typeof Overlay.create>[1], body: (lab: Lab, overlay: Overlay) => Promise<void>): Promise<void> {
-  const lab = await createLab({ name: `vxt-${tag}${process.pid}`, nodes: 3 });
-  let overlay: Overlay | undefined;
-  try {
-    overlay = await Overlay.create(lab, options);
-    await body(lab, overlay);
-  } catch (err) {
-    if (overlay) for (const node of lab.nodes) process.stderr.write(`--- agent log ${node.name}\n${overlay.log(node)}`);
-    throw err;
-  } finally {
-    await overlay?.close();
-    await lab.destroy();
-  }
-}
 
 async function podOf(overlay: Overlay, node: LabNode): Promise<string> {
   return formatIPv4((await overlay.subnetOf(node)).address + 1);
@@ -40,7 +26,7 @@ async function pingPods(lab: Lab, overlay: Overlay): Promise<void> {
 }
 
 Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment is refused with the reason', async () => {
-  await withOverlay('hg', { backend: 'host-gw' }, async (lab, overlay) => {
+  await withOverlay('hg', 3, { backend: 'host-gw' }, async (lab, overlay) => {
     for (const node of lab.nodes) await overlay.startAgent(node);
     for (const node of lab.nodes) {
       await overlay.waitForRoutes(node, 2);
@@ -64,7 +50,7 @@ Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment i
 });
 
 Modes('vxlan with DirectRouting: direct to the node on our subnet, VXLAN to the one across', async () => {
-  await withOverlay('dr', { backend: 'vxlan', directRouting: true }, async (lab, overlay) => {
+  await withOverlay('dr', 3, { backend: 'vxlan', directRouting: true }, async (lab, overlay) => {
     const [n1, n2, n3] = lab.nodes;
     // n3 sits on another IP subnet of the same wire: reachable, but not L2-adjacent by address.
     await lab.exec(n3, 'ip', ['addr', 'add', '198.51.100.13/24', 'dev', 'eth0']);

@@ -5,7 +5,10 @@ import * as dgram from 'dgram';
 import * as net from 'net';
 import { PacketBatch } from '../../src/io/batch';
 import { native } from '../../src/io/native';
-import { COALESCE_SCRATCH_BYTES, Tun, VNET, VNET_F_NEEDS_CSUM, VNET_GSO_TCPV4, VNET_HDR_LEN } from '../../src/io/tun';
+import { COALESCE_SCRATCH_BYTES, Tun } from '../../src/io/tun';
+import { VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../../src/wire/virtio-net';
+
+const vnet = new VirtioNetHeaderView();
 import { UdpSocket } from '../../src/io/udp';
 import { parseIPv4 } from '../../src/wire/address';
 import { checkIpv4, emitIpv4, IPPROTO_TCP, IPPROTO_UDP, Ipv4View } from '../../src/wire/ipv4';
@@ -135,10 +138,10 @@ async function tso(name: string): Promise<TsoFacts> {
       segOff += segLengths[i];
     }
     if (facts.superPackets.length < 8) {
-      const hdr = at - VNET_HDR_LEN;
+      const v = vnet.wrap(slab, at - VIRTIO_NET_HDR_LEN);
       facts.superPackets.push({
-        gsoType: slab[hdr + VNET.GSO_TYPE], gsoSize, hdrLen, csumStart,
-        csumOffset: slab.readUInt16LE(hdr + VNET.CSUM_OFFSET), flags: slab[hdr + VNET.FLAGS], length: len, segments: n,
+        gsoType: v.gsoType, gsoSize, hdrLen, csumStart,
+        csumOffset: v.checksumOffset, flags: v.needsChecksum ? 1 : 0, length: len, segments: n,
       });
     }
   }
@@ -155,20 +158,21 @@ async function tso(name: string): Promise<TsoFacts> {
       tx.count = 0;
       for (let i = 0; i < n; i++) {
         const hdr = rx.offsets[i];
-        const at = hdr + VNET_HDR_LEN;
-        const len = rx.lengths[i] - VNET_HDR_LEN;
+        const at = hdr + VIRTIO_NET_HDR_LEN;
+        const len = rx.lengths[i] - VIRTIO_NET_HDR_LEN;
         const slab = rx.slab;
         if (len < 20 || slab[at] >>> 4 !== 4) continue;
-        const flags = slab[hdr + VNET.FLAGS];
-        const gsoType = slab[hdr + VNET.GSO_TYPE];
-        const csumStart = slab.readUInt16LE(hdr + VNET.CSUM_START);
-        const csumOffset = slab.readUInt16LE(hdr + VNET.CSUM_OFFSET);
+        const v = vnet.wrap(slab, hdr);
+        const needsChecksum = v.needsChecksum;
+        const gsoType = v.gsoType;
+        const csumStart = v.checksumStart;
+        const csumOffset = v.checksumOffset;
         const protocol = slab[at + 9];
-        if (gsoType === VNET_GSO_TCPV4) {
-          onSuperPacket(at, len, slab.readUInt16LE(hdr + VNET.GSO_SIZE), slab.readUInt16LE(hdr + VNET.HDR_LEN), csumStart);
+        if (gsoType === VIRTIO_NET_HDR_GSO_TCPV4) {
+          onSuperPacket(at, len, v.gsoSize, v.headerLength, csumStart);
           continue;
         }
-        if (flags & VNET_F_NEEDS_CSUM) {
+        if (needsChecksum) {
           if (protocol === IPPROTO_UDP) {
             const src = slab.readUInt32BE(at + 12);
             const dst = slab.readUInt32BE(at + 16);

@@ -3,34 +3,14 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
 import { runIperf } from '../../src/lab/iperf';
-import { Overlay } from '../../src/lab/overlay';
+import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
 import { addPodAddress } from '../../src/lab/pods';
-import { type Lab, type LabNode, createLab } from '../../src/lab/topology';
+import type { Lab, LabNode } from '../../src/lab/topology';
+import { withOverlay } from '../support/overlay';
 import { formatIPv4 } from '../../src/wire/address';
 
 const Net = suite('overlay in namespaces');
-
-/** Builds a lab and an overlay, runs `body`, and always tears both down. */
-async function withOverlay(
-  tag: string,
-  nodes: number,
-  options: Parameters<typeof Overlay.create>[1],
-  body: (lab: Lab, overlay: Overlay) => Promise<void>,
-): Promise<void> {
-  const lab = await createLab({ name: `vxt-${tag}${process.pid}`, nodes });
-  let overlay: Overlay | undefined;
-  try {
-    overlay = await Overlay.create(lab, options);
-    await body(lab, overlay);
-  } catch (err) {
-    if (overlay) for (const node of lab.nodes) process.stderr.write(`--- agent log ${node.name}\n${overlay.log(node)}`);
-    throw err;
-  } finally {
-    await overlay?.close();
-    await lab.destroy();
-  }
-}
 
 async function startAll(overlay: Overlay, nodes: readonly LabNode[]): Promise<void> {
   for (const node of nodes) await overlay.startAgent(node);
