@@ -167,6 +167,17 @@ static bool IsPerMessageError(int err) {
   }
 }
 
+// One non-blocking recvmmsg: the count received, 0 when nothing is waiting, -1 (errno set) on a real error. A pending
+// ICMP error reported on the socket is consumed by the call; it says nothing about our reads, so it counts as 0.
+static int ReceiveMessages(int fd, struct mmsghdr* headers, int n) {
+  int received;
+  do {
+    received = recvmmsg(fd, headers, n, MSG_DONTWAIT, nullptr);
+  } while (received < 0 && errno == EINTR);
+  if (received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || IsPerMessageError(errno))) return 0;
+  return received;
+}
+
 // One recvmmsg. A datagram larger than its slot is reported with length 0 (MSG_TRUNC): the caller drops it.
 static Napi::Value Receive(const Napi::CallbackInfo& info, bool withPorts) {
   Napi::Env env = info.Env();
@@ -176,13 +187,8 @@ static Napi::Value Receive(const Napi::CallbackInfo& info, bool withPorts) {
   if (n == 0) return Napi::Number::New(env, 0);
   Messages messages;
   messages.Describe(batch, 0, n);
-  int received;
-  do {
-    received = recvmmsg(batch.fd, messages.headers, n, MSG_DONTWAIT, nullptr);
-  } while (received < 0 && errno == EINTR);
+  int received = ReceiveMessages(batch.fd, messages.headers, n);
   if (received < 0) {
-    // A pending ICMP error reported on the socket is consumed by this call; it says nothing about our reads.
-    if (errno == EAGAIN || errno == EWOULDBLOCK || IsPerMessageError(errno)) return Napi::Number::New(env, 0);
     ThrowSystemError(env, errno, "recvmmsg");
     return env.Undefined();
   }
@@ -396,12 +402,8 @@ static Napi::Value UdpRecvGro(const Napi::CallbackInfo& info) {
     headers[i].msg_hdr.msg_control = controls[i];
     headers[i].msg_hdr.msg_controllen = kGroControl;
   }
-  int received;
-  do {
-    received = recvmmsg(fd, headers, n, MSG_DONTWAIT, nullptr);
-  } while (received < 0 && errno == EINTR);
+  int received = ReceiveMessages(fd, headers, n);
   if (received < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || IsPerMessageError(errno)) return Napi::Number::New(env, 0);
     ThrowSystemError(env, errno, "recvmmsg");
     return env.Undefined();
   }
