@@ -137,12 +137,14 @@ export class Overlay {
   }
 
   /** Starts `vxtun agent` in the node and waits until it holds a lease and answers on its status socket. */
-  async startAgent(node: LabNode, extraArgs: string[] = [], publicIp = node.underlayIp): Promise<AgentHandle> {
+  /** `nodeArgs` go to node itself, before the script (e.g. --cpu-prof for a profile of the agent). */
+  async startAgent(node: LabNode, extraArgs: string[] = [], publicIp = node.underlayIp, nodeArgs: string[] = []): Promise<AgentHandle> {
     // In the work dir, which close() and destroyLab remove: a SIGKILLed agent leaves no socket behind.
     const statusSocket = join(this.workDir, `${node.name}.sock`);
     const logFile = join(this.workDir, `${node.name}.log`);
     rmSync(statusSocket, { force: true });
     const args = [
+      ...nodeArgs,
       CLI_PATH, 'agent',
       '--store', this.storeUrl,
       '--public-ip', publicIp,
