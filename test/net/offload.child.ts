@@ -243,7 +243,8 @@ export interface GsoFacts {
   noCsumTxPackets: number;
 }
 
-async function drain(socket: UdpSocket, read: () => boolean, ms = 3000): Promise<void> {
+/** Polls `read` until it reports done or `ms` pass. */
+async function drain(read: () => boolean, ms = 3000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!read() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
 }
@@ -266,7 +267,7 @@ async function gso(): Promise<GsoFacts> {
     const segSizes = new Uint32Array(8);
     const groBuffers: { length: number; segSize: number }[] = [];
     const groParts: Buffer[] = [];
-    await drain(groReceiver, () => {
+    await drain(() => {
       for (let i = 0; i < rx.capacity; i++) {
         rx.offsets[i] = i * BIG;
         rx.lengths[i] = BIG;
@@ -283,7 +284,7 @@ async function gso(): Promise<GsoFacts> {
     const receivePlain = async (expected: number, slot: number): Promise<Buffer[]> => {
       const batch = new PacketBatch(Buffer.alloc(64 * slot), 64);
       const parts: Buffer[] = [];
-      await drain(plain, () => {
+      await drain(() => {
         for (let i = 0; i < batch.capacity; i++) {
           batch.offsets[i] = i * slot;
           batch.lengths[i] = slot;

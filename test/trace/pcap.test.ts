@@ -12,7 +12,6 @@ import {
   OUTER_IPV4_UDP_LEN,
   PCAP_GLOBAL_HEADER_LEN,
   PCAP_MAGIC,
-  PCAP_RECORD_HEADER_LEN,
   PcapWriter,
   buildOuterIpv4Udp,
 } from '../../src/trace/pcap';
