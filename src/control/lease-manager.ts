@@ -298,7 +298,7 @@ export class LeaseManager {
       const subnet = mine.lease.subnet;
       if (subnetFitsConfig(config, subnet) && mine.kv.key === subnetKey(this.prefix, subnet)) {
         // A key without TTL is a reservation: keep it one.
-        const ttlSeconds = mine.kv.ttlSeconds === undefined ? undefined : this.ttlSeconds;
+        const ttlSeconds = mine.kv.hasTtl ? this.ttlSeconds : undefined;
         const written = await this.store.put(mine.kv.key, formatLeaseAttrs(attrs), { ttlSeconds, ifModRevision: mine.kv.modRevision });
         if (!written) return undefined;
         this.log.info('reusing the lease of our public IP', { subnet: formatCidr(subnet), publicIp });
@@ -400,7 +400,7 @@ export class LeaseManager {
       if (holderIp !== undefined && holderIp !== lease.attrs.publicIp) {
         throw new LeaseLostError(`lease ${subnet} was lost: it is leased to ${formatIPv4(holderIp)} now`);
       }
-      const ttlSeconds = kv.ttlSeconds === undefined && lease.expiresAt === undefined ? undefined : this.ttlSeconds;
+      const ttlSeconds = !kv.hasTtl && lease.expiresAt === undefined ? undefined : this.ttlSeconds;
       if (!(await this.store.put(key, value, { ttlSeconds, ifModRevision: kv.modRevision }))) continue;
       return { ...lease, expiresAt: this.expiry(ttlSeconds) };
     }
@@ -539,6 +539,7 @@ export class LeaseManager {
     try {
       const attrs = parseLeaseAttrs(kv.value);
       const lease: Lease = { subnet, attrs };
+      // Only get() knows the seconds left (a listing or a watch event says whether there is a TTL, not how long).
       if (kv.ttlSeconds !== undefined) lease.expiresAt = this.now() + kv.ttlSeconds * 1000;
       return lease;
     } catch (err) {

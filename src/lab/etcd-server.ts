@@ -45,6 +45,20 @@ export interface EtcdServerOptions {
   detached?: boolean;
   /** With `detached`: where etcd's output goes (default: etcd.log in the data dir). */
   logFile?: string;
+  /**
+   * How often etcd sends progress notifications to watches that asked for them (etcd's
+   * --experimental-watch-progress-notify-interval; etcd's default is 10 minutes). Tests shorten it.
+   */
+  progressNotifyIntervalMs?: number;
+  /** Member name; default "vxt-etcd". */
+  name?: string;
+  /**
+   * Member of a cluster: every member's "NAME=http://HOST:PEERPORT", comma-separated (etcd's --initial-cluster).
+   * Default: this member alone. startEtcdCluster() fills it in.
+   */
+  initialCluster?: string;
+  /** A new cluster's token (etcd's --initial-cluster-token), so that members of two test clusters never mix. */
+  initialClusterToken?: string;
 }
 
 export interface EtcdServer {
@@ -67,6 +81,8 @@ export interface EtcdServer {
   compact(revision: number): Promise<void>;
   /** The last lines etcd logged, for error messages. */
   recentLog(): string;
+  /** SIGKILLs etcd (a crash: no goodbye to clients or peers) and waits for the exit; keeps the data for restart(). */
+  kill(): Promise<void>;
 }
 
 export async function startEtcd(options: EtcdServerOptions = {}): Promise<EtcdServer> {
@@ -80,11 +96,20 @@ export async function startEtcd(options: EtcdServerOptions = {}): Promise<EtcdSe
   const clientPort = options.clientPort ?? (inNamespace ? NAMESPACE_CLIENT_PORT : await freePort());
   let peerPort = options.peerPort ?? (inNamespace ? NAMESPACE_PEER_PORT : await freePort());
   while (peerPort === clientPort) peerPort = await freePort();
+  const host = options.host ?? '127.0.0.1';
+  const name = options.name ?? 'vxt-etcd';
+  if (options.progressNotifyIntervalMs !== undefined && !(Number.isInteger(options.progressNotifyIntervalMs) && options.progressNotifyIntervalMs > 0)) {
+    throw new Error(`progressNotifyIntervalMs must be a positive integer, got ${options.progressNotifyIntervalMs}`);
+  }
   const placement: Placement = {
-    host: options.host ?? '127.0.0.1',
+    host,
     netns: options.netns,
     detached: options.detached ?? false,
     logFile: options.logFile ?? join(dataDir, 'etcd.log'),
+    name,
+    initialCluster: options.initialCluster ?? `${name}=http://${host}:${peerPort}`,
+    initialClusterToken: options.initialClusterToken,
+    progressNotifyIntervalMs: options.progressNotifyIntervalMs,
   };
   const server = new RunningEtcd(dataDir, ownsDataDir, clientPort, peerPort, placement);
   try {
@@ -96,11 +121,113 @@ export async function startEtcd(options: EtcdServerOptions = {}): Promise<EtcdSe
   return server;
 }
 
+export interface EtcdMemberPlacement {
+  /** The namespace the member runs in (its ports are then etcd's well-known 2379 and 2380 unless given). */
+  netns?: string;
+  /** Its address; default 127.0.0.1 (members then need distinct ports: free ones are picked). */
+  host?: string;
+  clientPort?: number;
+  peerPort?: number;
+}
+
+export interface EtcdClusterOptions {
+  /** One entry per member (3 for a cluster that survives the loss of one). */
+  members: readonly EtcdMemberPlacement[];
+  /** Member names are `${name}-1`, `${name}-2`...; also the cluster token. Default "vxt-etcd". */
+  name?: string;
+  progressNotifyIntervalMs?: number;
+}
+
+export interface EtcdCluster {
+  readonly members: readonly EtcdServer[];
+  /** "etcd://HOST:PORT,HOST:PORT,..." for openStore(), every member's client endpoint in member order. */
+  readonly url: string;
+  readonly endpoints: readonly string[];
+  /**
+   * The index (0-based) of the member that leads now, asked of the live members with `etcdctl endpoint status -w json`
+   * (from inside `netns` when given: the members' addresses may be reachable only there). Throws when none answers.
+   */
+  leader(netns?: string): Promise<number>;
+  /** Stops every member and removes their temporary data. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts an N-member etcd cluster: every member at once (a member of a new cluster is healthy only when a quorum
+ * is up), each with the whole --initial-cluster, as etcd's clustering guide describes for static bootstrapping.
+ */
+export async function startEtcdCluster(options: EtcdClusterOptions): Promise<EtcdCluster> {
+  const name = options.name ?? 'vxt-etcd';
+  const placed = [];
+  for (const [i, member] of options.members.entries()) {
+    const inNamespace = member.netns !== undefined;
+    const clientPort = member.clientPort ?? (inNamespace ? NAMESPACE_CLIENT_PORT : await freePort());
+    let peerPort = member.peerPort ?? (inNamespace ? NAMESPACE_PEER_PORT : await freePort());
+    while (peerPort === clientPort) peerPort = await freePort();
+    placed.push({ ...member, host: member.host ?? '127.0.0.1', clientPort, peerPort, name: `${name}-${i + 1}` });
+  }
+  const initialCluster = placed.map((m) => `${m.name}=http://${m.host}:${m.peerPort}`).join(',');
+  const started = await Promise.allSettled(
+    placed.map((m) =>
+      startEtcd({
+        netns: m.netns,
+        host: m.host,
+        clientPort: m.clientPort,
+        peerPort: m.peerPort,
+        name: m.name,
+        initialCluster,
+        initialClusterToken: `${name}-${process.pid}-${Date.now()}`,
+        progressNotifyIntervalMs: options.progressNotifyIntervalMs,
+      }),
+    ),
+  );
+  const members = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(members.map((m) => m.stop()));
+    throw failed.reason;
+  }
+  const endpoints = members.map((m) => m.endpoint);
+  return {
+    members,
+    endpoints,
+    url: `etcd://${endpoints.join(',')}`,
+    async leader(netns?: string): Promise<number> {
+      const [file, argv] = commandArgv(ETCDCTL, [`--endpoints=${endpoints.join(',')}`, '--dial-timeout=1s', '--command-timeout=2s', 'endpoint', 'status', '-w', 'json'], netns);
+      // Exits non-zero when a member is down, after printing what the live ones said.
+      const stdout = await promisify(execFile)(file, argv, { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 10_000 }).then(
+        (r) => r.stdout,
+        (error: { stdout?: string }) => error.stdout ?? '',
+      );
+      let statuses: Array<{ Endpoint: string; Status: { header: { member_id: number | string }; leader: number | string } }>;
+      try {
+        statuses = JSON.parse(stdout || '[]');
+      } catch {
+        statuses = [];
+      }
+      for (const status of statuses) {
+        if (String(status.Status.header.member_id) === String(status.Status.leader)) {
+          const index = endpoints.indexOf(status.Endpoint);
+          if (index >= 0) return index;
+        }
+      }
+      throw new Error(`no live etcd member says it leads (etcdctl endpoint status: ${stdout.trim() || 'no answer'})`);
+    },
+    async stop(): Promise<void> {
+      await Promise.all(members.map((m) => m.stop()));
+    },
+  };
+}
+
 interface Placement {
   host: string;
   netns: string | undefined;
   detached: boolean;
   logFile: string;
+  name: string;
+  initialCluster: string;
+  initialClusterToken: string | undefined;
+  progressNotifyIntervalMs: number | undefined;
 }
 
 class RunningEtcd implements EtcdServer {
@@ -134,18 +261,22 @@ class RunningEtcd implements EtcdServer {
   async launch(): Promise<void> {
     const peerUrl = `http://${this.placement.host}:${this.peerPort}`;
     const clientUrl = `http://${this.endpoint}`;
+    const { name, initialCluster, initialClusterToken, progressNotifyIntervalMs } = this.placement;
     const args = [
-      '--name', 'vxt-etcd',
+      '--name', name,
       '--data-dir', this.dataDir,
       '--listen-client-urls', clientUrl,
       '--advertise-client-urls', clientUrl,
       '--listen-peer-urls', peerUrl,
       '--initial-advertise-peer-urls', peerUrl,
-      '--initial-cluster', `vxt-etcd=${peerUrl}`,
+      '--initial-cluster', initialCluster,
+      // Read only on the first start; a restarted member goes on from its data dir.
       '--initial-cluster-state', 'new',
-      // A quicker election: a single member becomes leader in well under a second.
+      ...(initialClusterToken !== undefined ? ['--initial-cluster-token', initialClusterToken] : []),
+      // A quicker election: a single member becomes leader in well under a second, a cluster's in about one.
       '--heartbeat-interval', '50',
       '--election-timeout', '500',
+      ...(progressNotifyIntervalMs !== undefined ? ['--experimental-watch-progress-notify-interval', `${progressNotifyIntervalMs}ms`] : []),
       '--logger', 'zap',
       '--log-level', 'warn',
     ];
@@ -189,6 +320,12 @@ class RunningEtcd implements EtcdServer {
   async stop(options: { keepData?: boolean } = {}): Promise<void> {
     await this.terminate();
     if (this.ownsDataDir && !options.keepData) await rm(this.dataDir, { recursive: true, force: true });
+  }
+
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await this.terminate();
   }
 
   async restart(options: { downForMs?: number } = {}): Promise<void> {

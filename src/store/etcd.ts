@@ -11,7 +11,6 @@ import {
   type ListResult,
   type PutOptions,
   type Store,
-  type Watch,
   type WatchEvent,
   type WatchHandlers,
 } from './store';
@@ -63,7 +62,15 @@ export class EtcdStore implements Store {
     checkKey(key);
     const response = await this.call('get', (deadline) => this.client.kv.range({ key: Buffer.from(key) }, { deadline }));
     const kv = response.kvs[0];
-    return kv && (await this.toKeyValue(kv));
+    if (!kv) return undefined;
+    const base = toKeyValue(kv);
+    if (!base.hasTtl) return base;
+    const lease = kv.lease;
+    const ttl = await this.call('read a lease', (deadline) => this.client.leaseClient.leaseTimeToLive({ ID: lease }, { deadline }));
+    // etcd truncates the seconds left (-1: the lease expired since the read); round up instead, like the other
+    // stores, never above the granted TTL.
+    const left = Number(ttl.TTL);
+    return { ...base, ttlSeconds: left < 0 ? 0 : Math.min(left + 1, Number(ttl.grantedTTL)) };
   }
 
   async put(key: string, value: string, options: PutOptions = {}): Promise<boolean> {
@@ -104,12 +111,12 @@ export class EtcdStore implements Store {
   async list(prefix: string): Promise<ListResult> {
     const range = prefixRange(prefix);
     const response = await this.call('list', (deadline) => this.client.kv.range(range, { deadline }));
-    const kvs = await Promise.all(response.kvs.map((kv) => this.toKeyValue(kv)));
-    return { kvs, revision: Number(response.header.revision) };
+    // No call per key: whether a key has a TTL is in the listing (its lease ID); the seconds left are not.
+    return { kvs: response.kvs.map(toKeyValue), revision: Number(response.header.revision) };
   }
 
   /** Revision 0 means "changes from now on". */
-  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): Watch {
+  watch(prefix: string, fromRevision: number, handlers: WatchHandlers): EtcdWatch {
     this.checkOpen();
     const watch = new EtcdWatch(this, this.client, prefix, fromRevision, handlers, (w) => this.watches.delete(w));
     this.watches.add(watch);
@@ -168,28 +175,34 @@ export class EtcdStore implements Store {
     }
   }
 
-  private async toKeyValue(kv: IKeyValue): Promise<KeyValue> {
-    const base = { key: kv.key.toString(), value: kv.value.toString(), modRevision: Number(kv.mod_revision) };
-    if (!kv.lease || kv.lease === '0') return base;
-    const lease = kv.lease;
-    const ttl = await this.call('read a lease', (deadline) => this.client.leaseClient.leaseTimeToLive({ ID: lease }, { deadline }));
-    // etcd truncates the seconds left; round up instead, like the other stores (never above the granted TTL).
-    const left = Number(ttl.TTL);
-    return { ...base, ttlSeconds: left < 0 ? 0 : Math.min(left + 1, Number(ttl.grantedTTL)) };
-  }
-
   private checkOpen(): void {
     if (this.closed) throw new StoreError(`store ${this.url} is closed`, 'INVALID');
   }
 }
 
-/** One gRPC watch stream per Watch: reconnects with back-off and resumes after the last revision delivered. */
-class EtcdWatch extends WatchDelivery {
+/**
+ * One gRPC watch stream per Watch: reconnects with jittered back-off and resumes after the last revision completely
+ * delivered.
+ *
+ * Resuming: every event of one revision (one txn may change many keys, all with the same mod_revision) arrives in
+ * one WatchResponse: etcd's watchable store never splits a revision across responses unless the watcher asked for
+ * fragments (mvcc/watchable_store.go eventBatch; `fragment` is not requested here). So after each response every
+ * revision up to its last event is complete, and the next stream starts at that + 1. A progress notification (a
+ * response with no events for a synced watcher, requested by `progress_notify`) says that nothing under the prefix
+ * happened up to header.revision: the resume point moves there, so a quiet watch resumes past a compaction of other
+ * keys' history instead of asking for a resync (etcd clientv3 watch.go does the same with IsProgressNotify).
+ */
+export class EtcdWatch extends WatchDelivery {
   private stream?: IDuplexStream<IWatchRequest, IWatchResponse>;
-  /** Where the next stream starts; 0 until the first stream is created ("from now"). */
+  /** Ends the current stream and schedules the next one. */
+  private endStream?: (error: unknown) => void;
+  /** Where the next stream starts: every event before it was delivered. 0 until the first stream is created ("from now"). */
   private nextRevision: number;
   private retryTimer?: NodeJS.Timeout;
-  private retryDelayMs = 250;
+  /** Failed attempts since the last stream was created, for the back-off. */
+  private failures = 0;
+  /** Reconnect at once (after a compaction restart), without back-off. */
+  private reconnectNow = false;
   /** The store revision when the current stream was created. */
   private createdAt = 0;
   private disconnected = false;
@@ -209,8 +222,18 @@ class EtcdWatch extends WatchDelivery {
     this.nextRevision = Math.max(0, fromRevision);
   }
 
+  /** @internal For tests: where the next stream would start. */
+  get resumeRevision(): number {
+    return this.nextRevision;
+  }
+
   start(): void {
     void this.connect();
+  }
+
+  /** @internal For tests: ends the current stream as a network failure would; the watch reconnects and resumes. */
+  dropStream(): void {
+    this.endStream?.(new Error('stream dropped for a test'));
   }
 
   private async connect(): Promise<void> {
@@ -231,10 +254,14 @@ class EtcdWatch extends WatchDelivery {
     const end = (error: unknown) => {
       if (ended) return;
       ended = true;
-      if (this.stream === stream) this.stream = undefined;
+      if (this.stream === stream) {
+        this.stream = undefined;
+        this.endStream = undefined;
+      }
       stream.cancel();
       this.lost(error);
     };
+    this.endStream = end;
     stream.on('data', (response) => this.receive(response, end));
     stream.on('error', (error) => end(error));
     stream.on('end', () => end(new Error('the watch stream ended')));
@@ -252,12 +279,12 @@ class EtcdWatch extends WatchDelivery {
       // stream was created) and we go on from that moment, so nothing after its listing is missed.
       this.nextRevision = Math.max(this.createdAt + 1, Number(response.compact_revision));
       this.resync();
-      this.retryDelayMs = 0;
+      this.reconnectNow = true;
       end(new Error(RESTART_AFTER_COMPACTION));
       return;
     }
     if (response.created) {
-      this.retryDelayMs = 250;
+      this.failures = 0;
       this.createdAt = headerRevision;
       if (this.nextRevision === 0) this.nextRevision = headerRevision + 1;
       if (this.disconnected) {
@@ -269,10 +296,18 @@ class EtcdWatch extends WatchDelivery {
       end(new Error(`etcd cancelled the watch${response.cancel_reason ? `: ${response.cancel_reason}` : ''}`));
       return;
     }
-    for (const event of response.events ?? []) {
+    const events = response.events ?? [];
+    if (events.length === 0) {
+      // A progress notification: every change under the prefix up to headerRevision has been sent already.
+      if (!response.created && headerRevision > 0) this.nextRevision = Math.max(this.nextRevision, headerRevision + 1);
+      return;
+    }
+    // Skip what an earlier stream delivered; every revision of this response is complete (see the class comment).
+    const resumedAt = this.nextRevision;
+    for (const event of events) {
       const modRevision = Number(event.kv.mod_revision);
-      if (modRevision < this.nextRevision) continue; // already delivered before a reconnection
-      this.nextRevision = modRevision + 1;
+      if (modRevision < resumedAt) continue;
+      this.nextRevision = Math.max(this.nextRevision, modRevision + 1);
       this.push(toWatchEvent(event.type, event.kv));
     }
   }
@@ -283,8 +318,12 @@ class EtcdWatch extends WatchDelivery {
       this.disconnected = true;
       this.connectionChange(false, this.store.describeError('watch', error));
     }
-    const delay = this.retryDelayMs;
-    this.retryDelayMs = Math.min(Math.max(250, delay * 2), this.store.reconnectDelayLimit);
+    let delay = 0;
+    if (this.reconnectNow) {
+      this.reconnectNow = false;
+    } else {
+      delay = backOffDelay(this.failures++, this.store.reconnectDelayLimit);
+    }
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
       void this.connect();
@@ -296,15 +335,24 @@ class EtcdWatch extends WatchDelivery {
     this.retryTimer = undefined;
     const stream = this.stream;
     this.stream = undefined;
+    this.endStream = undefined;
     stream?.cancel();
   }
 }
 
 function toWatchEvent(type: IWatchResponse['events'][number]['type'], kv: IKeyValue): WatchEvent {
-  const key = kv.key.toString();
-  const modRevision = Number(kv.mod_revision);
-  if (type === 'Delete') return { type: 'delete', key, modRevision };
-  return { type: 'put', kv: { key, value: kv.value.toString(), modRevision } };
+  if (type === 'Delete') return { type: 'delete', key: kv.key.toString(), modRevision: Number(kv.mod_revision) };
+  return { type: 'put', kv: toKeyValue(kv) };
+}
+
+/** A key as etcd sent it; lease "0" (or none) means no TTL. */
+function toKeyValue(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString(),
+    value: kv.value.toString(),
+    modRevision: Number(kv.mod_revision),
+    hasTtl: kv.lease !== undefined && kv.lease !== '' && kv.lease !== '0',
+  };
 }
 
 /** etcd's [key, range_end) for "every key starting with prefix"; the empty prefix means all keys. */
@@ -337,6 +385,17 @@ export function parseEtcdUrl(url: string): string[] {
 }
 
 class TimeoutError extends Error {}
+
+const FIRST_RECONNECT_DELAY_MS = 250;
+
+/**
+ * "Full jitter" (AWS architecture blog, "Exponential Backoff And Jitter"): a uniformly random pause in
+ * [0, min(limit, 250 ms * 2^failures)], so that agents cut off together do not all come back in the same instant.
+ */
+export function backOffDelay(failures: number, limitMs: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(limitMs, FIRST_RECONNECT_DELAY_MS * 2 ** Math.min(failures, 30));
+  return Math.floor(random() * ceiling);
+}
 
 function isUnavailable(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

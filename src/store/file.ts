@@ -110,7 +110,7 @@ export class FileStore implements Store {
     checkKey(key);
     await this.init();
     const envelope = await this.readEnvelope(key);
-    return envelope && this.visible(envelope);
+    return envelope && this.visible(envelope, true);
   }
 
   async put(key: string, value: string, options: PutOptions = {}): Promise<boolean> {
@@ -247,10 +247,12 @@ export class FileStore implements Store {
     return envelope.expiresAt !== undefined && envelope.expiresAt <= this.now();
   }
 
-  /** @internal */ toKeyValue(envelope: LiveEnvelope): KeyValue {
+  /** @internal With `withTtlLeft` (get only, as in every store) the seconds left of a key with a TTL. */
+  toKeyValue(envelope: LiveEnvelope, withTtlLeft = false): KeyValue {
     const { key, value, modRevision, expiresAt } = envelope;
-    if (expiresAt === undefined) return { key, value, modRevision };
-    return { key, value, modRevision, ttlSeconds: ttlSecondsLeft(expiresAt, this.now()) };
+    const kv = { key, value, modRevision, hasTtl: expiresAt !== undefined };
+    if (!withTtlLeft || expiresAt === undefined) return kv;
+    return { ...kv, ttlSeconds: ttlSecondsLeft(expiresAt, this.now()) };
   }
 
   // ---- internals ----
@@ -269,13 +271,13 @@ export class FileStore implements Store {
   }
 
   /** What a reader sees of an envelope: nothing for tombstones and expired keys (whose expiry it starts). */
-  private visible(envelope: Envelope): KeyValue | undefined {
+  private visible(envelope: Envelope, withTtlLeft = false): KeyValue | undefined {
     if (!isLive(envelope)) return undefined;
     if (this.isExpired(envelope)) {
       this.noticeExpired(envelope.key, envelope.modRevision);
       return undefined;
     }
-    return this.toKeyValue(envelope);
+    return this.toKeyValue(envelope, withTtlLeft);
   }
 
   private mutate<T>(body: () => Promise<T>): Promise<T> {

@@ -66,7 +66,7 @@ export class MemoryStore implements Store {
     checkKey(key);
     this.expire();
     const entry = this.entries.get(key);
-    return entry && this.toKeyValue(key, entry);
+    return entry && this.toKeyValue(key, entry, true);
   }
 
   async put(key: string, value: string, options: PutOptions = {}): Promise<boolean> {
@@ -166,14 +166,11 @@ export class MemoryStore implements Store {
     }
   }
 
-  private toKeyValue(key: string, entry: Entry): KeyValue {
-    if (entry.expiresAt === undefined) return { key, value: entry.value, modRevision: entry.modRevision };
-    return {
-      key,
-      value: entry.value,
-      modRevision: entry.modRevision,
-      ttlSeconds: ttlSecondsLeft(entry.expiresAt, this.now()),
-    };
+  /** With `withTtlLeft` (get only, as in every store) the seconds left of a key with a TTL. */
+  private toKeyValue(key: string, entry: Entry, withTtlLeft = false): KeyValue {
+    const kv = { key, value: entry.value, modRevision: entry.modRevision, hasTtl: entry.expiresAt !== undefined };
+    if (!withTtlLeft || entry.expiresAt === undefined) return kv;
+    return { ...kv, ttlSeconds: ttlSecondsLeft(entry.expiresAt, this.now()) };
   }
 
   private checkOpen(): void {

@@ -6,7 +6,13 @@ export interface KeyValue {
   readonly value: string;
   /** Revision at which this value was written (store-wide, monotonically increasing). */
   readonly modRevision: number;
-  /** Seconds left until the key expires, when it has a TTL. */
+  /** The key expires unless written again (it was put with ttlSeconds; in etcd: it is attached to a lease). */
+  readonly hasTtl: boolean;
+  /**
+   * Whole seconds left until the key expires, rounded up: set by get() for a key with a TTL, never by list() or
+   * watch events (etcd would need one LeaseTimeToLive call per key: 5,000 leases made most of a 2 s start).
+   * Use `hasTtl` to tell a key with a TTL from one without.
+   */
   readonly ttlSeconds?: number;
 }
 

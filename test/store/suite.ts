@@ -109,6 +109,7 @@ export function storeSuite(name: string, open: () => Promise<OpenedStore>, optio
       assert.is(first.key, key);
       assert.is(first.value, '{"x":1}');
       assert.ok(first.modRevision > 0);
+      assert.is(first.hasTtl, false);
       assert.is(first.ttlSeconds, undefined);
 
       assert.ok(await store.put(key, 'second'));
@@ -239,6 +240,42 @@ export function storeSuite(name: string, open: () => Promise<OpenedStore>, optio
           `delete ${prefix}short`,
         ]);
         assert.is(await store.put(`${prefix}short`, 'again', { ifAbsent: true }), true, 'an expired key is absent');
+      } finally {
+        watch.close();
+      }
+    }));
+
+  test('listings and watch events say whether a key has a TTL; only get() says how long is left', () =>
+    withStore(async (store) => {
+      const prefix = freshPrefix();
+      const log = new EventLog();
+      const watch = store.watch(prefix, (await store.list(prefix)).revision + 1, log.handlers);
+      try {
+        await store.put(`${prefix}leased`, 'l', { ttlSeconds: 600 });
+        await store.put(`${prefix}reserved`, 'r');
+        const listed = await store.list(prefix);
+        assert.equal(
+          listed.kvs.map((kv) => [kv.key, kv.hasTtl, kv.ttlSeconds]),
+          [
+            [`${prefix}leased`, true, undefined],
+            [`${prefix}reserved`, false, undefined],
+          ],
+          'a listing carries the flag, not the seconds (etcd would need one call per key)',
+        );
+        const leased = await store.get(`${prefix}leased`);
+        assert.is(leased?.hasTtl, true);
+        assert.ok(leased?.ttlSeconds !== undefined && leased.ttlSeconds > 590 && leased.ttlSeconds <= 600, `ttl ${leased?.ttlSeconds}`);
+        await eventually('both puts', () => log.events.length >= 2, 3000);
+        assert.equal(
+          log.events.map((e) => (e.type === 'put' ? [e.kv.key, e.kv.hasTtl, e.kv.ttlSeconds] : e.key)),
+          [
+            [`${prefix}leased`, true, undefined],
+            [`${prefix}reserved`, false, undefined],
+          ],
+        );
+        await pause();
+        await store.put(`${prefix}leased`, 'now without a TTL');
+        assert.is((await store.list(prefix)).kvs[0].hasTtl, false, 'a plain put clears the TTL');
       } finally {
         watch.close();
       }

@@ -1,0 +1,252 @@
+// EtcdStore against a real etcd: every event of a multi-key transaction reaches a watcher (also across a
+// reconnection), lease flags come with a listing without a call per key, and a quiet watch resumes past a compaction
+// of other keys' history without a resync (progress notifications).
+
+import { Etcd3 } from 'etcd3';
+import { get as httpGet } from 'node:http';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LeaseManager } from '../../src/control/lease-manager';
+import { formatLeaseAttrs, subnetKey, type Lease } from '../../src/control/lease';
+import { startEtcd, type EtcdServer } from '../../src/lab/etcd-server';
+import { backOffDelay, EtcdStore } from '../../src/store/etcd';
+import { formatCidr, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
+import { EventLog, eventually, freshPrefix, sleep } from './suite';
+
+const test = suite('store: etcd is exact (transactions, listing, progress, back-off)');
+
+let shared: Promise<EtcdServer> | undefined;
+// Progress notifications every 300 ms instead of etcd's 10 minutes.
+const server = () => (shared ??= startEtcd({ progressNotifyIntervalMs: 300 }));
+test.after(async () => {
+  await (await shared)?.stop();
+  shared = undefined;
+});
+
+/** A raw etcd3 client, for what EtcdStore never does itself: transactions over several keys, compaction. */
+async function withRawClient<T>(use: (client: Etcd3) => Promise<T>): Promise<T> {
+  const client = new Etcd3({ hosts: `http://${(await server()).endpoint}` });
+  try {
+    return await use(client);
+  } finally {
+    client.close();
+  }
+}
+
+/** How many calls of a gRPC method the shared etcd has answered (its Prometheus counter grpc_server_handled_total). */
+async function servedCalls(method: string): Promise<number> {
+  const { endpoint } = await server();
+  const text = await new Promise<string>((resolve, reject) => {
+    httpGet(`http://${endpoint}/metrics`, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk));
+      response.on('end', () => resolve(body));
+      response.on('error', reject);
+    }).on('error', reject);
+  });
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('grpc_server_handled_total{') && line.includes(`grpc_method="${method}"`)) total += Number(line.split(' ').at(-1));
+  }
+  return total;
+}
+
+/** One etcd transaction (one revision) putting or deleting every key. */
+async function txn(client: Etcd3, op: 'put' | 'delete', keys: string[], value = 'v'): Promise<number> {
+  const success = keys.map((key) =>
+    op === 'put'
+      ? { request_put: { key: Buffer.from(key), value: Buffer.from(value) } }
+      : { request_delete_range: { key: Buffer.from(key) } },
+  );
+  const response = await client.kv.txn({ compare: [], success, failure: [] });
+  assert.ok(response.succeeded);
+  return Number(response.header.revision);
+}
+
+test('every event of a multi-key transaction reaches a watcher, also across a reconnection', async () => {
+  const store = EtcdStore.fromUrl((await server()).url);
+  try {
+    await withRawClient(async (client) => {
+      const prefix = freshPrefix();
+      const keys = ['a', 'b', 'c'].map((k) => prefix + k);
+      const log = new EventLog();
+      const watch = store.watch(prefix, (await store.list(prefix)).revision + 1, log.handlers);
+      const putAt = await txn(client, 'put', keys, '1');
+      await eventually('three puts', () => log.events.length >= 3, 5000);
+      const deleteAt = await txn(client, 'delete', keys);
+      await eventually('three deletes', () => log.events.length >= 6, 5000);
+      await sleep(200);
+      assert.equal(log.describe(), [...keys.map((k) => `put ${k}=1`), ...keys.map((k) => `delete ${k}`)]);
+      assert.equal(log.revisions(), [putAt, putAt, putAt, deleteAt, deleteAt, deleteAt], 'one revision per transaction');
+
+      // A reconnection resumes after the last revision completely delivered: nothing twice, nothing lost.
+      watch.dropStream();
+      const againAt = await txn(client, 'put', keys, '2');
+      await eventually('three more puts after the reconnection', () => log.events.length >= 9, 10_000);
+      await sleep(300);
+      assert.equal(log.describe().slice(6), keys.map((k) => `put ${k}=2`));
+      assert.equal(log.revisions().slice(6), [againAt, againAt, againAt]);
+      assert.is(log.resyncs, 0);
+      assert.is(watch.resumeRevision, againAt + 1);
+      watch.close();
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+test('a watch replaying history from an old revision gets every event of each transaction', async () => {
+  const store = EtcdStore.fromUrl((await server()).url);
+  try {
+    await withRawClient(async (client) => {
+      const prefix = freshPrefix();
+      const keys = ['x', 'y', 'z'].map((k) => prefix + k);
+      const from = (await store.list(prefix)).revision + 1;
+      await txn(client, 'put', keys);
+      await txn(client, 'delete', keys);
+      const log = new EventLog();
+      const watch = store.watch(prefix, from, log.handlers);
+      await eventually('six replayed events', () => log.events.length >= 6, 5000);
+      await sleep(200);
+      assert.equal(log.describe(), [...keys.map((k) => `put ${k}=v`), ...keys.map((k) => `delete ${k}`)]);
+      watch.close();
+    });
+  } finally {
+    await store.close();
+  }
+});
+
+test('three leases deleted (and three added) in one transaction: a LeaseManager watch keeps exactly the store\'s leases', async () => {
+  const store = EtcdStore.fromUrl((await server()).url);
+  const prefix = freshPrefix().replace(/\/$/, '');
+  const manager = new LeaseManager({ store, prefix });
+  const leaseKey = (i: number) => subnetKey(prefix, parseCidr(`10.17.${i}.0/24`));
+  const attrs = (i: number) =>
+    formatLeaseAttrs({ publicIp: parseIPv4(`192.0.2.${10 + i}`), backendType: 'vxlan', backendData: { vni: 1, vtepMac: parseMac(`0e:00:00:00:00:0${i}`) } });
+  const known = new Map<string, Lease>();
+  try {
+    for (const i of [1, 2, 3, 4]) await store.put(leaseKey(i), attrs(i), { ttlSeconds: 3600 });
+    const watch = await manager.watchLeases({
+      onSnapshot: (leases) => {
+        known.clear();
+        for (const lease of leases) known.set(formatCidr(lease.subnet), lease);
+      },
+      onEvents: (events) => {
+        for (const event of events) {
+          if (event.type === 'added') known.set(formatCidr(event.lease.subnet), event.lease);
+          else known.delete(formatCidr(event.lease.subnet));
+        }
+      },
+    });
+    try {
+      assert.is(known.size, 4);
+      await withRawClient(async (client) => {
+        await txn(client, 'delete', [1, 2, 3].map(leaseKey));
+        await eventually('the three leases to go', () => known.size === 1, 5000);
+        await sleep(200);
+        assert.equal([...known.keys()], ['10.17.4.0/24']);
+        const added = [5, 6, 7];
+        const response = await client.kv.txn({
+          compare: [],
+          success: added.map((i) => ({ request_put: { key: Buffer.from(leaseKey(i)), value: Buffer.from(attrs(i)) } })),
+          failure: [],
+        });
+        assert.ok(response.succeeded);
+        await eventually('the three new leases', () => known.size === 4, 5000);
+      });
+      const inStore = (await manager.listLeases()).leases.map((l) => formatCidr(l.subnet)).sort();
+      assert.equal([...known.keys()].sort(), inStore, 'the watch\'s view equals the store\'s');
+    } finally {
+      watch.close();
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+test('a listing says which keys have a TTL without asking etcd about each lease; get() says how long', async () => {
+  const store = EtcdStore.fromUrl((await server()).url);
+  try {
+    const prefix = freshPrefix();
+    for (let i = 0; i < 20; i++) await store.put(`${prefix}leased-${i}`, 'x', { ttlSeconds: 600 });
+    await store.put(`${prefix}plain`, 'y');
+    // etcd counts the calls it served: none for LeaseTimeToLive while listing.
+    const before = await servedCalls('LeaseTimeToLive');
+    const listed = await store.list(prefix);
+    assert.is(await servedCalls('LeaseTimeToLive'), before, 'no call per key');
+    assert.is(listed.kvs.length, 21);
+    for (const kv of listed.kvs) {
+      assert.is(kv.hasTtl, kv.key !== `${prefix}plain`, kv.key);
+      assert.is(kv.ttlSeconds, undefined);
+    }
+    const one = await store.get(`${prefix}leased-0`);
+    assert.is(await servedCalls('LeaseTimeToLive'), before + 1, 'get asks for the seconds left');
+    assert.ok(one?.hasTtl && one.ttlSeconds !== undefined && one.ttlSeconds > 590 && one.ttlSeconds <= 600, `ttl ${one?.ttlSeconds}`);
+  } finally {
+    await store.close();
+  }
+});
+
+test('a quiet watch resumes past a compaction of other keys\' history without a resync (progress notifications)', async () => {
+  const etcd = await startEtcd({ progressNotifyIntervalMs: 300 });
+  const store = EtcdStore.fromUrl(etcd.url, { maxReconnectDelayMs: 500 });
+  const writer = EtcdStore.fromUrl(etcd.url);
+  try {
+    const quiet = freshPrefix();
+    const busy = freshPrefix();
+    const log = new EventLog();
+    const watch = store.watch(quiet, (await store.list(quiet)).revision + 1, log.handlers);
+    await store.put(`${quiet}k`, 'before');
+    await eventually('the watch to run', () => log.events.length === 1, 5000);
+    for (let i = 0; i < 5; i++) await writer.put(`${busy}k${i}`, String(i));
+    const last = (await writer.list(busy)).revision;
+    await eventually('a progress notification past the other keys\' writes', () => watch.resumeRevision > last, 5000);
+    await etcd.compact(last);
+    await etcd.restart({ downForMs: 200 });
+    await eventually('the watch to notice the restart', () => log.connection.includes(false), 10_000);
+    await eventually('the watch to reconnect', () => log.connection.at(-1) === true, 15_000);
+    await eventually('a write after the restart', async () => writer.put(`${quiet}k`, 'after').then(() => true, () => false), 10_000);
+    await eventually('the event after the restart', () => log.events.length === 2, 5000);
+    assert.is(log.resyncs, 0, 'no resync: the watch resumed after the compacted revisions');
+    assert.equal(log.describe(), [`put ${quiet}k=before`, `put ${quiet}k=after`]);
+    watch.close();
+  } finally {
+    await writer.close();
+    await store.close();
+    await etcd.stop();
+  }
+});
+
+test('without a progress notification the same episode does ask for a resync (the test above can fail)', async () => {
+  const etcd = await startEtcd(); // etcd's default interval: 10 minutes, so none arrives
+  const store = EtcdStore.fromUrl(etcd.url, { maxReconnectDelayMs: 500 });
+  try {
+    const quiet = freshPrefix();
+    const log = new EventLog();
+    const watch = store.watch(quiet, (await store.list(quiet)).revision + 1, log.handlers);
+    await eventually('the watch to be created', () => watch.resumeRevision > 0, 5000);
+    const before = watch.resumeRevision;
+    for (let i = 0; i < 5; i++) await store.put(`${freshPrefix()}k${i}`, String(i));
+    await etcd.compact((await store.list(quiet)).revision);
+    assert.is(watch.resumeRevision, before, 'no progress: the resume point stayed');
+    watch.dropStream();
+    await eventually('a resync', () => log.resyncs === 1, 10_000);
+    watch.close();
+  } finally {
+    await store.close();
+    await etcd.stop();
+  }
+});
+
+test('reconnection back-off: full jitter below an exponential ceiling', () => {
+  assert.is(backOffDelay(0, 5000, () => 0.999), 249);
+  assert.is(backOffDelay(3, 5000, () => 0.5), 1000);
+  assert.is(backOffDelay(10, 5000, () => 0.999), 4995, 'capped by the limit');
+  assert.is(backOffDelay(1000, 5000, () => 0.5), 2500, 'no overflow after many failures');
+  assert.is(backOffDelay(4, 5000, () => 0), 0, 'the floor is zero: agents cut off together spread out');
+  const delays = Array.from({ length: 200 }, () => backOffDelay(4, 5000));
+  assert.ok(new Set(delays).size > 50, 'random');
+  assert.ok(delays.every((d) => d >= 0 && d < 4000));
+});
+
+test.run();
