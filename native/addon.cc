@@ -8,6 +8,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitSocket(env, exports);
   vxtun::InitWatcher(env, exports);
   vxtun::InitOffload(env, exports);
+  vxtun::InitLock(env, exports);
   return exports;
 }
 

@@ -93,12 +93,19 @@ export interface NativeAddon {
    */
   tunWriteCoalesced(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, scratch: Buffer): number;
   FdWatcher: new (fd: number, onReadable: () => void) => NativeFdWatcher;
+  /**
+   * flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB): true when taken, false when another open file description
+   * holds it (EWOULDBLOCK); other failures throw a system error. The kernel releases it when the description closes.
+   */
+  flockTry(fd: number, exclusive: boolean): boolean;
+  /** flock(fd, LOCK_UN). */
+  flockRelease(fd: number): void;
 }
 
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
   'rawOpen', 'rawRecv', 'rawSend', 'close', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
-  'tunWriteCoalesced', 'FdWatcher',
+  'tunWriteCoalesced', 'FdWatcher', 'flockTry', 'flockRelease',
 ];
 
 // This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.

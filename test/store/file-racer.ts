@@ -34,7 +34,10 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify({ name, won, increments, conflicts })}\n`);
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
-  process.exit(1);
-});
+// Only as a program: a test runner that loads every file under test/ must not wait for a "go".
+if (require.main === module) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}
