@@ -131,6 +131,10 @@ export class EtcdStore implements Store {
     this.client.close();
   }
 
+  /** @internal */ get callTimeout(): number {
+    return this.callTimeoutMs;
+  }
+
   /** @internal */ get reconnectDelayLimit(): number {
     return this.maxReconnectDelayMs;
   }
@@ -158,16 +162,30 @@ export class EtcdStore implements Store {
     return new StoreError(`cannot ${what} in etcd at ${this.hosts.join(',')}: ${detail}`, 'IO');
   }
 
-  /** Runs one etcd call with a deadline, and a timer of our own in case the client retries past it. */
+  /**
+   * Runs one etcd call within callTimeoutMs, and a timer of our own in case the client retries past it. With several
+   * endpoints each attempt gets a share of the time (at least 1 s), and an attempt that found its member unreachable
+   * or silent is tried again (the client picks members at random, skipping those it saw fail): a member that drops
+   * packets without a reset (a partition, a hung host) then costs one share, not the whole call.
+   */
   private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
     this.checkOpen();
-    const deadline = new Date(Date.now() + this.callTimeoutMs);
+    const started = Date.now();
+    const end = started + this.callTimeoutMs;
+    const share = this.hosts.length > 1 ? Math.max(1000, Math.floor(this.callTimeoutMs / this.hosts.length)) : this.callTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`no answer within ${this.callTimeoutMs} ms`)), this.callTimeoutMs);
     });
     try {
-      return await Promise.race([run(deadline), timeout]);
+      for (;;) {
+        const deadline = new Date(Math.min(end, Date.now() + share));
+        try {
+          return await Promise.race([run(deadline), timeout]);
+        } catch (error) {
+          if (error instanceof TimeoutError || !isUnavailable(error) || this.closed || Date.now() + 100 >= end) throw error;
+        }
+      }
     } catch (error) {
       throw this.describeError(what, error);
     } finally {
@@ -199,6 +217,8 @@ export class EtcdWatch extends WatchDelivery {
   /** Where the next stream starts: every event before it was delivered. 0 until the first stream is created ("from now"). */
   private nextRevision: number;
   private retryTimer?: NodeJS.Timeout;
+  /** Until etcd confirms the current stream's watch. */
+  private createTimer?: NodeJS.Timeout;
   /** Failed attempts since the last stream was created, for the back-off. */
   private failures = 0;
   /** Reconnect at once (after a compaction restart), without back-off. */
@@ -254,6 +274,8 @@ export class EtcdWatch extends WatchDelivery {
     const end = (error: unknown) => {
       if (ended) return;
       ended = true;
+      if (this.createTimer) clearTimeout(this.createTimer);
+      this.createTimer = undefined;
       if (this.stream === stream) {
         this.stream = undefined;
         this.endStream = undefined;
@@ -269,6 +291,12 @@ export class EtcdWatch extends WatchDelivery {
     stream.write({
       create_request: { key: range.key, range_end: range.range_end, start_revision: this.nextRevision, progress_notify: true },
     });
+    // A member that drops packets never answers the create request, and keepalive would take 15 s to tell: give up
+    // on it sooner and let the next stream go to a member chosen afresh.
+    this.createTimer = setTimeout(() => {
+      this.createTimer = undefined;
+      end(new TimeoutError(`etcd did not confirm the watch within ${this.store.callTimeout} ms`));
+    }, this.store.callTimeout);
   }
 
   private receive(response: IWatchResponse, end: (error: unknown) => void): void {
@@ -284,6 +312,8 @@ export class EtcdWatch extends WatchDelivery {
       return;
     }
     if (response.created) {
+      if (this.createTimer) clearTimeout(this.createTimer);
+      this.createTimer = undefined;
       this.failures = 0;
       this.createdAt = headerRevision;
       if (this.nextRevision === 0) this.nextRevision = headerRevision + 1;
@@ -332,7 +362,8 @@ export class EtcdWatch extends WatchDelivery {
 
   private stop(): void {
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.retryTimer = undefined;
+    if (this.createTimer) clearTimeout(this.createTimer);
+    this.retryTimer = this.createTimer = undefined;
     const stream = this.stream;
     this.stream = undefined;
     this.endStream = undefined;
