@@ -1,5 +1,6 @@
-// A throw-away single-member etcd, for tests, the lab and benchmarks: on 127.0.0.1 by default, or inside a network
-// namespace on an address of that namespace (the lab's hub: a control node on the underlay, as in a real cluster).
+// A throw-away etcd, for tests, the lab and benchmarks: a single member (startEtcd) or an N-member cluster
+// (startEtcdCluster), on 127.0.0.1 by default, or inside a network namespace on an address of that namespace (the
+// lab's hub, or one lab node per member: control nodes on the underlay, as in a real cluster).
 // It must never outlive us: it dies with its parent (PR_SET_PDEATHSIG through setpriv when available)
 // and is killed on process 'exit' as well; only a `detached` one (for `vxtun lab up`) outlives us, and then it lives
 // in a lab namespace, so that removing the lab kills it.
