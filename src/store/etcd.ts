@@ -3,7 +3,8 @@
 // streams, so that we decide how they resume (from the last revision delivered), when they resync
 // (compaction) and what the caller hears about connectivity.
 
-import { Etcd3, type ICompare, type IDuplexStream, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3';
+import { circuitBreaker, ConsecutiveBreaker, handleWhen, isBrokenCircuitError, noop } from 'cockatiel';
+import { Etcd3, isRecoverableError, type ICompare, type IDuplexStream, type IKeyValue, type IWatchRequest, type IWatchResponse } from 'etcd3';
 import { WatchDelivery } from './delivery';
 import {
   StoreError,
@@ -24,6 +25,10 @@ export interface EtcdStoreOptions {
 }
 
 const DEFAULT_PORT = 2379;
+/** How long a member that failed a call is skipped (when there are others). */
+const MEMBER_SET_ASIDE_MS = 3000;
+/** Between attempts of one call when every member was set aside. */
+const ALL_SET_ASIDE_PAUSE_MS = 250;
 const RESTART_AFTER_COMPACTION = 'restarting the watch after compaction';
 
 export class EtcdStore implements Store {
@@ -49,6 +54,19 @@ export class EtcdStore implements Store {
     this.client = new Etcd3({
       hosts: hosts.map((h) => `http://${h}`),
       dialTimeout: this.callTimeoutMs,
+      // With several members, call() retries on another member itself, each attempt with a deadline of its own; the
+      // client's own retries share one deadline, so after a silent member used it up they failed at once on healthy
+      // members too and set them aside. The client picks a member at random per call and skips one whose circuit is
+      // open: its default opens after 3 failures in a row, so a silent member (no reset: every call waits for its
+      // deadline) would be picked again and again; one failure sets a member aside for a few seconds instead.
+      ...(hosts.length > 1
+        ? {
+            faultHandling: {
+              global: noop,
+              host: () => circuitBreaker(handleWhen(isRecoverableError), { halfOpenAfter: MEMBER_SET_ASIDE_MS, breaker: new ConsecutiveBreaker(1) }),
+            },
+          }
+        : {}),
       grpcOptions: {
         // Notice a silently dead server (no RST) on the watch streams; etcd refuses pings under 5 s apart.
         'grpc.keepalive_time_ms': 10_000,
@@ -164,15 +182,16 @@ export class EtcdStore implements Store {
 
   /**
    * Runs one etcd call within callTimeoutMs, and a timer of our own in case the client retries past it. With several
-   * endpoints each attempt gets a share of the time (at least 1 s), and an attempt that found its member unreachable
-   * or silent is tried again (the client picks members at random, skipping those it saw fail): a member that drops
-   * packets without a reset (a partition, a hung host) then costs one share, not the whole call.
+   * members each attempt gets a share of the time (at least 1 s), and an attempt that found its member unreachable or
+   * silent is tried again on another (the client skips members that failed in the last few seconds): a member that
+   * drops packets without a reset (a partition, a hung host) then costs one share, not the whole call. When every
+   * member was set aside, the next attempt waits a moment instead of spinning.
    */
   private async call<T>(what: string, run: (deadline: Date) => Promise<T>): Promise<T> {
     this.checkOpen();
-    const started = Date.now();
-    const end = started + this.callTimeoutMs;
-    const share = this.hosts.length > 1 ? Math.max(1000, Math.floor(this.callTimeoutMs / this.hosts.length)) : this.callTimeoutMs;
+    const end = Date.now() + this.callTimeoutMs;
+    const several = this.hosts.length > 1;
+    const share = several ? Math.max(1000, Math.floor(this.callTimeoutMs / this.hosts.length)) : this.callTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new TimeoutError(`no answer within ${this.callTimeoutMs} ms`)), this.callTimeoutMs);
@@ -183,7 +202,9 @@ export class EtcdStore implements Store {
         try {
           return await Promise.race([run(deadline), timeout]);
         } catch (error) {
-          if (error instanceof TimeoutError || !isUnavailable(error) || this.closed || Date.now() + 100 >= end) throw error;
+          const pause = isBrokenCircuitError(error) ? ALL_SET_ASIDE_PAUSE_MS : 0;
+          if (!several || error instanceof TimeoutError || !isUnavailable(error) || this.closed || Date.now() + pause + 100 >= end) throw error;
+          if (pause > 0) await Promise.race([sleep(pause), timeout]);
         }
       }
     } catch (error) {
@@ -266,7 +287,7 @@ export class EtcdWatch extends WatchDelivery {
       return;
     }
     if (this.isClosed) {
-      stream.cancel();
+      cancelQuietly(stream);
       return;
     }
     this.stream = stream;
@@ -280,7 +301,10 @@ export class EtcdWatch extends WatchDelivery {
         this.stream = undefined;
         this.endStream = undefined;
       }
-      stream.cancel();
+      // A restart of our own says nothing bad about the member; a failure (or a watch never confirmed) does, and the
+      // client then sets that member aside for its next choices.
+      if (error instanceof Error && error.message === RESTART_AFTER_COMPACTION) cancelQuietly(stream);
+      else stream.cancel();
       this.lost(error);
     };
     this.endStream = end;
@@ -367,8 +391,17 @@ export class EtcdWatch extends WatchDelivery {
     const stream = this.stream;
     this.stream = undefined;
     this.endStream = undefined;
-    stream?.cancel();
+    if (stream) cancelQuietly(stream);
   }
+}
+
+/**
+ * Cancels a stream we are done with without the client counting it as the member's failure: the etcd3 client marks a
+ * member failed on a stream error (a cancel is one) only while the stream is writable, so end our side first.
+ */
+function cancelQuietly(stream: IDuplexStream<IWatchRequest, IWatchResponse>): void {
+  stream.end();
+  stream.cancel();
 }
 
 function toWatchEvent(type: IWatchResponse['events'][number]['type'], kv: IKeyValue): WatchEvent {
@@ -416,6 +449,10 @@ export function parseEtcdUrl(url: string): string[] {
 }
 
 class TimeoutError extends Error {}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
 
 const FIRST_RECONNECT_DELAY_MS = 250;
 

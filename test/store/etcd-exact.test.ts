@@ -4,6 +4,7 @@
 
 import { Etcd3 } from 'etcd3';
 import { get as httpGet } from 'node:http';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LeaseManager } from '../../src/control/lease-manager';
@@ -31,6 +32,66 @@ async function withRawClient<T>(use: (client: Etcd3) => Promise<T>): Promise<T> 
   } finally {
     client.close();
   }
+}
+
+/** A loopback port with no listener: connections are refused at once. */
+async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/** A server that accepts connections and never answers: a hung member. */
+async function silentServer(): Promise<{ endpoint: string; close(): void }> {
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(silent.address() as AddressInfo).port}`,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      silent.close();
+    },
+  };
+}
+
+/**
+ * A TCP proxy to `target` that can go silent: silence() stops moving bytes on every open connection (neither end is
+ * closed or reset, as when a member's packets are dropped) and holds new ones the same way until resume().
+ */
+async function blackHoleProxy(target: string): Promise<{ endpoint: string; silence(): void; resume(): void; close(): void }> {
+  const [host, port] = target.split(':');
+  let silent = false;
+  const pairs: Array<[Socket, Socket]> = [];
+  const proxy = createServer((client) => {
+    const upstream = connect(Number(port), host);
+    pairs.push([client, upstream]);
+    const pass = (from: Socket, to: Socket) =>
+      from.on('data', (chunk: Buffer) => {
+        if (!silent && !muted.has(from)) to.write(chunk);
+      });
+    pass(client, upstream);
+    pass(upstream, client);
+    for (const socket of [client, upstream]) socket.on('error', () => {});
+  });
+  const muted = new Set<Socket>();
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    silence: () => {
+      silent = true;
+      for (const pair of pairs) for (const socket of pair) muted.add(socket);
+    },
+    resume: () => {
+      silent = false; // connections silenced before stay silent, as a black-holed flow does
+    },
+    close: () => {
+      for (const pair of pairs) for (const socket of pair) socket.destroy();
+      proxy.close();
+    },
+  };
 }
 
 /** How many calls of a gRPC method the shared etcd has answered (its Prometheus counter grpc_server_handled_total). */
@@ -247,6 +308,51 @@ test('reconnection back-off: full jitter below an exponential ceiling', () => {
   const delays = Array.from({ length: 200 }, () => backOffDelay(4, 5000));
   assert.ok(new Set(delays).size > 50, 'random');
   assert.ok(delays.every((d) => d >= 0 && d < 4000));
+});
+
+test('with several endpoints, a dead one and a silent one cost a call nothing but a share of its time', async () => {
+  const live = (await server()).endpoint;
+  const dead = `127.0.0.1:${await closedPort()}`;
+  const silent = await silentServer();
+  const store = new EtcdStore([dead, silent.endpoint, live], { callTimeoutMs: 6000 });
+  try {
+    const prefix = freshPrefix();
+    for (let i = 0; i < 8; i++) {
+      const started = Date.now();
+      await store.put(`${prefix}k`, String(i));
+      assert.is((await store.get(`${prefix}k`))?.value, String(i));
+      assert.ok(Date.now() - started < 5000, `call ${i} took ${Date.now() - started} ms`);
+    }
+  } finally {
+    await store.close();
+    silent.close();
+  }
+});
+
+test('a watch through a connection that goes silent (no reset) notices within 15 s (gRPC keepalive) and comes back', async () => {
+  const proxy = await blackHoleProxy((await server()).endpoint);
+  const store = new EtcdStore([proxy.endpoint], { maxReconnectDelayMs: 500 });
+  try {
+    const prefix = freshPrefix();
+    const log = new EventLog();
+    const watch = store.watch(prefix, (await store.list(prefix)).revision + 1, log.handlers);
+    await store.put(`${prefix}k`, 'before');
+    await eventually('the watch to deliver (it is established)', () => log.events.length === 1, 5000);
+    proxy.silence();
+    const silencedAt = Date.now();
+    await eventually('the watch to notice the silence', () => log.connection.includes(false), 20_000);
+    const noticedMs = Date.now() - silencedAt;
+    assert.ok(noticedMs <= 17_000, `noticed after ${noticedMs} ms (keepalive: a ping after 10 s, 5 s for its answer)`);
+    proxy.resume(); // new connections pass again; the silent ones stay silent
+    await eventually('the watch to come back', () => log.connection.at(-1) === true, 15_000);
+    await store.put(`${prefix}k`, 'after');
+    await eventually('an event after the silence', () => log.events.length === 2, 5000);
+    assert.is(log.resyncs, 0);
+    process.stdout.write(`  (a silent connection noticed after ${noticedMs} ms)\n`);
+  } finally {
+    await store.close();
+    proxy.close();
+  }
 });
 
 test.run();
