@@ -9,7 +9,8 @@
 // Checks, in order (the first that fails is the reason):
 //   1. key and value parse (lease.ts; flannel's subnet key pattern and LeaseAttrs)
 //   2. BackendType is ours (flannel: "Leases of another BackendType are ignored by a backend")
-//   3. vxlan: the VNI, when the lease names one, is ours; a VtepMAC is present
+//   3. vxlan: the VNI, when the lease names one, is ours (our check: flannel does not compare VNIs, and flannel
+//      before the VNI field wrote only {"VtepMAC":...}, so an absent VNI passes); a VtepMAC is present
 //   4. the subnet is inside Network
 //   5. it overlaps neither our subnet nor an accepted lease
 //   6. its length is SubnetLen (flannel's isSubnetConfigCompat; flannel only ever writes SubnetLen leases)

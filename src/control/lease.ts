@@ -4,8 +4,8 @@
 //
 // One field is ours: "VxtunNodeName", the node's name, at the top level of the value. It says which node holds the
 // lease independently of its address, so that a node whose PublicIP changed finds its lease again (flannel#760).
-// flannel tolerates it: it decodes the value into its LeaseAttrs struct with Go's encoding/json, which ignores
-// unknown fields. It sits at the top level rather than in BackendData because it is not backend data: flannel's
+// flannel tolerates it: it decodes the value into its LeaseAttrs struct (pkg/lease/lease.go: PublicIP, PublicIPv6,
+// BackendType, BackendData, BackendV6Data) with Go's encoding/json, which ignores unknown fields. It sits at the top level rather than in BackendData because it is not backend data: flannel's
 // ipip and host-gw leases carry no BackendData, and a node's name outlives a change of backend. The "Vxtun" prefix
 // keeps it clear of any field flannel may add later (Go matches field names case-insensitively, so a plain
 // "NodeName" would be captured by a future flannel field of that name).
