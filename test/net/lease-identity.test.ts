@@ -37,6 +37,8 @@ Net("a stray /25 inside B's /24 is refused, and B stays reachable while it lives
     const strayKey = subnetKey(DEFAULT_PREFIX, { address: bSubnet.address, prefixLength: 25 });
     // Pings from A to B all along: 60 at 0.1 s, about 6 s, across the stray lease's whole life (TTL 2 s).
     const pinging = ping(lab, a, bAddress, { count: 60, intervalSeconds: 0.1 });
+    // Awaited below; when an assertion fails first, teardown kills ping, and that rejection must not crash the run.
+    pinging.catch(() => undefined);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const stray = formatLeaseAttrs({
       publicIp: parseIPv4('192.0.2.99'),
