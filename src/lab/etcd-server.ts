@@ -168,6 +168,8 @@ export async function startEtcdCluster(options: EtcdClusterOptions): Promise<Etc
     placed.push({ ...member, host: member.host ?? '127.0.0.1', clientPort, peerPort, name: `${name}-${i + 1}` });
   }
   const initialCluster = placed.map((m) => `${m.name}=http://${m.host}:${m.peerPort}`).join(',');
+  // One token for all members (it goes into the cluster ID): members with different tokens refuse each other.
+  const initialClusterToken = `${name}-${process.pid}-${Date.now()}`;
   const started = await Promise.allSettled(
     placed.map((m) =>
       startEtcd({
@@ -177,7 +179,7 @@ export async function startEtcdCluster(options: EtcdClusterOptions): Promise<Etc
         peerPort: m.peerPort,
         name: m.name,
         initialCluster,
-        initialClusterToken: `${name}-${process.pid}-${Date.now()}`,
+        initialClusterToken,
         progressNotifyIntervalMs: options.progressNotifyIntervalMs,
       }),
     ),
