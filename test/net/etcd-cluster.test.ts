@@ -9,7 +9,8 @@ import { DEFAULT_PREFIX, formatLeaseAttrs, parseSubnetKey, subnetKey, subnetsPre
 import { formatNetworkConfig } from '../../src/control/network-config';
 import { startEtcdCluster, type EtcdCluster } from '../../src/lab/etcd-server';
 import { Overlay } from '../../src/lab/overlay';
-import { ping } from '../../src/lab/ping';
+import { parsePingOutput, type PingResult } from '../../src/lab/ping';
+import { CommandError } from '../../src/lab/shell';
 import { RelayedStore } from '../../src/lab/store-relay';
 import { createLab, type Lab, type LabNode } from '../../src/lab/topology';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
@@ -49,6 +50,38 @@ async function restoreFromBlackHole(lab: Lab, member: LabNode): Promise<void> {
 async function clientsOf(lab: Lab, member: LabNode, agents: readonly LabNode[]): Promise<LabNode[]> {
   const { stdout } = await lab.exec(member, 'ss', ['-Htn', 'state', 'established', '( sport = :2379 )']);
   return agents.filter((agent) => stdout.includes(`${agent.underlayIp}:`));
+}
+
+/** The leading member's index, asked until one answers (an election may be under way; etcdctl may be slow). */
+async function leaderOf(cluster: EtcdCluster, from: LabNode): Promise<number> {
+  let leader = -1;
+  let lastError: unknown;
+  await eventually('a member to say it leads', 15_000, async () => {
+    try {
+      leader = await cluster.leader(from.netns);
+      return true;
+    } catch (error) {
+      lastError = error;
+      return false;
+    }
+  }).catch((error: Error) => {
+    throw new Error(`${error.message}: ${lastError instanceof Error ? lastError.message : String(lastError)}`);
+  });
+  return leader;
+}
+
+/**
+ * `ping -i 0.1` for `count` packets. As lab/ping.ts's ping(), with a generous time limit: on a machine shared with
+ * other tests ping's own timer can run late, which is slowness, not loss (loss is what the counts say).
+ */
+async function pingThroughout(lab: Lab, from: LabNode, address: string, count: number): Promise<PingResult> {
+  const args = ['-n', '-c', String(count), '-i', '0.1', '-W', '1', address];
+  try {
+    return parsePingOutput((await lab.exec(from, 'ping', args, { timeoutMs: count * 200 + 10_000 })).stdout);
+  } catch (error) {
+    if (error instanceof CommandError && error.exitCode === 1) return parsePingOutput(error.stdout); // replies missing
+    throw error;
+  }
 }
 
 /** A fake node's lease: routes to it are made, nothing answers there. */
@@ -120,13 +153,14 @@ Cluster('no lease lost, no ping lost: leader killed, agent started on a dead fir
     const target = formatIPv4((await overlay.subnetOf(a2)).address);
 
     const episodeSeconds = 45;
-    const pinging = ping(lab, a1, target, { count: episodeSeconds * 10, intervalSeconds: 0.1, replyTimeoutSeconds: 1 });
+    const pinging = pingThroughout(lab, a1, target, episodeSeconds * 10);
+    pinging.catch(() => {}); // awaited below; a failure before then must not end the process first
     const writer = churn(store);
     const started = Date.now();
     const at = (what: string) => process.stdout.write(`  ${((Date.now() - started) / 1000).toFixed(1)} s: ${what}\n`);
 
     await sleep(2000);
-    const leader = await cluster.leader(a1.netns);
+    const leader = await leaderOf(cluster, a1);
     await cluster.members[leader].kill();
     at(`killed the leader, member ${leader + 1}`);
     // The third agent is given the dead member first.
@@ -145,7 +179,7 @@ Cluster('no lease lost, no ping lost: leader killed, agent started on a dead fir
       if (clients.length > victimClients.length) [victim, victimClients] = [i, clients];
     }
     assert.ok(victimClients.length > 0, 'some agent talks to some member');
-    const victimLeads = (await cluster.leader(a1.netns)) === victim;
+    const victimLeads = (await leaderOf(cluster, a1)) === victim;
     await blackHole(lab, members[victim]);
     const holedAt = Date.now();
     at(`black-holed member ${victim + 1}${victimLeads ? ' (the leader)' : ''}, used by ${victimClients.map((n) => n.name).join(', ')}`);
