@@ -27,8 +27,9 @@ export interface EtcdStoreOptions {
 const DEFAULT_PORT = 2379;
 /** How long a member that failed a call is skipped (when there are others). */
 const MEMBER_SET_ASIDE_MS = 3000;
-/** Between attempts of one call when every member was set aside. */
+/** Between attempts of one call when every member was set aside; otherwise RETRY_PAUSE_MS. */
 const ALL_SET_ASIDE_PAUSE_MS = 250;
+const RETRY_PAUSE_MS = 20;
 const RESTART_AFTER_COMPACTION = 'restarting the watch after compaction';
 
 export class EtcdStore implements Store {
@@ -202,9 +203,11 @@ export class EtcdStore implements Store {
         try {
           return await Promise.race([run(deadline), timeout]);
         } catch (error) {
-          const pause = isBrokenCircuitError(error) ? ALL_SET_ASIDE_PAUSE_MS : 0;
+          // Always a timer between attempts: errors that come back without I/O must not chain microtasks and starve
+          // the event loop (the data plane runs on it).
+          const pause = isBrokenCircuitError(error) ? ALL_SET_ASIDE_PAUSE_MS : RETRY_PAUSE_MS;
           if (!several || error instanceof TimeoutError || !isUnavailable(error) || this.closed || Date.now() + pause + 100 >= end) throw error;
-          if (pause > 0) await Promise.race([sleep(pause), timeout]);
+          await Promise.race([sleep(pause), timeout]);
         }
       }
     } catch (error) {
