@@ -69,10 +69,12 @@ export class EtcdStore implements Store {
           }
         : {}),
       grpcOptions: {
-        // Notice a silently dead server (no RST) on the watch streams; etcd refuses pings under 5 s apart.
+        // Notice a silently dead server (no RST) on the watch streams: a ping after 10 s of quiet, 5 s for its answer.
+        // etcd refuses pings under 5 s apart (--grpc-keepalive-min-time) and, like clientv3's default, pings on a
+        // connection without an open call (it answers them with GOAWAY "too_many_pings"); unary calls have deadlines.
         'grpc.keepalive_time_ms': 10_000,
         'grpc.keepalive_timeout_ms': 5_000,
-        'grpc.keepalive_permit_without_calls': 1,
+        'grpc.keepalive_permit_without_calls': 0,
       },
     });
   }
