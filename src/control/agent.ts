@@ -135,6 +135,7 @@ export class Agent {
       );
       log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
+      if (backend.type === 'bgp') throw new Error('the bgp backend is not wired into the agent yet');
       const directRouting = backend.type === 'host-gw' || backend.directRouting;
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
       const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
@@ -160,7 +161,7 @@ export class Agent {
     direct: DirectRoutes | undefined,
   ): Promise<DataPlane> {
     const backend = config.backend;
-    if (backend.type === 'host-gw') throw new Error('host-gw has no data plane');
+    if (backend.type === 'host-gw' || backend.type === 'bgp') throw new Error(`${backend.type} has no lease-driven data plane`);
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
     const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
     const encap = createEncapsulation(backend.type, local);
