@@ -17,6 +17,7 @@ import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import { IPPROTO_IPIP } from '../wire/ipv4';
+import { BgpNode, type BgpStatus } from './bgp/bgp-node';
 import { DirectRoutes } from './direct-routes';
 import type { Lease } from './lease';
 import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
@@ -42,6 +43,10 @@ export interface AgentOptions {
   offload?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
+  /** bgp: directory of our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>). */
+  birdDir?: string;
+  /** bgp: how often BIRD's sessions are read for status and logs (default 2000 ms). */
+  bgpStatusIntervalMs?: number;
   log: Logger;
 }
 
@@ -59,6 +64,8 @@ export interface AgentStatus {
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
   memory: { heapUsedBytes: number; rssBytes: number };
+  /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
+  bgp?: BgpStatus;
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -66,7 +73,8 @@ interface DataPlane {
   engine: Engine;
   pool: BufferPool;
   tun: Tun;
-  sync: LeaseSync;
+  /** Absent for bgp: BIRD's routes fill the tables, not the leases. */
+  sync?: LeaseSync;
 }
 
 const DEFAULT_POOL_SLOTS = 1024;
@@ -97,6 +105,7 @@ export class Agent {
     private readonly underlay: HostInterface,
     private readonly dataPlane: DataPlane | undefined,
     private readonly direct: DirectRoutes | undefined,
+    private readonly bgp: BgpNode | undefined,
   ) {
     this.traceHub = new TraceHub((tracer) => {
       if (dataPlane) dataPlane.engine.tracer = tracer;
@@ -135,13 +144,29 @@ export class Agent {
       );
       log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
-      if (backend.type === 'bgp') throw new Error('the bgp backend is not wired into the agent yet');
-      const directRouting = backend.type === 'host-gw' || backend.directRouting;
+      const directRouting = backend.type === 'host-gw' || (backend.type !== 'bgp' && backend.directRouting);
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
-      const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
+      // bgp with encap none is host-gw's shape (BIRD programs the kernel); with IP-in-IP, vxtun's ipip data plane.
+      const kernelForwards = backend.type === 'host-gw' || (backend.type === 'bgp' && backend.encap === 'none');
+      const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
       await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
-      const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
+      const bgp = backend.type === 'bgp'
+        ? new BgpNode({
+          lease, config, underlay, log, tables: dataPlane?.engine.tables,
+          dir: options.birdDir ?? `/run/vxtun/bird-${publicIp}`, statusIntervalMs: options.bgpStatusIntervalMs,
+        })
+        : undefined;
+      if (bgp) {
+        try {
+          await bgp.start();
+        } catch (err) {
+          await bgp.stop().catch(() => undefined);
+          dataPlane?.engine.stop();
+          throw err;
+        }
+      }
+      const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       await agent.follow(leases);
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
@@ -161,10 +186,12 @@ export class Agent {
     direct: DirectRoutes | undefined,
   ): Promise<DataPlane> {
     const backend = config.backend;
-    if (backend.type === 'host-gw' || backend.type === 'bgp') throw new Error(`${backend.type} has no lease-driven data plane`);
+    if (backend.type === 'host-gw') throw new Error('host-gw has no data plane');
+    // bgp's data plane (encap ipip / ipip-crosssubnet) is vxtun's IP-in-IP, its routes learned from BIRD.
+    const encapName: EncapName = backend.type === 'bgp' ? 'ipip' : backend.type;
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
     const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
-    const encap = createEncapsulation(backend.type, local);
+    const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
     const offload = options.offload ?? true;
@@ -200,7 +227,7 @@ export class Agent {
     const engine = new Engine({ tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
-    const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
+    const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }
 
@@ -209,12 +236,14 @@ export class Agent {
     const log = this.options.log;
     this.watch = await leases.watchLeases({
       onSnapshot: (all) => {
-        this.dataPlane?.sync.applySnapshot(all);
+        this.dataPlane?.sync?.applySnapshot(all);
         void this.direct?.applySnapshot(all);
+        void this.bgp?.applySnapshot(all);
       },
       onEvents: (events) => {
-        this.dataPlane?.sync.applyEvents(events);
+        this.dataPlane?.sync?.applyEvents(events);
         void this.direct?.applyEvents(events);
+        void this.bgp?.applyEvents(events);
       },
       onConnectionChange: (connected, error) => {
         this.storeConnected = connected;
@@ -236,7 +265,10 @@ export class Agent {
     const data = this.lease.attrs.backendData;
     const plane = this.dataPlane;
     const tables = plane?.engine.tables;
-    const directRoutes = (this.direct?.current ?? []).map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
+    const directRoutes = [
+      ...(this.direct?.current ?? []),
+      ...(this.bgp?.directRoutes ?? []).map((r) => ({ subnet: formatCidr(r.subnet), via: formatIPv4(r.gateway), dev: r.dev })),
+    ].map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
     return {
       lease: {
         subnet: formatCidr(this.lease.subnet),
@@ -257,6 +289,7 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
+      ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }
 
@@ -264,6 +297,7 @@ export class Agent {
   async stop(): Promise<void> {
     this.watch?.close();
     this.keeper?.stop();
+    await this.bgp?.stop();
     this.dataPlane?.engine.stop();
     await this.store.close();
   }

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentStatus } from '../control/agent';
 import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, parseSubnetKey, subnetKey, subnetsPrefix } from '../control/lease';
-import { formatNetworkConfig } from '../control/network-config';
+import { type BackendOptions, type BgpEncap, formatNetworkConfig } from '../control/network-config';
 import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
@@ -22,7 +22,9 @@ import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology
 export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 export interface OverlayOptions {
-  backend: 'vxlan' | 'ipip' | 'host-gw';
+  backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
+  /** bgp: Calico's BGP mode, each agent running its own bird2 (docs/bgp.md); defaults as `vxtun init`'s. */
+  bgp?: { as?: number; encap?: BgpEncap; routeReflectors?: string[]; gracefulRestart?: number; bfd?: boolean };
   /** vxlan / ipip: route directly to nodes on our own L2 subnet (flannel DirectRouting, Calico CrossSubnet). */
   directRouting?: boolean;
   network?: string;
@@ -94,12 +96,15 @@ export class Overlay {
       }
     }
     const directRouting = options.directRouting ?? false;
-    const backend =
+    const bgp = options.bgp ?? {};
+    const backend: BackendOptions =
       options.backend === 'vxlan'
         ? { type: 'vxlan' as const, vni: overlay.vni, port: overlay.port, directRouting }
         : options.backend === 'ipip'
           ? { type: 'ipip' as const, directRouting }
-          : { type: 'host-gw' as const };
+          : options.backend === 'bgp'
+            ? { type: 'bgp' as const, ...bgp, routeReflectors: bgp.routeReflectors?.map(parseIPv4) }
+            : { type: 'host-gw' as const };
     await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
     return overlay;
   }
@@ -150,6 +155,7 @@ export class Overlay {
       '--public-ip', publicIp,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
+      ...(this.options.backend === 'bgp' ? ['--bird-dir', this.birdDir(node)] : []),
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
       ...extraArgs,
     ];
@@ -173,6 +179,11 @@ export class Overlay {
     handle.process.ref(); // a detached agent is unref'd: keep us alive until it has exited
     handle.process.kill(signal);
     await exited;
+  }
+
+  /** bgp: where the agent in `node` keeps its BIRD's config, control socket (bird.ctl) and pid file. */
+  birdDir(node: LabNode): string {
+    return join(this.workDir, `${node.name}-bird`);
   }
 
   status(node: LabNode): Promise<AgentStatus> {

@@ -23,6 +23,7 @@ export function agentCommand(program: Command): void {
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
+      .option('--bird-dir <path>', "bgp: our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>)")
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
@@ -39,6 +40,7 @@ export function agentCommand(program: Command): void {
       batchSize: opts.batch,
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
+      birdDir: opts.birdDir,
       log,
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
