@@ -2,6 +2,7 @@
 // Written by hand: a handful of counters and gauges does not need a client library.
 import { type Server, createServer } from 'node:http';
 import type { AgentStatus } from './agent';
+import { formatBgpMetrics } from './bgp/bgp-metrics';
 
 interface FlowJson {
   packets: number;
@@ -16,8 +17,9 @@ function line(name: string, labels: Record<string, string>, value: number): stri
 }
 
 export function formatMetrics(s: AgentStatus): string {
+  const bgp = s.bgp ? `${formatBgpMetrics(s.bgp)}\n` : '';
   if (s.counters === undefined || s.pool === undefined) {
-    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n`;
+    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${bgp}`;
   }
   const pool = s.pool;
   const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
@@ -45,7 +47,7 @@ export function formatMetrics(s: AgentStatus): string {
   ]);
   family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
   family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);
-  return `${out.join('\n')}\n`;
+  return `${out.join('\n')}\n${bgp}`;
 }
 
 export async function serveMetrics(host: string, port: number, status: () => AgentStatus): Promise<Server> {

@@ -3,6 +3,7 @@
 import { readdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { AgentStatus } from '../../control/agent';
+import { formatBgpStatus } from '../../control/bgp/bgp-metrics';
 import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
 import { ipv4Address } from '../parse';
@@ -26,12 +27,15 @@ export function formatStatus(s: AgentStatus): string {
   const dev = s.tun?.name ?? s.underlay.device;
   const backend = s.network.backend;
   const backendText =
-    backend.type === 'vxlan' ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}` : backend.type;
+    backend.type === 'vxlan'
+      ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}`
+      : backend.type === 'bgp' ? `bgp as ${backend.as} encap ${backend.encap}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
   lines.push(`lease    ${s.lease.subnet} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
-  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
+  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
+  if (s.bgp) lines.push(...formatBgpStatus(s.bgp));
   lines.push('', `routes (${s.routes.length})`);
   for (const r of s.routes) {
     lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);

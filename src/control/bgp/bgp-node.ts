@@ -43,6 +43,8 @@ export interface BgpPeerStatus {
   since: string;
   info: string;
   lastError?: string;
+  /** For a session not Established: what to check, from BIRD's state and reason. */
+  hint?: string;
   routes?: { imported: number; exported: number; preferred: number };
 }
 
@@ -289,6 +291,7 @@ export class BgpNode {
         since: p.since,
         info: p.info,
         ...(p.lastError !== undefined ? { lastError: p.lastError } : {}),
+        ...(!(p.bgpState ?? p.info).startsWith('Established') ? { hint: hintFor(p) } : {}),
         ...(p.routes !== undefined ? { routes: p.routes } : {}),
       }));
     const established = peers.filter((p) => p.session === 'Established').length;
