@@ -291,7 +291,9 @@ export interface LabRecordNode {
 
 export interface LabRecord {
   name: string;
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'bgp';
+  /** bgp: the encapsulation (none, ipip, ipip-crosssubnet). */
+  bgpEncap?: BgpEncap;
   network: string;
   vni: number;
   port: number;

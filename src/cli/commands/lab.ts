@@ -12,6 +12,7 @@ import {
 } from '../../lab/topology';
 import { DEFAULT_PREFIX, parseSubnetKey, subnetsPrefix } from '../../control/lease';
 import { type Cidr, formatCidr, formatIPv4, parseCidr } from '../../wire/address';
+import { BGP_ENCAPS, type BgpEncap } from '../../control/network-config';
 import { integerIn, oneOf } from '../parse';
 
 export const DEFAULT_LAB_NAME = 'vxt-lab';
@@ -21,7 +22,9 @@ const KERNEL_SUBNET_START = '10.17.250.0/24'; // far from where leases usually l
 export interface OverlayLabOptions {
   name: string;
   nodes: number;
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'bgp';
+  /** bgp: Calico's encapsulation choice (default none: kernel routes via each node, like Calico's BGP mode). */
+  bgpEncap?: BgpEncap;
   /** The last node runs the kernel's VXLAN device as flannel programs it (the overlay then uses port 8472). */
   kernelPeer?: boolean;
   /** 'etcd': a real etcd on the lab's underlay, in the hub namespace (192.0.2.2:2379); default an embedded store. */
@@ -57,6 +60,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
   try {
     overlay = await Overlay.create(lab, {
       backend: options.backend,
+      ...(options.backend === 'bgp' ? { bgp: { encap: options.bgpEncap } } : {}),
       port: options.kernelPeer ? 8472 : undefined,
       store: options.store,
       storeUrl: options.storeUrl,
@@ -96,6 +100,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
     const record: LabRecord = {
       name: lab.name,
       backend: options.backend,
+      ...(options.backend === 'bgp' ? { bgpEncap: options.bgpEncap ?? 'none' } : {}),
       network: overlay.network,
       vni: overlay.vni,
       port: overlay.port,
@@ -136,7 +141,9 @@ export function formatNodeTable(record: LabRecord): string {
   const header = ['node', 'namespace', 'underlay IP', 'subnet', 'TUN/VTEP address', 'pod address', 'runs'];
   const rows = record.nodes.map((n) => [
     n.name, n.netns, n.underlayIp, n.subnet,
-    `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
+    record.backend === 'bgp' && (record.bgpEncap ?? 'none') === 'none'
+      ? 'none (BIRD routes)'
+      : `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
     n.pod,
     n.kind === 'vxtun' ? `vxtun agent${n.pid !== undefined ? ` pid ${n.pid}${isRunning(n) ? '' : ' (NOT RUNNING)'}` : ''}` : 'kernel VXLAN',
   ]);
@@ -152,7 +159,9 @@ function isRunning(node: LabRecordNode): boolean {
 }
 
 function describeOverlay(record: LabRecord): string {
-  const encap = record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}` : 'IP-in-IP';
+  const encap =
+    record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}`
+      : record.backend === 'bgp' ? `BGP (a bird2 per node, full mesh), encap ${record.bgpEncap ?? 'none'}` : 'IP-in-IP';
   return `${record.nodes.length} nodes, ${encap}, network ${record.network}`;
 }
 
@@ -171,7 +180,11 @@ function usageHints(record: LabRecord): string {
   const agent = record.nodes.find((n) => n.kind === 'vxtun' && n.statusSocket);
   if (agent) {
     lines.push(`  vxtun status --socket ${agent.statusSocket}   # ${agent.name}'s routes, neighbors, FDB, counters`);
-    lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${record.backend === 'vxlan' ? `udp port ${record.port}` : 'ip proto 4'}`);
+    const filter = record.backend === 'vxlan' ? `udp port ${record.port}` : record.backend === 'bgp' ? "'tcp port 179 or ip proto 4'" : 'ip proto 4';
+    lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${filter}`);
+    if (record.backend === 'bgp' && agent.statusSocket) {
+      lines.push(`  birdc -s ${agent.statusSocket.replace(/[^/]+$/, `${agent.name}-bird/bird.ctl`)} show protocols   # ${agent.name}'s BGP sessions`);
+    }
     if (agent.logFile) lines.push(`  agent logs: ${agent.logFile.replace(/[^/]+$/, '')}n<i>.log`);
   }
   if (record.storeUrl.startsWith('etcd://')) {
@@ -204,11 +217,13 @@ export function labCommand(program: Command): void {
     .description('build a lab: N namespaces on a bridge, one vxtun agent each (left running), pod addresses')
     .option('--name <name>', 'lab name, prefix of its namespaces (must start with vxt-)', DEFAULT_LAB_NAME)
     .option('--nodes <n>', 'number of nodes', integerIn(1, 64), 3)
-    .option('--backend <type>', 'vxlan or ipip', oneOf(['vxlan', 'ipip'] as const), 'vxlan')
+    .option('--backend <type>', 'vxlan, ipip or bgp (a bird2 per node, Calico\'s BGP mode)', oneOf(['vxlan', 'ipip', 'bgp'] as const), 'vxlan')
+    .option('--encap <mode>', 'bgp: none (kernel routes), ipip or ipip-crosssubnet', oneOf(BGP_ENCAPS))
     .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
     .option('--store <etcd|url>', '"etcd": a real etcd on the lab\'s underlay (hub namespace, 192.0.2.2:2379); or a file: URL (default: an embedded store in the lab directory)')
     .action(async (opts) => {
       requireRoot('vxtun lab up');
+      if (opts.encap !== undefined && opts.backend !== 'bgp') throw new Error('--encap is for --backend bgp (vxlan and ipip always encapsulate)');
       const store = opts.store === undefined ? {} : storeOption(opts.store);
       const name: string = opts.name;
       if (readLabState(name) !== undefined || (await listNamespaces()).includes(hubNamespace(name))) {
@@ -224,7 +239,7 @@ export function labCommand(program: Command): void {
       const say = (line: string): void => void process.stdout.write(`${line}\n`);
       say(`building lab ${name}: ${opts.nodes} namespaces on a bridge (underlay 192.0.2.0/24)...`);
       const built = await buildOverlayLab({
-        name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
+        name, nodes: opts.nodes, backend: opts.backend, bgpEncap: opts.encap, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
       });
       process.removeListener('SIGINT', interrupted);
       process.removeListener('SIGTERM', interrupted);
