@@ -1,4 +1,4 @@
-// `npm run bench [-- --only micro|e2e|scale] [--runs N] [--seconds S]`: runs the suites, prints one table per suite, and
+// `npm run bench [-- --only micro|e2e|scale|bgp] [--runs N] [--seconds S]`: runs the suites, prints one table per suite, and
 // writes bench/results/<timestamp>.json and bench/results/throughput.svg.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -8,15 +8,17 @@ import { type PathResult, type Figure, PATHS, runE2e } from './e2e';
 import { type MicroResult, runMicro } from './micro';
 import { targetsTable } from './targets';
 import { type ScaleResult, formatScale, runScale } from './scale';
+import { type BgpBenchResult, formatBgpBench, runBgpBench } from './bgp';
 
 interface Args {
-  only: 'micro' | 'e2e' | 'scale' | undefined;
+  /** bgp runs only when asked for (a 50-node lab): not part of the default run. */
+  only: 'micro' | 'e2e' | 'scale' | 'bgp' | undefined;
   runs: number;
   seconds: number;
   flood: number;
 }
 
-const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]';
+const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale|bgp] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]';
 const RESULTS_DIR = join(__dirname, 'results');
 
 function parseArgs(argv: readonly string[]): Args {
@@ -28,7 +30,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (value === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
     i++;
     if (flag === '--only') {
-      if (value !== 'micro' && value !== 'e2e' && value !== 'scale') throw new Error(`--only must be micro, e2e or scale, got "${value}"\n${USAGE}`);
+      if (value !== 'micro' && value !== 'e2e' && value !== 'scale' && value !== 'bgp') throw new Error(`--only must be micro, e2e, scale or bgp, got "${value}"\n${USAGE}`);
       args.only = value;
     } else if (flag === '--runs') {
       args.runs = Number(value);
@@ -140,18 +142,21 @@ async function main(): Promise<number> {
   if (args.only === undefined || args.only === 'micro') micro = await runMicro({ log });
   if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, floodSeconds: args.flood, log }, PATHS);
   if (args.only === undefined || args.only === 'scale') scale = await runScale({ log });
+  let bgp: BgpBenchResult | undefined;
+  if (args.only === 'bgp') bgp = await runBgpBench({ runs: args.runs, log });
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
   const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`];
   if (e2e) out.push('', `end to end (2 namespaces on a bridge, MTU 1500; ${args.runs} run(s) x ${args.seconds} s)`, e2eTable(e2e));
   if (e2e) out.push('', 'targets', targetsTable(e2e));
   if (scale) out.push('', formatScale(scale));
+  if (bgp) out.push('', formatBgpBench(bgp));
   if (micro) out.push('', 'micro (benny; encapsulation through the Encapsulation objects, not the fakes)', microTable(micro));
   process.stdout.write(`${out.join('\n')}\n`);
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null, bgp: bgp ?? null }, null, 2)}\n`);
   const written = [file];
   if (e2e) {
     const svg = join(RESULTS_DIR, 'throughput.svg');

@@ -39,6 +39,8 @@ export interface OverlayOptions {
   /** Store URL (file: only); default: a fresh embedded store in the work dir (removed by close()). */
   storeUrl?: string;
   leaseTtlSeconds?: number;
+  /** How long startAgent waits for an agent to answer (default 15 s; a 50-node lab on 2 cores needs more). */
+  agentStartTimeoutMs?: number;
   /**
    * Agents outlive this process (`vxtun lab up` on a persistent lab): they run detached, in their own session, with
    * logs, store and status sockets in the lab's work dir (/run/vxtun/labs/<name>/), which destroyLab removes.
@@ -162,7 +164,7 @@ export class Overlay {
     const child = this.options.persistent ? spawnDetached(node, process.execPath, args, logFile) : this.lab.spawn(node, process.execPath, args, { logFile });
     const handle: AgentHandle = { node, process: child, logFile, statusSocket };
     this.agents.set(node.name, handle);
-    await this.waitFor(`agent in ${node.name} to start`, 15_000, async () => {
+    await this.waitFor(`agent in ${node.name} to start`, this.options.agentStartTimeoutMs ?? 15_000, async () => {
       if (child.exitCode !== null) throw new Error(`agent in ${node.name} exited with ${child.exitCode}:\n${this.log(node)}`);
       return (await this.status(node).catch(() => undefined)) !== undefined;
     });
