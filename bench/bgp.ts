@@ -72,7 +72,9 @@ async function withLab<T>(tag: string, nodes: number, options: OverlayOptions, b
 }
 
 async function convergence(mode: 'bgp' | 'vxlan', nodes: number): Promise<ConvergenceResult> {
-  const options: OverlayOptions = mode === 'bgp' ? { backend: 'bgp', agentStartTimeoutMs: 120_000 } : { backend: 'vxlan', agentStartTimeoutMs: 120_000 };
+  // A real etcd on the lab's underlay: 50 agents starting at once wait too long for the embedded file store's lock.
+  const common = { store: 'etcd' as const, agentStartTimeoutMs: 180_000 };
+  const options: OverlayOptions = mode === 'bgp' ? { backend: 'bgp', ...common } : { backend: 'vxlan', ...common };
   try {
     return await withLab(`bb${mode[0]}${nodes}-`, nodes, options, async (lab, overlay) => {
       const started = performance.now();

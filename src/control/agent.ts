@@ -115,7 +115,7 @@ export class Agent {
   /** Sends the journeys of matching packets to `subscription` until the returned function is called. */
   trace(subscription: TraceSubscription): () => void {
     if (this.dataPlane === undefined) {
-      throw new Error('host-gw has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device');
+      throw new Error(`${this.config.backend.type === 'bgp' ? 'bgp with encap none' : 'host-gw'} has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device`);
     }
     return this.traceHub.subscribe(subscription);
   }

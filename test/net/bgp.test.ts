@@ -13,6 +13,7 @@ import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
 import { runIperf } from '../../src/lab/iperf';
 import { startRouteReflector } from '../../src/lab/route-reflector';
 import { run } from '../../src/lab/shell';
+import { formatStatus } from '../../src/cli/commands/status';
 import { join } from 'node:path';
 import { formatIPv4, parseCidr } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
@@ -179,6 +180,18 @@ Bgp('graceful restart on: routes are kept through a bird restart, no ping lost; 
     assert.ok(ms < 3_000);
     assert.is((await lab.exec(n3, 'ip', ['route', 'show', 'table', 'all', 'proto', 'bird'])).stdout.trim(), '', 'no stale proto bird route on the stopped node');
     assert.is((await run('ip', ['netns', 'pids', n3.netns])).stdout.trim(), '', 'no bird (nor anything else) left running in n3');
+    // n1 says why the session is down, in its log and its status (BIRD's own reason), and stays ready (one peer up).
+    await within('n1 to see Mesh_192_0_2_13 down', 10_000, async () => {
+      const peer = bgpOf(await overlay.status(n1)).peers.find((p) => p.name === 'Mesh_192_0_2_13');
+      return peer !== undefined && peer.session !== 'Established';
+    }, 200);
+    const status = await overlay.status(n1);
+    const peer = bgpOf(status).peers.find((p) => p.name === 'Mesh_192_0_2_13')!;
+    assert.is(peer.lastError, 'Received: Administrative shutdown');
+    assert.match(peer.hint ?? '', /peer stopped its BGP/);
+    assert.ok(bgpOf(status).ready, 'ready: start-up is over and one peer is established');
+    assert.match(formatStatus(status), /Mesh_192_0_2_13  start  \S+ \S+  \w+  Received: Administrative shutdown/);
+    assert.match(overlay.log(n1), /msg="BGP session down" peer=Mesh_192_0_2_13 neighbor=192\.0\.2\.13 state=\w+ reason="Received: Administrative shutdown"/);
   });
 });
 
