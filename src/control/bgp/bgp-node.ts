@@ -66,6 +66,8 @@ export interface BgpStatus {
 }
 
 const DEFAULT_STATUS_INTERVAL_MS = 2_000;
+/** start() waits this long for BIRD's control socket to answer. */
+const BIRD_ANSWER_TIMEOUT_MS = 10_000;
 /** A session not Established this long is logged (once) with BIRD's reason. */
 const DOWN_REPORT_MS = 10_000;
 
@@ -77,10 +79,13 @@ export class BgpNode {
   private readonly kernelTable: number;
   private readonly paths: { config: string; socket: string; pidFile: string };
   private rendered = '';
+  /** The text BIRD confirmed with `configure` ('' = unknown: a fresh or restarted BIRD, a failed configure). */
+  private configured = '';
   private configuring: Promise<void> = Promise.resolve();
   private pollTimer?: NodeJS.Timeout;
   private protocols: BirdProtocol[] = [];
   private pollError?: string;
+  private configureError?: string;
   private startupDone = false;
   /** Per session: last state seen, since when it is not Established, whether that was reported. */
   private readonly sessions = new Map<string, { established: boolean; downSince: number; reported: boolean }>();
@@ -96,7 +101,11 @@ export class BgpNode {
     mkdirSync(options.dir, { recursive: true });
     this.paths = { config: join(options.dir, 'bird.conf'), socket: join(options.dir, 'bird.ctl'), pidFile: join(options.dir, 'bird.pid') };
     this.leases.set(formatCidr(options.lease.subnet), options.lease);
-    this.bird = new BirdSupervisor({ paths: this.paths, log: options.log, birdPath: options.birdPath, gracefulRestart: backend.gracefulRestart > 0 });
+    this.bird = new BirdSupervisor({
+      paths: this.paths, log: options.log, birdPath: options.birdPath, gracefulRestart: backend.gracefulRestart > 0,
+      // A (re)started BIRD read some version of the file: the next poll makes sure it runs the latest one.
+      onSpawn: () => { this.configured = ''; },
+    });
     this.follower = new BirdRouteFollower({
       network: options.config.network,
       ipipTable: this.kernelTable,
@@ -115,6 +124,12 @@ export class BgpNode {
     this.writeConfig(this.render());
     this.bird.start();
     await this.follower.start();
+    // Lease events right after start must reach a BIRD that answers: wait for its socket (not fatal: supervised).
+    const deadline = Date.now() + BIRD_ANSWER_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      if (this.bird.running && (await showProtocols(this.paths.socket, { birdcPath: this.options.birdcPath }).then(() => true, () => false))) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     this.schedulePoll(0);
   }
 
@@ -169,21 +184,30 @@ export class BgpNode {
         this.options.log.error('cannot render the BIRD config: keeping the last one', { error: (err as Error).message });
         return;
       }
-      if (text === this.rendered) return;
-      this.writeConfig(text);
-      if (!this.bird.running) return; // BIRD reads the new file when the supervisor starts it again
-      try {
-        const answer = await birdConfigure(this.paths.socket, { birdcPath: this.options.birdcPath });
-        this.options.log.info('bird reconfigured', { peers: this.peerCount(text), answer });
-      } catch (err) {
-        this.options.log.error('birdc configure failed: BIRD runs on its previous config; fix the cause, the next lease event retries', {
-          error: (err as Error).message,
-          config: this.paths.config,
-        });
-      }
+      if (text !== this.rendered) this.writeConfig(text);
+      await this.configureBird();
       this.schedulePoll(0);
     });
     return this.configuring;
+  }
+
+  /** `birdc configure` when BIRD may not run the latest file; a failure is logged once and retried at each poll. */
+  private async configureBird(): Promise<void> {
+    const text = this.rendered;
+    if (text === this.configured || !this.bird.running) return; // a BIRD started later reads the new file itself
+    try {
+      const answer = await birdConfigure(this.paths.socket, { birdcPath: this.options.birdcPath });
+      if (this.configureError !== undefined) this.options.log.info('birdc configure works again');
+      this.configureError = undefined;
+      this.configured = text;
+      this.options.log.info('bird reconfigured', { peers: this.peerCount(text), answer });
+    } catch (err) {
+      const message = (err as Error).message;
+      if (this.configureError === undefined) {
+        this.options.log.error('birdc configure failed: BIRD runs on its previous config; retrying every poll', { error: message, config: this.paths.config });
+      }
+      this.configureError = message;
+    }
   }
 
   private peerCount(text: string): number {
@@ -225,6 +249,10 @@ export class BgpNode {
         if (this.pollError !== undefined) this.options.log.info('birdc answers again');
         this.pollError = undefined;
         this.watchSessions();
+        if (this.configured !== this.rendered) {
+          this.configuring = this.configuring.then(() => (this.stopped ? undefined : this.configureBird()));
+          await this.configuring;
+        }
       } else {
         this.protocols = [];
       }

@@ -26,6 +26,8 @@ export interface BirdSupervisorOptions {
   maxBackoffMs?: number;
   /** Graceful restart is configured: restarts use `bird -R`. */
   gracefulRestart: boolean;
+  /** Called each time a BIRD process is started (first start and restarts). */
+  onSpawn?: () => void;
 }
 
 const DEFAULT_INITIAL_BACKOFF_MS = 500;
@@ -71,6 +73,7 @@ export class BirdSupervisor {
     const child = spawn('setpriv', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     this.startedAt = Date.now();
+    this.options.onSpawn?.();
     this.exited = new Promise((resolve) => child.once('close', () => resolve()));
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on('line', (line) => {
