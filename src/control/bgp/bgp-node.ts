@@ -277,19 +277,19 @@ export class BgpNode {
       const seen = this.sessions.get(p.name);
       if (seen === undefined) {
         this.sessions.set(p.name, { established, downSince: now, reported: false });
-        if (established) this.options.log.info('BGP session established', { peer: p.name, neighbor: p.neighbor });
+        if (established) this.options.log.info('BGP session established', { peer: p.name, neighbor: p.neighbor ?? '?' });
         continue;
       }
       if (established && !seen.established) {
-        this.options.log.info('BGP session established', { peer: p.name, neighbor: p.neighbor });
+        this.options.log.info('BGP session established', { peer: p.name, neighbor: p.neighbor ?? '?' });
       } else if (!established && seen.established) {
         seen.downSince = now;
         seen.reported = true;
-        this.options.log.warn('BGP session down', { peer: p.name, neighbor: p.neighbor, state: p.bgpState, reason: p.lastError ?? 'none given', hint: hintFor(p) });
+        this.options.log.warn('BGP session down', { peer: p.name, neighbor: p.neighbor ?? '?', state: p.bgpState ?? p.state, reason: p.lastError ?? 'none given', hint: hintFor(p) });
       } else if (!established && !seen.reported && now - seen.downSince >= DOWN_REPORT_MS) {
         seen.reported = true;
         this.options.log.warn('BGP session not established', {
-          peer: p.name, neighbor: p.neighbor, state: p.bgpState, reason: p.lastError ?? 'none given', forSeconds: Math.round((now - seen.downSince) / 1000), hint: hintFor(p),
+          peer: p.name, neighbor: p.neighbor ?? '?', state: p.bgpState ?? p.state, reason: p.lastError ?? 'none given', forSeconds: Math.round((now - seen.downSince) / 1000), hint: hintFor(p),
         });
       }
       if (established) seen.reported = false;

@@ -55,7 +55,7 @@ export class BirdSupervisor {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+    return this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   /** Starts BIRD. A BIRD left by a crashed agent with our pid file and config is stopped first. */
@@ -74,7 +74,11 @@ export class BirdSupervisor {
     this.child = child;
     this.startedAt = Date.now();
     this.options.onSpawn?.();
-    this.exited = new Promise((resolve) => child.once('close', () => resolve()));
+    // 'exit', not 'close': a grandchild holding BIRD's stdout must not delay a restart or stop(). A process that could
+    // not be started at all emits 'error' and no 'exit': handled the same way, once.
+    let markExited: () => void = () => undefined;
+    this.exited = new Promise((resolve) => { markExited = resolve; });
+    let gone = false;
     for (const stream of [child.stdout!, child.stderr!]) {
       createInterface({ input: stream }).on('line', (line) => {
         // BIRD's own lines: "<timestamp> <INFO> Mesh_192_0_2_12: Received: Administrative shutdown".
@@ -89,19 +93,23 @@ export class BirdSupervisor {
           : 'cannot start bird; retrying with backoff',
         { error: err.message },
       );
+      if (child.pid === undefined) onExit(null, null);
     });
-    child.once('close', (code, signal) => {
+    const onExit = (code: number | null, signal: NodeJS.Signals | null): void => {
+      if (gone) return;
+      gone = true;
+      markExited();
       if (this.child !== child) return;
       this.child = undefined;
       if (this.stopping) return;
       const upMs = Date.now() - this.startedAt;
       if (upMs >= STABLE_MS) this.backoffMs = this.options.initialBackoffMs ?? DEFAULT_INITIAL_BACKOFF_MS;
       log.error('bird exited: restarting it; routes it programmed stay in the kernel meanwhile (persist)', {
-        code: code ?? undefined,
-        signal: signal ?? undefined,
+        ...(code !== null ? { code } : {}),
+        ...(signal !== null ? { signal } : {}),
         upSeconds: Math.round(upMs / 100) / 10,
         restartInMs: this.backoffMs,
-        hint: code === 1 ? `check ${this.options.paths.config} with: bird -p -c ${this.options.paths.config}` : undefined,
+        ...(code === 1 ? { hint: `check the config with: bird -p -c ${this.options.paths.config}` } : {}),
       });
       this.restartTimer = setTimeout(() => {
         this.restartTimer = undefined;
@@ -110,7 +118,8 @@ export class BirdSupervisor {
         this.spawn(this.options.gracefulRestart);
       }, this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, this.options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS);
-    });
+    };
+    child.once('exit', onExit);
   }
 
   /** SIGTERM (BIRD tells its peers: Administrative shutdown), SIGKILL after a grace period. Idempotent. */
