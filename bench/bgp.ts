@@ -17,8 +17,10 @@ import { type Lab, type LabNode, createLab } from '../src/lab/topology';
 export interface BgpBenchOptions {
   /** Lab sizes for the convergence figure; default [3, 50]. */
   sizes?: number[];
-  /** Repetitions of each withdrawal; default 3. */
+  /** Repetitions of each withdrawal; default 3; 0 skips them. */
   runs?: number;
+  /** Modes of the convergence figure; default both. */
+  modes?: ('bgp' | 'vxlan')[];
   log?: (line: string) => void;
 }
 
@@ -31,12 +33,15 @@ export interface ConvergenceResult {
   fullTableMs: number | null;
   /** Last agent answering -> every agent routing to every other node: the routing's own share. */
   afterLastUpMs: number | null;
+  /** The last wave: its first agent spawned -> every agent (old and new) routing to every other node. */
+  lastWaveMs: number | null;
   error?: string;
 }
 
 /**
  * Agents started at once: 50 Node processes booting together on 2 shared cores starve each other and the lab's etcd
- * (measured: agents gave up on etcd after 5 s), so larger labs start in waves, each waiting for the previous one.
+ * (measured: agents gave up on etcd after 5 s), so labs start in waves of WAVE, each once the nodes before it route
+ * to each other. "last wave" is then WAVE nodes joining a converged (nodes - WAVE)-node network.
  */
 const WAVE = 5;
 
@@ -86,22 +91,28 @@ async function convergence(mode: 'bgp' | 'vxlan', nodes: number): Promise<Conver
   try {
     return await withLab(`bb${mode[0]}${nodes}-`, nodes, options, async (lab, overlay) => {
       const started = performance.now();
-      for (let i = 0; i < lab.nodes.length; i += WAVE) await Promise.all(lab.nodes.slice(i, i + WAVE).map((node) => overlay.startAgent(node)));
-      const agentsUpMs = performance.now() - started;
-      const done = new Set<string>();
-      await waitFor(`${nodes} ${mode} agents to route to every other node`, 300_000, async () => {
-        for (const node of lab.nodes) {
-          if (done.has(node.name)) continue;
-          const status = await overlay.status(node).catch(() => undefined);
-          if (status?.routes.length === nodes - 1) done.add(node.name);
-        }
-        return done.size === nodes;
-      });
-      const fullTableMs = performance.now() - started;
-      return { mode, nodes, agentsUpMs, fullTableMs, afterLastUpMs: fullTableMs - agentsUpMs };
+      let waveStarted = started;
+      let agentsUpMs = 0;
+      for (let i = 0; i < lab.nodes.length; i += WAVE) {
+        waveStarted = performance.now();
+        await Promise.all(lab.nodes.slice(i, i + WAVE).map((node) => overlay.startAgent(node)));
+        agentsUpMs = performance.now() - started;
+        const up = lab.nodes.slice(0, i + WAVE);
+        const done = new Set<string>();
+        await waitFor(`${up.length} ${mode} agents to route to each other`, 300_000, async () => {
+          for (const node of up) {
+            if (done.has(node.name)) continue;
+            const status = await overlay.status(node).catch(() => undefined);
+            if (status?.routes.length === up.length - 1) done.add(node.name);
+          }
+          return done.size === up.length;
+        });
+      }
+      const ended = performance.now();
+      return { mode, nodes, agentsUpMs, fullTableMs: ended - started, afterLastUpMs: ended - started - agentsUpMs, lastWaveMs: ended - waveStarted };
     });
   } catch (error) {
-    return { mode, nodes, agentsUpMs: null, fullTableMs: null, afterLastUpMs: null, error: (error as Error).message };
+    return { mode, nodes, agentsUpMs: null, fullTableMs: null, afterLastUpMs: null, lastWaveMs: null, error: (error as Error).message };
   }
 }
 
@@ -174,7 +185,7 @@ export async function runBgpBench(options: BgpBenchOptions = {}): Promise<BgpBen
   const log = options.log ?? (() => undefined);
   const convergenceResults: ConvergenceResult[] = [];
   for (const nodes of options.sizes ?? [3, 50]) {
-    for (const mode of ['bgp', 'vxlan'] as const) {
+    for (const mode of options.modes ?? (['bgp', 'vxlan'] as const)) {
       log(`bgp bench: ${nodes} nodes, ${mode}: start to a full route table...`);
       convergenceResults.push(await convergence(mode, nodes));
     }
@@ -193,10 +204,11 @@ function ms(value: number | null): string {
 
 export function formatBgpBench(result: BgpBenchResult): string {
   const lines = ['bgp (bird2 2.0 per node, namespaces on a bridge): agent start to a full route table on every node'];
-  lines.push(`  (agents start in waves of ${WAVE}; "after last up" = from the last agent answering to every table full)`);
-  lines.push('  nodes  mode   agents answering  full route table  after last up');
+  lines.push(`  (agents start in waves of ${WAVE}, each once the earlier ones route to each other; "last wave" = its first agent`);
+  lines.push('  started -> every table full; "after last up" = the last agent answering -> every table full)');
+  lines.push('  nodes  mode   agents answering  full route table  last wave  after last up');
   for (const c of result.convergence) {
-    lines.push(`  ${String(c.nodes).padStart(5)}  ${c.mode.padEnd(5)}  ${ms(c.agentsUpMs).padStart(16)}  ${ms(c.fullTableMs).padStart(16)}  ${ms(c.afterLastUpMs).padStart(13)}${c.error ? `  ! ${c.error.split('\n')[0]}` : ''}`);
+    lines.push(`  ${String(c.nodes).padStart(5)}  ${c.mode.padEnd(5)}  ${ms(c.agentsUpMs).padStart(16)}  ${ms(c.fullTableMs).padStart(16)}  ${ms(c.lastWaveMs).padStart(9)}  ${ms(c.afterLastUpMs).padStart(13)}${c.error ? `\n    ! ${c.error.trim().split('\n').filter((l) => !/level=(info|debug)/.test(l)).slice(0, 6).join('\n    ! ')}` : ''}`);
   }
   lines.push('', 'route withdrawal at a peer (signal or link down -> `Deleted` in its ip monitor)');
   for (const w of result.withdrawals) {
@@ -211,9 +223,11 @@ if (require.main === module) {
   const sizesAt = args.indexOf('--nodes');
   const runsAt = args.indexOf('--runs');
   // --runs 0 skips the withdrawals.
+  const modesAt = args.indexOf('--modes');
+  const modes = modesAt >= 0 ? (args[modesAt + 1]!.split(',') as ('bgp' | 'vxlan')[]) : undefined;
   const sizes = sizesAt >= 0 ? args[sizesAt + 1]!.split(',').map(Number) : undefined;
   const runs = runsAt >= 0 ? Number(args[runsAt + 1]) : undefined;
-  runBgpBench({ sizes, runs, log: (line) => process.stderr.write(`${line}\n`) }).then(
+  runBgpBench({ sizes, runs, modes, log: (line) => process.stderr.write(`${line}\n`) }).then(
     (result) => process.stdout.write(`${formatBgpBench(result)}\n`),
     (error: unknown) => {
       process.stderr.write(`bgp bench failed: ${error instanceof Error ? error.stack : String(error)}\n`);
