@@ -54,8 +54,8 @@ Cli('lab up --backend bgp --encap ipip-crosssubnet: pods ping across, status sho
     const down = vxtun(['lab', 'down', '--name', name]);
     assert.is(down.status, 0, down.out);
     assert.equal((await listNamespaces()).filter((ns) => ns.startsWith(`${name}-`)), []);
-    const birds = (await run('sh', ['-c', `pgrep -f -- "-c /run/vxtun/labs/${name}/" || true`])).stdout.trim();
-    assert.is(birds, '', 'no bird of the lab left running');
+    const birds = (await run('ps', ['-eo', 'pid,args'])).stdout.split('\n').filter((l) => / bird -f /.test(l) && l.includes(`/labs/${name}/`));
+    assert.equal(birds, [], 'no bird of the lab left running');
   } finally {
     await destroyLab(name).catch(() => undefined);
   }

@@ -3,7 +3,7 @@
 //   BIRD -> kernel: main table (encap none, CrossSubnet's direct half), table 201 (IP-in-IP) -> BirdRouteFollower
 //        -> ForwardingTables (route subnet -> gateway = next-hop underlay address, encap ipip)
 //   `birdc show protocols all` every few seconds -> status (peers, readiness) and one log line per session change.
-import { renameSync, writeFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ForwardingTables } from '../../dataplane/tables';
 import { type Cidr, cidrEquals, formatCidr, formatIPv4 } from '../../wire/address';
@@ -14,7 +14,7 @@ import type { BgpBackendConfig, NetworkConfig } from '../network-config';
 import { DEFAULT_IPIP_KERNEL_TABLE, renderBirdConfig } from './bird-config';
 import { BirdSupervisor } from './bird-process';
 import { type BirdKernelRoute, type BirdKernelRoutes, BirdRouteFollower, flushBirdRoutes } from './bird-routes';
-import { type BirdProtocol, birdConfigure, showProtocols } from './birdc';
+import { type BirdProtocol, birdConfigure, birdc, showProtocols } from './birdc';
 
 export interface BgpNodeOptions {
   lease: Lease;
@@ -28,6 +28,8 @@ export interface BgpNodeOptions {
   kernelTable?: number;
   /** How often `birdc show protocols all` is asked (default 2000 ms). */
   statusIntervalMs?: number;
+  /** Lease events are gathered this long before one re-render and configure (default 100 ms). */
+  settleMs?: number;
   birdPath?: string;
   birdcPath?: string;
 }
@@ -66,6 +68,8 @@ export interface BgpStatus {
 }
 
 const DEFAULT_STATUS_INTERVAL_MS = 2_000;
+/** Lease events within this window are rendered and configured together. */
+const DEFAULT_SETTLE_MS = 100;
 /** start() waits this long for BIRD's control socket to answer. */
 const BIRD_ANSWER_TIMEOUT_MS = 10_000;
 /** A session not Established this long is logged (once) with BIRD's reason. */
@@ -85,6 +89,7 @@ export class BgpNode {
   private pollTimer?: NodeJS.Timeout;
   private protocols: BirdProtocol[] = [];
   private pollError?: string;
+  private pendingReconfigure?: Promise<void>;
   private configureError?: string;
   private startupDone = false;
   /** Per session: last state seen, since when it is not Established, whether that was reported. */
@@ -122,12 +127,14 @@ export class BgpNode {
   async start(leases: readonly Lease[] = []): Promise<void> {
     for (const lease of leases) this.leases.set(formatCidr(lease.subnet), lease);
     this.writeConfig(this.render());
+    rmSync(this.paths.socket, { force: true }); // a socket left by an earlier BIRD would answer nothing
     this.bird.start();
     await this.follower.start();
     // Lease events right after start must reach a BIRD that answers: wait for its socket (not fatal: supervised).
     const deadline = Date.now() + BIRD_ANSWER_TIMEOUT_MS;
     while (Date.now() < deadline) {
-      if (this.bird.running && (await showProtocols(this.paths.socket, { birdcPath: this.options.birdcPath }).then(() => true, () => false))) break;
+      // Only ask birdc once the socket exists: a spawn per 50 ms per starting agent adds up on a busy machine.
+      if (this.bird.running && existsSync(this.paths.socket) && (await birdc(this.paths.socket, ['show', 'status'], { birdcPath: this.options.birdcPath }).then(() => true, () => false))) break;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     this.schedulePoll(0);
@@ -175,6 +182,18 @@ export class BgpNode {
 
   /** Re-renders; when the text changed, writes it and asks BIRD to reconfigure. Serialized; never throws. */
   private reconfigure(): Promise<void> {
+    // A burst of lease events (nodes joining together, a snapshot after a reconnect) makes one configure, not one per
+    // event: on a 50-node lab each configure per event per node was hundreds of birdc runs a second.
+    this.pendingReconfigure ??= new Promise<void>((resolve) => {
+      setTimeout(() => {
+        this.pendingReconfigure = undefined;
+        resolve(this.reconfigureNow());
+      }, this.options.settleMs ?? DEFAULT_SETTLE_MS);
+    });
+    return this.pendingReconfigure;
+  }
+
+  private reconfigureNow(): Promise<void> {
     this.configuring = this.configuring.then(async () => {
       if (this.stopped) return;
       let text: string;
@@ -186,7 +205,6 @@ export class BgpNode {
       }
       if (text !== this.rendered) this.writeConfig(text);
       await this.configureBird();
-      this.schedulePoll(0);
     });
     return this.configuring;
   }
