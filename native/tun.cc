@@ -134,7 +134,10 @@ static Napi::Value TunConfigure(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// tunRead(fd, slab, offsets, lengths, max) -> count. lengths[i] is the capacity in, the packet size out.
+// tunRead(fd, slab, offsets, lengths, max) -> count. lengths[i] is the capacity in, the packet size out. A packet
+// longer than its slot (the TUN MTU raised by hand above what the slots were sized for) is reported with its full
+// length, above the capacity: the kernel stored only the first `capacity` bytes (tun_put_user in drivers/net/tun.c
+// copies what fits and returns the full length), so the caller must drop it, never use bytes past its slot.
 static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd, max;
@@ -155,6 +158,8 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
       ThrowSystemError(env, errno, "read");
       return env.Undefined();
     }
+    // n > capacity: cut by the kernel. The full length (a TUN packet is at most 64 KB + headers) stays the caller's
+    // signal to drop it; n is never clamped to the capacity, which would pass a truncated packet on as whole.
     lengths.data[count++] = static_cast<uint32_t>(n);
   }
   return Napi::Number::New(env, count);
