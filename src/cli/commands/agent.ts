@@ -28,6 +28,11 @@ export function agentCommand(program: Command): void {
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
     const log = consoleLogger(opts.logLevel as LogLevel);
+    // Set once the agent is up; a fatal data plane fault (our TUN deleted...) shuts down like a signal, exit 1.
+    let onFatal: (error: Error) => void = (error) => {
+      log.error('agent cannot serve: exiting', { error: error.message });
+      process.exit(1);
+    };
     const agent = await Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
@@ -40,6 +45,7 @@ export function agentCommand(program: Command): void {
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
       log,
+      onFatal: (error) => onFatal(error),
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
     const server = await serveAgentApi(socketPath, {
@@ -60,6 +66,17 @@ export function agentCommand(program: Command): void {
           log.error('stop failed', { error: err.message });
           process.exit(1);
         },
+      );
+    };
+    onFatal = (error) => {
+      if (stopping) return;
+      stopping = true;
+      log.error('agent cannot serve: exiting', { error: error.message });
+      server.close();
+      metrics?.close();
+      agent.stop().then(
+        () => process.exit(1),
+        () => process.exit(1),
       );
     };
     process.on('SIGINT', () => stop('SIGINT'));
