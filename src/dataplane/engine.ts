@@ -221,8 +221,8 @@ export class Engine {
   }
 
   /**
-   * The TUN handed over a packet longer than its slot (someone raised the TUN MTU by hand: the kernel reports the
-   * full length and stored only what fit, see TunDevice.read): drop it rather than send bytes of the next slot.
+   * The TUN handed over a packet longer than its slot (someone raised the TUN MTU by hand: only what fit was stored
+   * and the length says so, see TunDevice.read): drop it rather than send a cut packet or bytes of the next slot.
    */
   private dropTooLong(len: number): void {
     this.counters.tunIn.add(len);
