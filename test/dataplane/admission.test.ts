@@ -2,10 +2,13 @@
 // sender's lease and an inner destination in ours; our own VTEP MAC coming back is a loop.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { LeaseSync } from '../../src/control/lease-sync';
+import { nullLogger } from '../../src/control/log';
 import { InnerAdmission } from '../../src/dataplane/admission';
+import { ForwardingTables } from '../../src/dataplane/tables';
 import { VtepRegistry } from '../../src/dataplane/vtep-registry';
 import type { EncapName } from '../../src/dataplane/tables';
-import { parseCidr } from '../../src/wire/address';
+import { parseCidr, parseMac } from '../../src/wire/address';
 import { emitIpipOuter } from '../../src/wire/ipip';
 import { echoRequest, ip } from '../support/packets';
 import { type FakeNode, fakePair, vxlanFrame } from '../support/fake-nodes';
@@ -35,6 +38,21 @@ Admission('registry: an underlay address holds the subnets of its leases; removi
   r.remove(node, parseCidr('10.17.2.0/24'));
   assert.is(r.get(node), undefined, 'gone with its last lease');
   assert.is(r.get(ip('192.0.2.99')), undefined);
+});
+
+Admission('lease sync registers each lease subnet under its PublicIP; a node moving to another address moves its subnet', () => {
+  const target = { tables: new ForwardingTables() };
+  const sync = new LeaseSync(target, parseCidr('10.17.1.0/24'), 'ipip', nullLogger);
+  const lease = (subnet: string, publicIp: string) => ({ subnet: parseCidr(subnet), attrs: { publicIp: ip(publicIp), backendType: 'ipip', backendData: { vni: 1, vtepMac: parseMac('02:00:00:00:00:09') } } });
+  sync.applySnapshot([lease('10.17.2.0/24', '192.0.2.12'), lease('10.17.3.0/24', '192.0.2.12')]);
+  const t = target.tables;
+  assert.ok(t.vtepOf(ip('192.0.2.12'))!.holds(ip('10.17.2.4')));
+  assert.ok(t.vtepOf(ip('192.0.2.12'))!.holds(ip('10.17.3.4')));
+  sync.applyEvents([{ type: 'added', lease: lease('10.17.3.0/24', '192.0.2.13') }]);
+  assert.not.ok(t.vtepOf(ip('192.0.2.12'))!.holds(ip('10.17.3.4')), 'the old address no longer speaks for the moved subnet');
+  assert.ok(t.vtepOf(ip('192.0.2.13'))!.holds(ip('10.17.3.4')));
+  sync.applyEvents([{ type: 'removed', lease: lease('10.17.2.0/24', '192.0.2.12') }]);
+  assert.is(t.vtepOf(ip('192.0.2.12')), undefined);
 });
 
 Admission('inner checks: source in the sender lease, destination in ours (VTEP addresses included)', () => {
