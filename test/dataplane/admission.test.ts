@@ -113,4 +113,16 @@ Admission('vxlan: a frame whose inner source MAC is our own VTEP MAC is a loop (
   assert.is(b.tun.written.length, 0);
 });
 
+Admission('vxlan: reserved bits set (flags byte but the I bit, bytes 1-3 and 7) are ignored, as RFC 7348 says', () => {
+  const { a, b } = fakePair('vxlan');
+  const inner = echoRequest(ip('10.17.1.5'), ip('10.17.2.5'));
+  const frame = vxlanFrame(inner, a.mac, b.mac);
+  frame[0] = 0xff;
+  frame.fill(0xff, 1, 4);
+  frame[7] = 0xff;
+  b.socket.inject(frame, a.underlayIp, 40000);
+  b.engine.pumpInbound();
+  assert.equal(b.tun.written, [inner]);
+});
+
 Admission.run();

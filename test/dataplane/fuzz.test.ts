@@ -93,7 +93,7 @@ const vxlanShape = fc.record({
   srcMac: fc.constantFrom('peer', 'peer', 'peer', 'ours', 'other'),
   dstMac: fc.constantFrom('ours', 'ours', 'broadcast', 'other'),
   arpTarget: address,
-  reserved: fc.integer({ min: 0, max: 0xff }),
+  reserved: fc.integer({ min: 0, max: 0xffffffff }),
   mutation,
   sender: fc.constantFrom('peer', 'peer', 'peer', 'stranger'),
 });
@@ -112,7 +112,9 @@ function vxlanDatagram(s: typeof vxlanShape extends fc.Arbitrary<infer T> ? T : 
     payload = innerPacket(s.inner);
   }
   const frame = vxlanFrame(payload, mac(s.srcMac), mac(s.dstMac), s.vni, s.etherType);
-  frame[7] = s.reserved; // reserved bits: ignored by receivers (RFC 7348)
+  // Reserved bits (bytes 1-3 and 7): receivers ignore them (RFC 7348 section 5).
+  frame.writeUIntBE(s.reserved >>> 8, 1, 3);
+  frame[7] = s.reserved & 0xff;
   return mutate(frame, 22, s.mutation);
 }
 
