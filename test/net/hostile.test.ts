@@ -131,6 +131,25 @@ for (const backend of ['vxlan', 'ipip'] as const) {
   });
 }
 
+Hostile('a firewall dropping the overlay on the underlay (EPERM on send): counted, the agent keeps running, traffic resumes', async () => {
+  await withOverlay('fw', 2, { backend: 'vxlan' }, async (lab, overlay) => {
+    const [n1, n2] = lab.nodes;
+    for (const node of lab.nodes) await overlay.startAgent(node);
+    for (const node of lab.nodes) await overlay.waitForRoutes(node, 1);
+    const target = formatIPv4((await overlay.subnetOf(n2)).address);
+    await lab.exec(n1, 'nft', ['add', 'table', 'ip', 'vxtfw']);
+    await lab.exec(n1, 'nft', ['add', 'chain', 'ip', 'vxtfw', 'out', '{ type filter hook output priority 0 ; policy accept ; }']);
+    await lab.exec(n1, 'nft', ['add', 'rule', 'ip', 'vxtfw', 'out', 'udp', 'dport', String(overlay.port), 'drop']);
+    assert.is((await ping(lab, n1, target, { count: 3, intervalSeconds: 0.1, replyTimeoutSeconds: 1 })).received, 0);
+    const blocked = await overlay.status(n1);
+    assert.ok((countersOf(blocked).drops['underlay/send-failed'] ?? 0) >= 3, JSON.stringify(countersOf(blocked).drops));
+    assert.is(countersOf(blocked).drops['engine/internal-error'], undefined);
+    await lab.exec(n1, 'nft', ['delete', 'table', 'ip', 'vxtfw']);
+    assert.is((await ping(lab, n1, target, { count: 3, intervalSeconds: 0.1 })).received, 3);
+    assert.is(overlay.agents.get(n1.name)!.process.exitCode, null);
+  });
+});
+
 Hostile('a leased peer sending 128-segment UDP GSO bursts: every segment reaches the pod, the agent keeps running', async () => {
   await withOverlay('gso', 2, { backend: 'vxlan' }, async (lab, overlay) => {
     const [n1, n2] = lab.nodes;
