@@ -49,6 +49,11 @@ export interface AgentOptions {
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
   log: Logger;
+  /**
+   * The agent can no longer serve (its TUN was deleted, the underlay socket broke): called once, after the data plane
+   * stopped, with an error whose message says what happened; the caller shuts down and exits non-zero.
+   */
+  onFatal?: (error: Error) => void;
 }
 
 export interface AgentStatus {
@@ -178,7 +183,7 @@ export class Agent {
     const backend = config.backend;
     if (backend.type === 'host-gw') throw new Error('host-gw has no data plane');
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
-    const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
+    const local: LocalVtep = { vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
     const encap = createEncapsulation(backend.type, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
@@ -212,7 +217,9 @@ export class Agent {
     const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
-    const engine = new Engine({ tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+    const engine = new Engine({
+      tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+    });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
     const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);

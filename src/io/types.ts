@@ -12,6 +12,8 @@ export interface TunDevice {
   /**
    * Reads up to batch.count packets (the caller prepared that many slots in offsets/lengths, lengths holding each
    * slot's capacity); sets batch.count and lengths to what was read and returns the count. Never blocks.
+   * A length above the slot's capacity means the packet did not fit (capacity + 1 or its full length, by kernel
+   * version; only the capacity was stored): drop it. Throws a system error (code, errno, syscall) when the device fails: EBADFD / EIO once it is deleted.
    */
   read(batch: PacketBatch): number;
   /** Writes batch.count packets; returns how many were accepted. */

@@ -15,7 +15,7 @@ import { ip } from '../support/packets';
 const MSS = 1398;
 const remote = parseCidr('10.17.2.0/24');
 const remoteMac = parseMac('02:00:00:00:00:02');
-const local = { vtepIp: ip('10.17.1.0'), vtepMac: parseMac('02:00:00:00:00:01'), underlayIp: ip('192.0.2.11'), vni: 1, port: 4789 };
+const local = { vtepIp: ip('10.17.1.0'), subnet: { address: ip('10.17.1.0'), prefixLength: 24 }, vtepMac: parseMac('02:00:00:00:00:01'), underlayIp: ip('192.0.2.11'), vni: 1, port: 4789 };
 
 /** A TSO super-packet as the kernel hands it over: one IPv4/TCP header, `payload` bytes, checksum not final. */
 function superPacket(payload: number): Buffer {

@@ -33,6 +33,11 @@ export function agentCommand(program: Command): void {
     if (opts.nodeName === undefined && /^localhost(\.|$)/.test(hostname())) {
       log.warn('the host name is localhost: nodes sharing a name take each other\'s lease; give each a --node-name');
     }
+    // Set once the agent is up; a fatal data plane fault (our TUN deleted...) shuts down like a signal, exit 1.
+    let onFatal: (error: Error) => void = (error) => {
+      log.error('agent cannot serve: exiting', { error: error.message });
+      process.exit(1);
+    };
     const agent = await Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
@@ -46,6 +51,7 @@ export function agentCommand(program: Command): void {
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
       log,
+      onFatal: (error) => onFatal(error),
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
     const server = await serveAgentApi(socketPath, {
@@ -66,6 +72,17 @@ export function agentCommand(program: Command): void {
           log.error('stop failed', { error: err.message });
           process.exit(1);
         },
+      );
+    };
+    onFatal = (error) => {
+      if (stopping) return;
+      stopping = true;
+      log.error('agent cannot serve: exiting', { error: error.message });
+      server.close();
+      metrics?.close();
+      agent.stop().then(
+        () => process.exit(1),
+        () => process.exit(1),
       );
     };
     process.on('SIGINT', () => stop('SIGINT'));
