@@ -1,4 +1,5 @@
 // `vxtun agent`: run this node of the overlay until SIGINT/SIGTERM.
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_PREFIX } from '../../control/lease';
@@ -8,6 +9,9 @@ import { defaultStatusSocket, serveAgentApi } from '../../control/status-server'
 import { formatIPv4 } from '../../wire/address';
 import { hostPort, integerIn, ipv4Address, macAddress, oneOf } from '../parse';
 import { storeOption } from '../store-option';
+
+/** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
+const STOP_DEADLINE_MS = 5000;
 
 export function agentCommand(program: Command): void {
   storeOption(
@@ -28,7 +32,57 @@ export function agentCommand(program: Command): void {
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
     const log = consoleLogger(opts.logLevel as LogLevel);
-    const agent = await Agent.start({
+    let starting: Promise<Agent> | undefined;
+    let server: Server | undefined;
+    let metrics: Server | undefined;
+    let stopping = false;
+
+    /** The one way out once started: close the API, stop the agent (bounded in time), exit with `code`. */
+    const shutdown = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      server?.close();
+      metrics?.close();
+      // An agent still starting is stopped once it has started (a failed start has nothing to stop); a store that
+      // hangs cannot hold us past the deadline.
+      const stopped = (starting ?? Promise.reject(new Error('not started'))).then(
+        (agent) => agent.stop(),
+        () => undefined,
+      );
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS));
+      Promise.race([stopped, deadline]).then(
+        () => process.exit(code),
+        (err: Error) => {
+          log.error('stop failed', { error: err.message });
+          process.exit(code === 0 ? 1 : code);
+        },
+      );
+    };
+    const stop = (signal: string): void => {
+      if (!stopping) log.info('stopping', { signal });
+      shutdown(0);
+    };
+    const onFatal = (error: Error): void => {
+      if (stopping) return;
+      log.error('the agent can no longer serve and stops', { error: error.message });
+      shutdown(1);
+    };
+    // Last resort: these should never fire (every timer, stream and request handler catches what it calls). If one
+    // does, say what in one line, stop as cleanly as we still can, and exit non-zero for the supervisor to restart us.
+    process.on('uncaughtException', (err) => {
+      log.error('internal error: the agent stops (please report this)', { error: err instanceof Error ? err.message : String(err) });
+      if (stopping) process.exit(1);
+      shutdown(1);
+    });
+    process.on('unhandledRejection', (reason) => {
+      log.error('internal error: the agent stops (please report this)', { error: reason instanceof Error ? reason.message : String(reason) });
+      if (stopping) process.exit(1);
+      shutdown(1);
+    });
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+
+    starting = Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
       publicIp: opts.publicIp,
@@ -40,29 +94,19 @@ export function agentCommand(program: Command): void {
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
       log,
+      onFatal,
     });
+    const started = await starting;
+    if (stopping) return; // a signal or a fatal error came while starting: shutdown() stops it
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
-    const server = await serveAgentApi(socketPath, {
-      status: () => agent.status(),
-      trace: (filter, withBytes, send) => agent.trace({ filter, withBytes, onJourney: send }),
-    });
-    const metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => agent.status());
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal });
-      server.close();
-      metrics?.close();
-      agent.stop().then(
-        () => process.exit(0),
-        (err: Error) => {
-          log.error('stop failed', { error: err.message });
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+    server = await serveAgentApi(
+      socketPath,
+      {
+        status: () => started.status(),
+        trace: (filter, withBytes, send) => started.trace({ filter, withBytes, onJourney: send }),
+      },
+      { log },
+    );
+    metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => started.status(), log);
   });
 }
