@@ -66,7 +66,8 @@ export async function serveMetrics(host: string, port: number, status: () => Age
         res.writeHead(405, { 'content-type': 'text/plain' }).end('only GET /metrics is served\n');
         return;
       }
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(formatMetrics(status()));
+      const body = formatMetrics(status());
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
     } catch (err) {
       const { message } = describeFailure(err);
       log.error('metrics scrape failed', { error: message });
