@@ -26,6 +26,7 @@ import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
 import type { NetworkConfig } from './network-config';
 import { NodeLock } from './node-lock';
+import type { TraceClientStatus } from './status-server';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
 import { UnderlayWatch } from './underlay-watch';
 import { deriveVtepMac } from './vtep-mac';
@@ -64,7 +65,8 @@ export interface AgentStatus {
   counters?: Record<string, unknown>;
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
-  memory: { heapUsedBytes: number; rssBytes: number };
+  memory: { heapUsedBytes: number; rssBytes: number };  /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
+  traceClients?: TraceClientStatus[];
 }
 
 /** The encapsulating half of a node: absent for host-gw. */

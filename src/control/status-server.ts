@@ -103,10 +103,21 @@ export function onClientError(err: Error & { code?: string }, socket: Socket, lo
   socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: err.message })}\n`);
 }
 
+/** What the API server adds to the status document: each attached trace client's queue, in bytes, and drops. */
+export interface TraceClientStatus {
+  /** Output queued in the agent for this client (bytes), at most about the bound (1 MiB by default). */
+  queuedBytes: number;
+  /** Journeys sent and journeys dropped because the client read too slowly, since it attached. */
+  sentJourneys: number;
+  droppedJourneys: number;
+}
+
 /** One trace client's stream, bounded: journeys past `maxBufferedBytes` of queued output are dropped and counted. */
 class TraceStream {
   /** Dropped since the client was last told. */
   private pendingDrops = 0;
+  private sent = 0;
+  private dropped = 0;
 
   constructor(
     private readonly res: ServerResponse,
@@ -121,14 +132,20 @@ class TraceStream {
     if (res.destroyed || res.writableEnded) return;
     if (res.writableLength >= this.maxBufferedBytes) {
       this.pendingDrops++;
+      this.dropped++;
       return;
     }
     try {
       this.reportDrops();
       res.write(`${JSON.stringify(journey)}\n`);
+      this.sent++;
     } catch {
       res.destroy();
     }
+  }
+
+  get status(): TraceClientStatus {
+    return { queuedBytes: this.res.writableLength, sentJourneys: this.sent, droppedJourneys: this.dropped };
   }
 
   private reportDrops(): void {
@@ -143,18 +160,18 @@ export async function serveAgentApi(path: string, api: AgentApi, options: ApiSer
   const log = options.log ?? nullLogger;
   const maxTraceClients = options.maxTraceClients ?? DEFAULT_MAX_TRACE_CLIENTS;
   const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
-  let traceClients = 0;
+  const traceClients = new Set<TraceStream>();
 
   const startTrace = (url: URL, res: ServerResponse): void => {
-    if (traceClients >= maxTraceClients) {
-      throw new ApiError(503, `${traceClients} trace clients are attached already, the most this agent serves: stop one and try again`);
+    if (traceClients.size >= maxTraceClients) {
+      throw new ApiError(503, `${traceClients.size} trace clients are attached already, the most this agent serves: stop one and try again`);
     }
     const { filter, withBytes } = parseTraceQuery(url.searchParams);
     const stream = new TraceStream(res, maxBufferedBytes);
     const stop = api.trace(filter, withBytes, (journey) => stream.send(journey));
-    traceClients++;
+    traceClients.add(stream);
     res.on('close', () => {
-      traceClients--;
+      traceClients.delete(stream);
       try {
         stop();
       } catch (err) {
@@ -171,7 +188,9 @@ export async function serveAgentApi(path: string, api: AgentApi, options: ApiSer
     if (url.pathname !== '/status' && url.pathname !== '/trace') throw new ApiError(404, `no such resource ${url.pathname}: try /status or /trace`);
     if (req.method !== 'GET') throw new ApiError(405, `${req.method} ${url.pathname}: only GET is served`);
     if (url.pathname === '/status') {
-      const body = JSON.stringify(api.status());
+      const status = api.status();
+      const traces = [...traceClients].map((t) => t.status);
+      const body = JSON.stringify(typeof status === 'object' && status !== null ? { ...status, traceClients: traces } : status);
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
       return;
     }

@@ -86,7 +86,7 @@ test('a status handler that throws is answered 500 with its reason, and the next
       assert.match((err as Error).message, /could not give its status \(HTTP 500\): tables are being rebuilt/);
     }
     fail = false;
-    assert.equal(await fetchStatus(path), { ok: true });
+    assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
   });
 });
 
@@ -101,7 +101,7 @@ test('a trace the agent refuses reaches the client with its status and reason; u
     assert.match(error?.message ?? '', /refused the trace \(HTTP 409\): host-gw has no vxtun data plane to trace/);
     assert.is((await get(path, '/nothing')).status, 404);
     assert.is((await get(path, '/status', 'DELETE')).status, 405);
-    assert.equal(await fetchStatus(path), { ok: true });
+    assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
   });
 });
 
@@ -138,7 +138,7 @@ test('malformed HTTP on the socket is answered 400 and the server goes on', asyn
     socket.setEncoding('utf8').on('data', (c) => (text += c));
     await once(socket, 'close');
     assert.match(text, /^HTTP\/1\.1 400/);
-    assert.equal(await fetchStatus(path), { ok: true });
+    assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
   });
 });
 
@@ -176,6 +176,11 @@ test('a client that stops reading: output queued per client stays under the boun
         send(JOURNEY);
         if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
       }
+      const held = (await fetchStatus(path)) as { traceClients: { queuedBytes: number; droppedJourneys: number; sentJourneys: number }[] };
+      assert.is(held.traceClients.length, 1);
+      const [client] = held.traceClients;
+      assert.ok(client.queuedBytes >= maxBufferedBytes && client.queuedBytes < maxBufferedBytes + 1024, `queued ${client.queuedBytes} bytes`);
+      assert.is(client.sentJourneys + client.droppedJourneys, offered);
       stream.resume();
       const deadline = Date.now() + 5000;
       while (journeys + dropped < offered && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
