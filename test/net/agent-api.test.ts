@@ -51,7 +51,11 @@ Api('a trace client that stops reading during a UDP flood: the agent heap stays 
     tracer.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
     const exited = new Promise<number | null>((resolve) => tracer.on('exit', resolve));
     try {
-      await new Promise((resolve) => setTimeout(resolve, 500)); // let the trace attach
+      // Let the trace attach: the CLI takes a second or more to start on a busy machine, so ask the agent.
+      for (const deadline = Date.now() + 10_000; ((await overlay.status(n1)).traceClients ?? []).length === 0; ) {
+        if (Date.now() > deadline) throw new Error('the trace client did not attach within 10 s');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
       let heapMax = heapBefore;
       let queuedMax = 0;
       let droppedByAgent = 0;
