@@ -1,6 +1,7 @@
 // One node, one agent: a second `vxtun agent` in a node's network namespace is refused before it changes anything
 // (it would take over or delete the first one's cluster route, or, for IP-in-IP, deliver every packet twice), and a
 // SIGKILLed agent's node can be taken again at once.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -39,11 +40,12 @@ async function secondAgent(lab: Lab, overlay: Overlay, node: LabNode, meanwhile:
   return { exitCode, output };
 }
 
-function assertRefused(second: { exitCode: number | null; output: string }, firstPid: number | undefined): void {
+function assertRefused(overlay: Overlay, second: { exitCode: number | null; output: string }, firstPid: number | undefined): void {
   assert.ok(second.exitCode !== null, `the second agent kept running:\n${second.output}`);
   assert.is(second.exitCode, 1, second.output);
   assert.match(second.output, `another vxtun agent (pid ${firstPid}) runs on this node (network namespace); stop it first`);
   assert.not.match(second.output, /lease acquired|data plane up/, 'refused before it did anything');
+  assert.not.ok(existsSync(join(overlay.workDir, 'second-subnet.env')), 'it wrote no subnet.env');
 }
 
 /** ping output, DUP! lines included (lab/ping's summary does not count duplicates). */
@@ -59,7 +61,7 @@ OneAgent('vxlan: a second agent with another --tun is refused; the first one\'s 
     const target = formatIPv4((await overlay.subnetOf(n2)).address);
     const first = overlay.agents.get(n1.name)!;
 
-    assertRefused(await secondAgent(lab, overlay, n1, async () => {}), first.process.pid);
+    assertRefused(overlay, await secondAgent(lab, overlay, n1, async () => {}), first.process.pid);
     const { stdout: route } = await lab.exec(n1, 'ip', ['route', 'show', overlay.network]);
     assert.match(route, /dev vxtun0/, `the cluster route still goes into the first agent's TUN: ${route}`);
     const { stdout: links } = await lab.exec(n1, 'ip', ['-o', 'link', 'show']);
@@ -90,7 +92,7 @@ OneAgent('ipip: a second agent is refused, and pings between the nodes see no du
     });
     assert.match(out, / 5 received/, out);
     assert.not.match(out, /DUP!/, out);
-    assertRefused(second, overlay.agents.get(n1.name)!.process.pid);
+    assertRefused(overlay, second, overlay.agents.get(n1.name)!.process.pid);
   });
 });
 
