@@ -184,7 +184,12 @@ export async function serveAgentApi(path: string, api: AgentApi, options: ApiSer
   };
 
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://agent');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://agent');
+    } catch {
+      throw new ApiError(400, `unreadable request path ${JSON.stringify(req.url)}`);
+    }
     if (url.pathname !== '/status' && url.pathname !== '/trace') throw new ApiError(404, `no such resource ${url.pathname}: try /status or /trace`);
     if (req.method !== 'GET') throw new ApiError(405, `${req.method} ${url.pathname}: only GET is served`);
     if (url.pathname === '/status') {

@@ -139,6 +139,9 @@ test('malformed HTTP on the socket is answered 400 and the server goes on', asyn
     await once(socket, 'close');
     assert.match(text, /^HTTP\/1\.1 400/);
     assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
+    const odd = await get(path, '//');
+    assert.is(odd.status, 400);
+    assert.match(JSON.parse(odd.body).error, /unreadable request path/);
   });
 });
 
