@@ -3,7 +3,7 @@ import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_PREFIX } from '../../control/lease';
-import { type LogLevel, consoleLogger } from '../../control/log';
+import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
@@ -12,6 +12,21 @@ import { storeOption } from '../store-option';
 
 /** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
 const STOP_DEADLINE_MS = 5000;
+
+/**
+ * The process-level last resort. These handlers should never fire: every timer, stream and request handler of the
+ * agent catches what it calls. If one does, it logs one line (no stack), starts `shutdown(1)` (the normal stop,
+ * bounded in time) or, when a stop is already under way (`stopping()`), exits 1 at once.
+ */
+export function installLastResort(log: Logger, stopping: () => boolean, shutdown: (code: number) => void): void {
+  const lastResort = (what: unknown): void => {
+    log.error('internal error: the agent stops (please report this)', { error: what instanceof Error ? what.message : String(what) });
+    if (stopping()) process.exit(1);
+    shutdown(1);
+  };
+  process.on('uncaughtException', lastResort);
+  process.on('unhandledRejection', lastResort);
+}
 
 export function agentCommand(program: Command): void {
   storeOption(
@@ -67,18 +82,7 @@ export function agentCommand(program: Command): void {
       log.error('the agent can no longer serve and stops', { error: error.message });
       shutdown(1);
     };
-    // Last resort: these should never fire (every timer, stream and request handler catches what it calls). If one
-    // does, say what in one line, stop as cleanly as we still can, and exit non-zero for the supervisor to restart us.
-    process.on('uncaughtException', (err) => {
-      log.error('internal error: the agent stops (please report this)', { error: err instanceof Error ? err.message : String(err) });
-      if (stopping) process.exit(1);
-      shutdown(1);
-    });
-    process.on('unhandledRejection', (reason) => {
-      log.error('internal error: the agent stops (please report this)', { error: reason instanceof Error ? reason.message : String(reason) });
-      if (stopping) process.exit(1);
-      shutdown(1);
-    });
+    installLastResort(log, () => stopping, shutdown);
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
 
