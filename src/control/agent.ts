@@ -65,7 +65,8 @@ export interface AgentStatus {
   counters?: Record<string, unknown>;
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
-  memory: { heapUsedBytes: number; rssBytes: number };  /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
+  memory: { heapUsedBytes: number; rssBytes: number };
+  /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
   traceClients?: TraceClientStatus[];
 }
 
