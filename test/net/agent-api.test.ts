@@ -60,6 +60,7 @@ Api('a trace client that stops reading during a UDP flood: the agent heap stays 
       let queuedMax = 0;
       let droppedByAgent = 0;
       let sampling = true;
+      // Polls the agent until the flood is over; stopped and awaited in `finally`, so it never outlives the lab.
       const sampler = (async () => {
         while (sampling) {
           const s: AgentStatus = await overlay.status(n1);
@@ -72,9 +73,13 @@ Api('a trace client that stops reading during a UDP flood: the agent heap stays 
           await new Promise((resolve) => setTimeout(resolve, 200));
         }
       })();
-      const flood = await runIperf(lab, { server: n2, client: n1, address: target, protocol: 'udp', udpPacketSize: 64, seconds: 3 });
-      sampling = false;
-      await sampler;
+      let flood: Awaited<ReturnType<typeof runIperf>>;
+      try {
+        flood = await runIperf(lab, { server: n2, client: n1, address: target, protocol: 'udp', udpPacketSize: 64, seconds: 3 });
+      } finally {
+        sampling = false;
+        await sampler;
+      }
       const packets = Math.round((flood.packetsPerSecond ?? 0) * 3);
       assert.ok(packets > 10_000, `the flood carried ${packets} packets`);
       // Each datagram is a journey of ~300 bytes: unbounded, all of them would queue in the agent (MBs).
