@@ -17,6 +17,7 @@ import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import { IPPROTO_IPIP } from '../wire/ipv4';
+import { ApiError } from './api-error';
 import { DirectRoutes } from './direct-routes';
 import type { Lease } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
@@ -24,7 +25,10 @@ import { LeaseSync } from './lease-sync';
 import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
 import type { NetworkConfig } from './network-config';
+import { NodeLock } from './node-lock';
+import type { TraceClientStatus } from './status-server';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
+import { UnderlayWatch } from './underlay-watch';
 import { deriveVtepMac } from './vtep-mac';
 
 export interface AgentOptions {
@@ -50,8 +54,8 @@ export interface AgentOptions {
   sourcePorts?: number;
   log: Logger;
   /**
-   * The agent can no longer serve (its TUN was deleted, the underlay socket broke): called once, after the data plane
-   * stopped, with an error whose message says what happened; the caller shuts down and exits non-zero.
+   * The agent can no longer serve (its TUN was deleted, the underlay socket broke, its lease was lost): called once
+   * with an error whose message says what happened; the caller shuts down and exits non-zero.
    */
   onFatal?: (error: Error) => void;
 }
@@ -61,7 +65,8 @@ export interface AgentStatus {
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
-  underlay: { device: string; subnet: string; mtu: number };
+  /** addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not. */
+  underlay: { device: string; subnet: string; mtu: number; addressPresent: boolean; problem?: string };
   storeConnected: boolean;
   /** Leases under subnets/ kept out of the tables (invalid, or in conflict with an accepted one), and why. */
   refusedLeases: RefusedLease[];
@@ -74,6 +79,8 @@ export interface AgentStatus {
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
   memory: { heapUsedBytes: number; rssBytes: number };
+  /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
+  traceClients?: TraceClientStatus[];
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -104,6 +111,10 @@ export class Agent {
   private watch?: LeaseWatch;
   private configWatch?: ConfigWatch;
   private keeper?: LeaseKeeper;
+  /** One agent per network namespace: held from the first step of start() to the last of stop(). */
+  private nodeLock?: NodeLock;
+  private underlayWatch?: UnderlayWatch;
+  private fatalError?: Error;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -122,14 +133,22 @@ export class Agent {
   /** Sends the journeys of matching packets to `subscription` until the returned function is called. */
   trace(subscription: TraceSubscription): () => void {
     if (this.dataPlane === undefined) {
-      throw new Error('host-gw has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device');
+      throw new ApiError(409, 'host-gw has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device');
     }
     return this.traceHub.subscribe(subscription);
   }
 
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log;
-    const store = openStore(options.storeUrl);
+    // Before anything changes on this node: a second agent would take over (or delete) the first one's routes.
+    const nodeLock = await NodeLock.acquire();
+    let store: Store;
+    try {
+      store = openStore(options.storeUrl);
+    } catch (err) {
+      await nodeLock.release();
+      throw err;
+    }
     try {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const config = await leases.readNetworkConfig();
@@ -162,11 +181,14 @@ export class Agent {
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
       await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
+      agent.nodeLock = nodeLock;
+      agent.underlayWatch = new UnderlayWatch(publicIp, log);
       await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
     } catch (err) {
       await store.close().catch(() => {});
+      await nodeLock.release();
       throw err;
     }
   }
@@ -233,11 +255,11 @@ export class Agent {
     this.watch = await leases.watchLeases({
       onSnapshot: (all) => {
         this.dataPlane?.sync.applySnapshot(all);
-        void this.direct?.applySnapshot(all);
+        this.direct?.applySnapshot(all).catch((err: Error) => log.error('direct routes failed', { error: err.message }));
       },
       onEvents: (events) => {
         this.dataPlane?.sync.applyEvents(events);
-        void this.direct?.applyEvents(events);
+        this.direct?.applyEvents(events).catch((err: Error) => log.error('direct routes failed', { error: err.message }));
       },
       onConnectionChange: (connected, error) => {
         this.storeConnected = connected;
@@ -250,7 +272,8 @@ export class Agent {
         this.lease = renewed;
       },
       onLost: (lost, error) => {
-        log.error('our lease is held by another node now: restart the agent to acquire a new subnet', { subnet: formatCidr(lost.subnet), error: error.message });
+        // As flanneld: the subnet is someone else's now, so routing it here would blackhole their traffic. Stop.
+        this.fatal(new Error(`${error.message}: this node no longer owns ${formatCidr(lost.subnet)}; start the agent again to acquire a new subnet`));
       },
     });
   }
@@ -270,7 +293,7 @@ export class Agent {
       },
       network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
-      underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu },
+      underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu, ...(this.underlayWatch?.state ?? { addressPresent: true }) },
       storeConnected: this.storeConnected,
       refusedLeases: this.watch?.refused ?? [],
       configMismatch: this.configWatch?.mismatch,
@@ -288,10 +311,31 @@ export class Agent {
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
   async stop(): Promise<void> {
+    this.underlayWatch?.stop();
     this.watch?.close();
     this.configWatch?.close();
     this.keeper?.stop();
     this.dataPlane?.engine.stop();
-    await this.store.close();
+    try {
+      await this.store.close();
+    } finally {
+      await this.nodeLock?.release();
+    }
+  }
+
+  /** The agent cannot serve any more: tells options.onFatal once (or logs, when nobody listens). */
+  private fatal(error: Error): void {
+    if (this.fatalError !== undefined) return;
+    this.fatalError = error;
+    const onFatal = this.options.onFatal;
+    if (onFatal === undefined) {
+      this.options.log.error(error.message);
+      return;
+    }
+    try {
+      onFatal(error);
+    } catch (err) {
+      this.options.log.error('the fatal-error handler threw', { error: (err as Error).message });
+    }
   }
 }

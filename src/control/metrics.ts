@@ -1,7 +1,10 @@
 // The agent's counters in Prometheus' text exposition format (version 0.0.4), served on --metrics ADDR:PORT.
 // Written by hand: a handful of counters and gauges does not need a client library.
 import { type Server, createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import type { AgentStatus } from './agent';
+import { describeFailure } from './api-error';
+import { type Logger, nullLogger } from './log';
 
 interface FlowJson {
   packets: number;
@@ -61,15 +64,36 @@ export function formatMetrics(s: AgentStatus): string {
   return `${out.join('\n')}\n`;
 }
 
-export async function serveMetrics(host: string, port: number, status: () => AgentStatus): Promise<Server> {
+/**
+ * Serves GET /metrics on HOST:PORT. A scrape that fails (status() or formatting throws) is answered 500 with the
+ * reason as text and logged; the agent goes on. The server does not hold the process.
+ */
+export async function serveMetrics(host: string, port: number, status: () => AgentStatus, log: Logger = nullLogger): Promise<Server> {
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('try /metrics\n');
-      return;
+    try {
+      if (req.url !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics\n');
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'content-type': 'text/plain' }).end('only GET /metrics is served\n');
+        return;
+      }
+      const body = formatMetrics(status());
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
+    } catch (err) {
+      const { message } = describeFailure(err);
+      log.error('metrics scrape failed', { error: message });
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${message}\n`);
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(formatMetrics(status()));
+  });
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) socket.destroy();
+    else socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  server.on('error', (err) => log.error('metrics server failed', { error: err.message }));
   server.unref();
   return server;
 }

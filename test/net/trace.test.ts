@@ -28,7 +28,11 @@ Trace('a ping traced on the sending node: outbound route/neighbor/FDB/encap, inb
     let out = '';
     tracer.stdout.on('data', (chunk) => (out += chunk));
     const exited = new Promise<number | null>((resolve) => tracer.on('exit', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // let the trace attach
+    // Let the trace attach: the CLI takes a second or more to start on a busy machine, so ask the agent, don't guess.
+    for (const deadline = Date.now() + 10_000; ((await overlay.status(n1)).traceClients ?? []).length === 0; ) {
+      if (Date.now() > deadline) throw new Error('the trace client did not attach within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     assert.is((await ping(lab, n1, target, { count: 1 })).received, 1);
     await ping(lab, n1, '10.17.99.1', { count: 1, replyTimeoutSeconds: 1 });
     const timeout = setTimeout(() => tracer.kill(), 10_000);

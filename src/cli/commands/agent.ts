@@ -1,14 +1,33 @@
 // `vxtun agent`: run this node of the overlay until SIGINT/SIGTERM.
 import { hostname } from 'node:os';
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_PREFIX } from '../../control/lease';
-import { type LogLevel, consoleLogger } from '../../control/log';
+import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
 import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf } from '../parse';
 import { storeOption } from '../store-option';
+
+/** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
+const STOP_DEADLINE_MS = 5000;
+
+/**
+ * The process-level last resort. These handlers should never fire: every timer, stream and request handler of the
+ * agent catches what it calls. If one does, it logs one line (no stack), starts `shutdown(1)` (the normal stop,
+ * bounded in time) or, when a stop is already under way (`stopping()`), exits 1 at once.
+ */
+export function installLastResort(log: Logger, stopping: () => boolean, shutdown: (code: number) => void): void {
+  const lastResort = (what: unknown): void => {
+    log.error('internal error: the agent stops (please report this)', { error: what instanceof Error ? what.message : String(what) });
+    if (stopping()) process.exit(1);
+    shutdown(1);
+  };
+  process.on('uncaughtException', lastResort);
+  process.on('unhandledRejection', lastResort);
+}
 
 export function agentCommand(program: Command): void {
   storeOption(
@@ -33,12 +52,46 @@ export function agentCommand(program: Command): void {
     if (opts.nodeName === undefined && /^localhost(\.|$)/.test(hostname())) {
       log.warn('the host name is localhost: nodes sharing a name take each other\'s lease; give each a --node-name');
     }
-    // Set once the agent is up; a fatal data plane fault (our TUN deleted...) shuts down like a signal, exit 1.
-    let onFatal: (error: Error) => void = (error) => {
-      log.error('agent cannot serve: exiting', { error: error.message });
-      process.exit(1);
+    let starting: Promise<Agent> | undefined;
+    let server: Server | undefined;
+    let metrics: Server | undefined;
+    let stopping = false;
+
+    /** The one way out once started: close the API, stop the agent (bounded in time), exit with `code`. */
+    const shutdown = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      server?.close();
+      metrics?.close();
+      // An agent still starting is stopped once it has started (a failed start has nothing to stop); a store that
+      // hangs cannot hold us past the deadline.
+      const stopped = (starting ?? Promise.reject(new Error('not started'))).then(
+        (agent) => agent.stop(),
+        () => undefined,
+      );
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS));
+      Promise.race([stopped, deadline]).then(
+        () => process.exit(code),
+        (err: Error) => {
+          log.error('stop failed', { error: err.message });
+          process.exit(code === 0 ? 1 : code);
+        },
+      );
     };
-    const agent = await Agent.start({
+    const stop = (signal: string): void => {
+      if (!stopping) log.info('stopping', { signal });
+      shutdown(0);
+    };
+    const onFatal = (error: Error): void => {
+      if (stopping) return;
+      log.error('the agent can no longer serve and stops', { error: error.message });
+      shutdown(1);
+    };
+    installLastResort(log, () => stopping, shutdown);
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+
+    starting = Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
       publicIp: opts.publicIp,
@@ -51,41 +104,19 @@ export function agentCommand(program: Command): void {
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
       log,
-      onFatal: (error) => onFatal(error),
+      onFatal,
     });
+    const started = await starting;
+    if (stopping) return; // a signal or a fatal error came while starting: shutdown() stops it
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
-    const server = await serveAgentApi(socketPath, {
-      status: () => agent.status(),
-      trace: (filter, withBytes, send) => agent.trace({ filter, withBytes, onJourney: send }),
-    });
-    const metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => agent.status());
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal });
-      server.close();
-      metrics?.close();
-      agent.stop().then(
-        () => process.exit(0),
-        (err: Error) => {
-          log.error('stop failed', { error: err.message });
-          process.exit(1);
-        },
-      );
-    };
-    onFatal = (error) => {
-      if (stopping) return;
-      stopping = true;
-      log.error('agent cannot serve: exiting', { error: error.message });
-      server.close();
-      metrics?.close();
-      agent.stop().then(
-        () => process.exit(1),
-        () => process.exit(1),
-      );
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+    server = await serveAgentApi(
+      socketPath,
+      {
+        status: () => started.status(),
+        trace: (filter, withBytes, send) => started.trace({ filter, withBytes, onJourney: send }),
+      },
+      { log },
+    );
+    metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => started.status(), log);
   });
 }

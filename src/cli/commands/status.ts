@@ -31,7 +31,11 @@ export function formatStatus(s: AgentStatus): string {
   lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
+  if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
+  for (const t of s.traceClients ?? []) {
+    lines.push(`trace    a client attached: ${t.sentJourneys} journeys sent, ${t.droppedJourneys} dropped (client too slow), ${t.queuedBytes} bytes queued`);
+  }
   if (s.configMismatch) {
     lines.push(`CONFIG MISMATCH: the store's network config differs from the running one (restart the agent to use it): ${s.configMismatch.differences.join('; ')}`);
     lines.push(`  stored  ${s.configMismatch.stored}`);
