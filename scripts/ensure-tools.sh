@@ -3,7 +3,7 @@
 set -euo pipefail
 declare -A package_of=(
   [ip]=iproute2 [iperf3]=iperf3 [tshark]=tshark [etcd]=etcd-server [etcdctl]=etcd-client
-  [ethtool]=ethtool [ping]=iputils-ping
+  [ethtool]=ethtool [ping]=iputils-ping [nft]=nftables
 )
 missing=()
 for tool in "${!package_of[@]}"; do
