@@ -201,7 +201,7 @@ export class Agent {
     const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
-    const engine = new Engine({ tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+    const engine = new Engine({ tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });
     const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);

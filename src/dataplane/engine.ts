@@ -15,6 +15,7 @@ import { MAX_VIRTIO_NET_PACKET_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import type { DataPlaneLog } from './gso-fallback';
 import { SegmentSender } from './segment-sender';
 import { SourcePorts } from './source-ports';
 import { ForwardingTables } from './tables';
@@ -44,6 +45,8 @@ export interface EngineOptions {
   network: Cidr;
   batchSize?: number;
   tables?: ForwardingTables;
+  /** Events worth a line (a peer whose route refuses UDP GSO); counters hold the rest. */
+  log?: DataPlaneLog;
 }
 
 export class Engine {
@@ -118,7 +121,7 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined);
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log });
     this.segSizes = new Uint32Array(b);
     this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
