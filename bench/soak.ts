@@ -44,6 +44,9 @@ export interface PingFigures {
 export interface AgentSamples {
   node: string;
   pid: number;
+  /** Packets the kernel dropped at the TUN queue (the agent did not read in time), over this process's life. */
+  tunQueueDrops: number;
+  tunQueueDropsAtStart: number;
   samples: { t: number; rssMB: number; poolInUse: number; poolLowWater: number }[];
   poolCapacity: number;
   exhaustedDrops: number;
@@ -58,6 +61,8 @@ export interface SoakResult {
   udp: { sent: number; lost: number; error: string | null } | null;
   tcp: { mbitPerSecond: number; retransmits: number | null; error: string | null } | null;
   agents: AgentSamples[];
+  /** Per node, UDP datagrams its kernel dropped for a full socket receive buffer (/proc/net/snmp RcvbufErrors) during the run. */
+  udpRcvbufErrors: Record<string, number>;
   lostOutsideWindows: number;
 }
 
@@ -128,7 +133,7 @@ function pingFigures(stream: PingStream, windows: Map<string, Array<[number, num
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? (() => {});
   const seconds = Math.round(options.minutes * 60);
-  const result: SoakResult = { minutes: options.minutes, error: null, leaves: [], pings: [], udp: null, tcp: null, agents: [], lostOutsideWindows: 0 };
+  const result: SoakResult = { minutes: options.minutes, error: null, leaves: [], pings: [], udp: null, tcp: null, agents: [], udpRcvbufErrors: {}, lostOutsideWindows: 0 };
   const lab = await createLab({ name: `vxt-soak${process.pid}`, nodes: 3 });
   let overlay: Overlay | undefined;
   let abort: NodeJS.Timeout | undefined;
@@ -175,6 +180,16 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
     await exited(stream.process);
   };
 
+  const rcvbufErrors = async (node: LabNode): Promise<number> => {
+    const { stdout } = await lab.exec(node, 'cat', ['/proc/net/snmp']);
+    const lines = stdout.split('\n').filter((l) => l.startsWith('Udp:'));
+    if (lines.length < 2) return 0;
+    const names = lines[0]!.split(/\s+/);
+    return Number(lines[1]!.split(/\s+/)[names.indexOf('RcvbufErrors')] ?? 0);
+  };
+  const rcvbufAtStart = new Map<string, number>();
+  for (const node of lab.nodes) rcvbufAtStart.set(node.name, await rcvbufErrors(node));
+
   // Long-running traffic between the nodes that stay.
   const servers = [
     lab.spawn(n2, 'iperf3', ['-s', '-1', '-B', addr.n2, '-p', '5201'], { stdio: 'ignore' }),
@@ -209,9 +224,11 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
       }
       let entry = agents.get(pid);
       if (entry === undefined) {
-        entry = { node: node.name, pid, samples: [], poolCapacity: status.pool?.capacity ?? 0, exhaustedDrops: 0, drops: {} };
+        const queueDrops = status.tun?.kernelQueueDrops ?? 0;
+        entry = { node: node.name, pid, tunQueueDrops: 0, tunQueueDropsAtStart: queueDrops, samples: [], poolCapacity: status.pool?.capacity ?? 0, exhaustedDrops: 0, drops: {} };
         agents.set(pid, entry);
       }
+      entry.tunQueueDrops = (status.tun?.kernelQueueDrops ?? 0) - entry.tunQueueDropsAtStart;
       const drops = (status.counters as { drops: Record<string, number> } | undefined)?.drops ?? {};
       entry.drops = drops;
       entry.exhaustedDrops = drops['pool/exhausted'] ?? 0;
@@ -283,6 +300,7 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
   result.tcp = parseTcp(tcpOut.output);
   result.udp = parseUdp(udpOut.output);
   result.agents = [...agents.values()];
+  for (const node of lab.nodes) result.udpRcvbufErrors[node.name] = (await rcvbufErrors(node)) - (rcvbufAtStart.get(node.name) ?? 0);
 }
 
 interface IperfSum {
@@ -327,10 +345,11 @@ function verdict(met: boolean, what: string, figures: string): string {
 export function formatSoak(r: SoakResult): string {
   const out: string[] = [`soak (3 nodes, vxlan, file store; ${r.minutes} min; node 3 left and rejoined ${r.leaves.length} times)`];
   if (r.error) out.push(`! soak failed: ${r.error}`);
-  for (const leave of r.leaves) out.push(`  leave: peers dropped node 3 in ${leave.peersDroppedMs} ms; rejoined (all routes back) ${leave.rejoinMs} ms after its agent started`);
+  const clock = (t: number) => new Date(t * 1000).toISOString().slice(11, 22);
+  for (const leave of r.leaves) out.push(`  leave ${clock(leave.startedAt)}-${clock(leave.endedAt)}: peers dropped node 3 in ${leave.peersDroppedMs} ms; rejoined (all routes back) ${leave.rejoinMs} ms after its agent started`);
   for (const p of r.pings) {
     out.push(`  ${p.name.padEnd(14)} sent ${p.sent}, answered ${p.answered}, lost in leave windows ${p.lostInWindows}, lost outside ${p.lostOutside}`
-      + (p.lostOutsideAt.length > 0 ? ` (at ${p.lostOutsideAt.slice(0, 5).map((t) => new Date(t * 1000).toISOString().slice(11, 22)).join(', ')})` : ''));
+      + (p.lostOutsideAt.length > 0 ? ` (at ${p.lostOutsideAt.slice(0, 5).map(clock).join(', ')}${p.lostOutsideAt.length > 5 ? ', ...' : ''})` : ''));
   }
   if (r.udp) out.push(`  udp 64 B n2->n1 sent ${r.udp.sent}, lost ${r.udp.lost}${r.udp.error ? ` (${r.udp.error})` : ''}`);
   if (r.tcp) out.push(`  tcp n1->n2 (iperf3 -b 200M) ${r.tcp.mbitPerSecond.toFixed(1)} Mbit/s, retransmits ${r.tcp.retransmits ?? 'n/a'}${r.tcp.error ? ` (${r.tcp.error})` : ''}`);
@@ -345,10 +364,12 @@ export function formatSoak(r: SoakResult): string {
     const first = a.samples[0];
     const last = a.samples[a.samples.length - 1];
     out.push(`  agent ${a.node} pid ${a.pid}: ${a.samples.length} samples over ${first && last ? last.t - first.t : 0} s, RSS min ${Math.min(...rss).toFixed(1)} / max ${Math.max(...rss).toFixed(1)} MB`
-      + ` (first ${first?.rssMB.toFixed(1)}, last ${last?.rssMB.toFixed(1)}); pool ${a.poolCapacity} slots, in use max ${inUse}, lowest free ${low}; pool/exhausted drops ${a.exhaustedDrops}`);
+      + ` (first ${first?.rssMB.toFixed(1)}, last ${last?.rssMB.toFixed(1)}); pool ${a.poolCapacity} slots, in use max ${inUse}, lowest free ${low}; pool/exhausted drops ${a.exhaustedDrops}; TUN queue drops ${a.tunQueueDrops}`);
     const other = Object.entries(a.drops).filter(([k]) => k !== 'pool/exhausted' && !k.startsWith('tun-ipv4/ipv6'));
     if (other.length > 0) out.push(`    drops: ${other.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
+  const rcvbuf = Object.entries(r.udpRcvbufErrors);
+  if (rcvbuf.length > 0) out.push(`  UDP receive-buffer drops per node (kernel, any socket): ${rcvbuf.map(([n, v]) => `${n}=${v}`).join(' ')}`);
   const noSamples = r.agents.length === 0;
   out.push('targets');
   out.push(verdict(r.error === null && r.lostOutsideWindows === 0, 'packets lost outside leave windows (target 0)', `${r.lostOutsideWindows}`
