@@ -63,6 +63,11 @@ export interface SoakResult {
   agents: AgentSamples[];
   /** Per node, UDP datagrams its kernel dropped for a full socket receive buffer (/proc/net/snmp RcvbufErrors) during the run. */
   udpRcvbufErrors: Record<string, number>;
+  /**
+   * The same drops by socket (/proc/net/udp "drops", sampled every 5 s, the last value of each socket): on the agent's
+   * underlay socket (the VXLAN port) or on other sockets (the applications': iperf3's receiver).
+   */
+  udpSocketDrops: Record<string, { vxtun: number; applications: number }>;
   lostOutsideWindows: number;
 }
 
@@ -133,7 +138,7 @@ function pingFigures(stream: PingStream, windows: Map<string, Array<[number, num
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const log = options.log ?? (() => {});
   const seconds = Math.round(options.minutes * 60);
-  const result: SoakResult = { minutes: options.minutes, error: null, leaves: [], pings: [], udp: null, tcp: null, agents: [], udpRcvbufErrors: {}, lostOutsideWindows: 0 };
+  const result: SoakResult = { minutes: options.minutes, error: null, leaves: [], pings: [], udp: null, tcp: null, agents: [], udpRcvbufErrors: {}, udpSocketDrops: {}, lostOutsideWindows: 0 };
   const lab = await createLab({ name: `vxt-soak${process.pid}`, nodes: 3 });
   let overlay: Overlay | undefined;
   let abort: NodeJS.Timeout | undefined;
@@ -187,6 +192,19 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
     const names = lines[0]!.split(/\s+/);
     return Number(lines[1]!.split(/\s+/)[names.indexOf('RcvbufErrors')] ?? 0);
   };
+  /** node -> socket (port/inode) -> drops, from /proc/net/udp as read inside the node's namespace. */
+  const socketDrops = new Map<string, Map<string, { port: number; drops: number }>>();
+  const readSocketDrops = async (node: LabNode): Promise<void> => {
+    const { stdout } = await lab.exec(node, 'cat', ['/proc/net/udp']);
+    const sockets = socketDrops.get(node.name) ?? new Map<string, { port: number; drops: number }>();
+    socketDrops.set(node.name, sockets);
+    for (const line of stdout.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 13) continue;
+      const port = parseInt(f[1]!.split(':')[1] ?? '0', 16);
+      sockets.set(`${port}/${f[9]}`, { port, drops: Number(f[12]) });
+    }
+  };
   const rcvbufAtStart = new Map<string, number>();
   for (const node of lab.nodes) rcvbufAtStart.set(node.name, await rcvbufErrors(node));
 
@@ -232,6 +250,7 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
       const drops = (status.counters as { drops: Record<string, number> } | undefined)?.drops ?? {};
       entry.drops = drops;
       entry.exhaustedDrops = drops['pool/exhausted'] ?? 0;
+      await readSocketDrops(node).catch(() => undefined);
       entry.samples.push({ t: Math.round(nowS() - t0), rssMB: status.memory.rssBytes / 2 ** 20, poolInUse: status.pool?.inUse ?? 0, poolLowWater: status.pool?.lowWater ?? 0 });
     }
   };
@@ -300,7 +319,15 @@ async function soak(lab: Lab, overlay: Overlay, seconds: number, result: SoakRes
   result.tcp = parseTcp(tcpOut.output);
   result.udp = parseUdp(udpOut.output);
   result.agents = [...agents.values()];
-  for (const node of lab.nodes) result.udpRcvbufErrors[node.name] = (await rcvbufErrors(node)) - (rcvbufAtStart.get(node.name) ?? 0);
+  for (const node of lab.nodes) {
+    result.udpRcvbufErrors[node.name] = (await rcvbufErrors(node)) - (rcvbufAtStart.get(node.name) ?? 0);
+    const split = { vxtun: 0, applications: 0 };
+    for (const { port, drops } of socketDrops.get(node.name)?.values() ?? []) {
+      if (port === overlay.port) split.vxtun += drops;
+      else split.applications += drops;
+    }
+    result.udpSocketDrops[node.name] = split;
+  }
 }
 
 interface IperfSum {
@@ -369,7 +396,16 @@ export function formatSoak(r: SoakResult): string {
     if (other.length > 0) out.push(`    drops: ${other.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   }
   const rcvbuf = Object.entries(r.udpRcvbufErrors);
-  if (rcvbuf.length > 0) out.push(`  UDP receive-buffer drops per node (kernel, any socket): ${rcvbuf.map(([n, v]) => `${n}=${v}`).join(' ')}`);
+  if (rcvbuf.length > 0) {
+    out.push(`  UDP receive-buffer drops per node (kernel): ${rcvbuf.map(([n, v]) => {
+      const split = r.udpSocketDrops[n];
+      return `${n}=${v}${split ? ` (agent's underlay socket ${split.vxtun}, application sockets ${split.applications})` : ''}`;
+    }).join(', ')}`);
+  }
+  const tunDrops = r.agents.reduce((sum, a) => sum + a.tunQueueDrops, 0);
+  const agentSocketDrops = Object.values(r.udpSocketDrops).reduce((sum, d) => sum + d.vxtun, 0);
+  const appSocketDrops = Object.values(r.udpSocketDrops).reduce((sum, d) => sum + d.applications, 0);
+  out.push(`  where packets were dropped: TUN queues (agent not reading in time) ${tunDrops}, agents' underlay sockets ${agentSocketDrops}, application sockets (outside vxtun) ${appSocketDrops}`);
   const noSamples = r.agents.length === 0;
   out.push('targets');
   out.push(verdict(r.error === null && r.lostOutsideWindows === 0, 'packets lost outside leave windows (target 0)', `${r.lostOutsideWindows}`

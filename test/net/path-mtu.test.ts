@@ -72,4 +72,27 @@ Pmtu('vxtun --df unset (default) fragments like kernel VXLAN; --df set black-hol
   });
 });
 
+Pmtu('IP-in-IP (raw protocol-4 socket): DF clear by default, DF on every packet with --df set', async () => {
+  await withOverlay('pmip', 3, { backend: 'ipip' }, async (lab, overlay) => {
+    const path = await routeThroughHub(lab, { narrowMtu: 1400, dropIcmp: true });
+    const { near, far } = path;
+    await overlay.startAgent(near);
+    await overlay.startAgent(far);
+    await overlay.waitForRoutes(near, 1);
+    await overlay.waitForRoutes(far, 1);
+    const target = formatIPv4((await overlay.subnetOf(far)).address);
+    // 1400 inner + 20 outer = 1420 bytes, above the hop.
+    assert.is((await ping(lab, near, target, { count: 5, size: BIG, dontFragment: true })).received, 5, 'DF ping of 1400 bytes, --df unset');
+    const tcp = await runIperf(lab, { server: far, client: near, address: target, seconds: 2 });
+    assert.ok(tcp.bytes > 1_000_000, `TCP through the 1400-byte hop moved ${tcp.bytes} bytes`);
+    assert.is((await path.icmpDropped()).fragNeeded, 0);
+    await overlay.stopAgent(near);
+    await overlay.startAgent(near, ['--df', 'set']);
+    await overlay.waitForRoutes(near, 1);
+    assert.is((await ping(lab, near, target, { count: 3, intervalSeconds: 0.1 })).received, 3, 'small packets still cross');
+    assert.is((await ping(lab, near, target, { count: 5, size: BIG, dontFragment: true, replyTimeoutSeconds: 0.5 })).received, 0, 'DF ping of 1400 bytes, --df set');
+    assert.ok((await path.icmpDropped()).fragNeeded >= 5, 'the router asked for fragmentation and its ICMP was dropped');
+  });
+});
+
 Pmtu.run();
