@@ -171,4 +171,19 @@ Segments('a GSO refusal falls back for that destination only: counted, logged on
   assert.is(sender.fallback.snapshot().length, 0);
 });
 
+Segments('a refusal in the middle of a 64 KB super-packet: the rest of it leaves in one batch, every segment in order', () => {
+  const net = new FakeNetwork();
+  const socket = net.udp(local.underlayIp, 4789).enableGso();
+  socket.refuseGsoTo.add(ip('192.0.2.12'));
+  const { route, tables, counters } = setup();
+  const sender = new SegmentSender(createEncapsulation('vxlan', local), counters, true, { now: () => 0 });
+  const packet = superPacket(65535 - 40);
+  const segments = Math.ceil((65535 - 40) / MSS);
+  assert.is(sender.send(socket, packet, 0, packet.length, 40, MSS, 20, route, tables), segments);
+  assert.is(socket.gsoCalls, 1, 'one refused GSO call, then a batch');
+  assert.is(net.log.length, segments);
+  assertSegments(net.log.map((d) => d.data), packet);
+  assert.is(counters.underlayOut.packets, segments);
+});
+
 Segments.run();
