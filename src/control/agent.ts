@@ -20,7 +20,7 @@ import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { DirectRoutes } from './direct-routes';
 import type { Lease } from './lease';
-import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
+import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
 import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
@@ -35,7 +35,13 @@ export interface AgentOptions {
   tunName: string;
   subnetFile: string;
   leaseTtlSeconds: number;
-  /** Defaults to a MAC derived from the public IP, stable across restarts. */
+  /**
+   * This node's identity in its lease (VxtunNodeName; `vxtun agent` defaults it to the host name, as Calico and
+   * flannel name nodes): the lease is found again by it when the public IP changes, and the VTEP MAC derives from it.
+   * Without one, the public IP serves as before.
+   */
+  nodeName?: string;
+  /** Defaults to a MAC derived from the node name (or the public IP without one), stable across restarts. */
   vtepMac?: Mac;
   batchSize?: number;
   poolSlots?: number;
@@ -49,12 +55,16 @@ export interface AgentOptions {
 }
 
 export interface AgentStatus {
-  lease: { subnet: string; publicIp: string; vtepMac?: string; expiresAt?: number };
+  lease: { subnet: string; publicIp: string; nodeName?: string; vtepMac?: string; expiresAt?: number };
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
   underlay: { device: string; subnet: string; mtu: number; /** Outer DF policy (absent for host-gw). */ df?: DfMode };
   storeConnected: boolean;
+  /** Leases under subnets/ kept out of the tables (invalid, or in conflict with an accepted one), and why. */
+  refusedLeases: RefusedLease[];
+  /** Present while the stored network config differs from the running one (kept until restart, as flanneld does). */
+  configMismatch?: ConfigMismatch;
   routes: { subnet: string; via: string; encap: EncapName | 'direct'; dev?: string }[];
   neighbors: { address: string; mac: string }[];
   fdb: { mac: string; dst: string }[];
@@ -90,6 +100,7 @@ export class Agent {
   private storeConnected = true;
   private readonly traceHub: TraceHub;
   private watch?: LeaseWatch;
+  private configWatch?: ConfigWatch;
   private keeper?: LeaseKeeper;
 
   private constructor(
@@ -126,17 +137,22 @@ export class Agent {
       if (underlay === undefined) {
         throw new Error(`no interface of this host has the address ${publicIp}: pass --public-ip with one of this host's IPv4 addresses`);
       }
-      const vtepMac = options.vtepMac ?? deriveVtepMac(publicIp);
+      const vtepMac = options.vtepMac ?? deriveVtepMac(options.nodeName ?? publicIp);
       const vni = backend.type === 'vxlan' ? backend.vni : 0;
       const previous = await readSubnetEnv(options.subnetFile).catch((err: Error) => {
         log.warn('ignoring an unreadable subnet file: a new subnet may be chosen', { file: options.subnetFile, error: err.message });
         return undefined;
       });
       const lease = await leases.acquire(
-        { publicIp: options.publicIp, backendType: backend.type, backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined },
+        {
+          publicIp: options.publicIp,
+          backendType: backend.type,
+          backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined,
+          nodeName: options.nodeName,
+        },
         { previousSubnet: previous?.subnet },
       );
-      log.info('lease acquired', { subnet: formatCidr(lease.subnet), publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
+      log.info('lease acquired', { subnet: formatCidr(lease.subnet), node: options.nodeName, publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
       const directRouting = backend.type === 'host-gw' || backend.directRouting;
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
@@ -144,7 +160,7 @@ export class Agent {
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
       await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
-      await agent.follow(leases);
+      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
     } catch (err) {
@@ -209,8 +225,9 @@ export class Agent {
   }
 
   /** Watches the other leases into the tables and keeps our own lease alive. */
-  private async follow(leases: LeaseManager): Promise<void> {
+  private async follow(leases: LeaseManager, checks: LeaseChecks): Promise<void> {
     const log = this.options.log;
+    this.configWatch = await leases.watchNetworkConfig(this.config);
     this.watch = await leases.watchLeases({
       onSnapshot: (all) => {
         this.dataPlane?.sync.applySnapshot(all);
@@ -225,7 +242,7 @@ export class Agent {
         if (connected) log.info('store reachable again: catching up with lease changes', { store: this.store.url });
         else log.warn('store unreachable: forwarding goes on with the last known tables', { store: this.store.url, error: error?.message });
       },
-    });
+    }, { checks });
     this.keeper = leases.keep(this.lease, {
       onRenewed: (renewed) => {
         this.lease = renewed;
@@ -245,6 +262,7 @@ export class Agent {
       lease: {
         subnet: formatCidr(this.lease.subnet),
         publicIp: formatIPv4(this.lease.attrs.publicIp),
+        nodeName: this.lease.attrs.nodeName,
         vtepMac: data?.vtepMac !== undefined ? formatMac(data.vtepMac) : undefined,
         expiresAt: this.lease.expiresAt,
       },
@@ -252,6 +270,8 @@ export class Agent {
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
       underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu, df: plane ? (this.options.df ?? DEFAULT_DF_MODE) : undefined },
       storeConnected: this.storeConnected,
+      refusedLeases: this.watch?.refused ?? [],
+      configMismatch: this.configWatch?.mismatch,
       routes: [
         ...directRoutes,
         ...(tables ? [...tables.routes.entries()].map(([subnet, r]) => ({ subnet: formatCidr(subnet), via: formatIPv4(r.gateway), encap: r.encap })) : []),
@@ -267,6 +287,7 @@ export class Agent {
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
   async stop(): Promise<void> {
     this.watch?.close();
+    this.configWatch?.close();
     this.keeper?.stop();
     this.dataPlane?.engine.stop();
     await this.store.close();

@@ -6,7 +6,7 @@ import type { EncapName } from '../dataplane/tables';
 import { type Cidr, cidrEquals, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import type { Lease } from './lease';
 import { leaseAttrsEqual } from './lease';
-import type { LeaseEvent } from './lease-manager';
+import type { LeaseEvent } from './lease-validator';
 import type { Logger } from './log';
 
 function key(subnet: Cidr): string {

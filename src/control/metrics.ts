@@ -15,9 +15,21 @@ function line(name: string, labels: Record<string, string>, value: number): stri
   return `${name}${text ? `{${text}}` : ''} ${value}`;
 }
 
+/** What the store says that the agent will not use: alert on either being non-zero. */
+function storeHealth(s: AgentStatus): string[] {
+  return [
+    '# HELP vxtun_refused_leases Leases under subnets/ kept out of the tables (vxtun status lists them and why).',
+    '# TYPE vxtun_refused_leases gauge',
+    line('vxtun_refused_leases', {}, (s.refusedLeases ?? []).length),
+    '# HELP vxtun_config_mismatch 1 while the stored network config differs from the one the agent runs with.',
+    '# TYPE vxtun_config_mismatch gauge',
+    line('vxtun_config_mismatch', {}, s.configMismatch === undefined ? 0 : 1),
+  ];
+}
+
 export function formatMetrics(s: AgentStatus): string {
   if (s.counters === undefined || s.pool === undefined) {
-    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n`;
+    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${storeHealth(s).join('\n')}\n`;
   }
   const pool = s.pool;
   const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
@@ -47,6 +59,7 @@ export function formatMetrics(s: AgentStatus): string {
   ]);
   family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
   family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);
+  out.push(...storeHealth(s));
   return `${out.join('\n')}\n`;
 }
 

@@ -148,6 +148,8 @@ export class Overlay {
       CLI_PATH, 'agent',
       '--store', this.storeUrl,
       '--public-ip', publicIp,
+      // All lab nodes share this host's name; each needs its own identity (lease and VTEP MAC follow it).
+      '--node-name', node.netns,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),

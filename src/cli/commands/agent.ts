@@ -1,4 +1,5 @@
 // `vxtun agent`: run this node of the overlay until SIGINT/SIGTERM.
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
 import { DEFAULT_DF_MODE, DF_MODES, type DfMode } from '../../dataplane/outer-df';
@@ -7,7 +8,7 @@ import { type LogLevel, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
-import { hostPort, integerIn, ipv4Address, macAddress, oneOf } from '../parse';
+import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf } from '../parse';
 import { storeOption } from '../store-option';
 
 export function agentCommand(program: Command): void {
@@ -20,7 +21,8 @@ export function agentCommand(program: Command): void {
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
-      .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from --public-ip, stable across restarts)', macAddress)
+      .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
+      .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
@@ -30,6 +32,9 @@ export function agentCommand(program: Command): void {
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
     const log = consoleLogger(opts.logLevel as LogLevel);
+    if (opts.nodeName === undefined && /^localhost(\.|$)/.test(hostname())) {
+      log.warn('the host name is localhost: nodes sharing a name take each other\'s lease; give each a --node-name');
+    }
     const agent = await Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
@@ -37,6 +42,7 @@ export function agentCommand(program: Command): void {
       tunName: opts.tun,
       subnetFile: opts.subnetFile,
       leaseTtlSeconds: opts.leaseTtl,
+      nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
       offload: opts.offload,

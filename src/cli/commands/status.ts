@@ -28,10 +28,19 @@ export function formatStatus(s: AgentStatus): string {
   const backendText =
     backend.type === 'vxlan' ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
-  lines.push(`lease    ${s.lease.subnet} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
+  lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
+  if (s.configMismatch) {
+    lines.push(`CONFIG MISMATCH: the store's network config differs from the running one (restart the agent to use it): ${s.configMismatch.differences.join('; ')}`);
+    lines.push(`  stored  ${s.configMismatch.stored}`);
+  }
+  const refused = s.refusedLeases ?? [];
+  if (refused.length > 0) {
+    lines.push('', `refused leases (${refused.length})`);
+    for (const r of refused) lines.push(`  ${r.key}: ${r.reason}`);
+  }
   lines.push('', `routes (${s.routes.length})`);
   for (const r of s.routes) {
     lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
