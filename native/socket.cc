@@ -431,6 +431,38 @@ static Napi::Value UdpSend(const Napi::CallbackInfo& info) { return Send(info, t
 static Napi::Value RawRecv(const Napi::CallbackInfo& info) { return Receive(info, false); }
 static Napi::Value RawSend(const Napi::CallbackInfo& info) { return Send(info, false); }
 
+// ipSetMtuDiscover(fd, mode): IP_MTU_DISCOVER on a UDP or raw IPv4 socket, mode 0 IP_PMTUDISC_DONT (DF clear, the
+// kernel fragments what exceeds the route MTU), 1 IP_PMTUDISC_WANT (the socket default: DF set when the datagram fits),
+// 2 IP_PMTUDISC_DO (DF always set; a datagram above the path MTU fails with EMSGSIZE). Applies to every later send,
+// UDP GSO sends included (ip(7); net/ipv4/ip_output.c __ip_make_skb decides DF from it).
+static Napi::Value IpSetMtuDiscover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, mode;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgInt(info, 1, "mode", mode)) return env.Undefined();
+  if (mode != IP_PMTUDISC_DONT && mode != IP_PMTUDISC_WANT && mode != IP_PMTUDISC_DO) {
+    ThrowRangeError(env, "mode must be 0 (IP_PMTUDISC_DONT), 1 (IP_PMTUDISC_WANT) or 2 (IP_PMTUDISC_DO)");
+    return env.Undefined();
+  }
+  if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode) < 0) {
+    ThrowSystemError(env, errno, "setsockopt(IP_MTU_DISCOVER)");
+  }
+  return env.Undefined();
+}
+
+// ipGetMtuDiscover(fd) -> the socket's IP_MTU_DISCOVER mode (0-5, see ip(7)).
+static Napi::Value IpGetMtuDiscover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  if (!ArgInt(info, 0, "fd", fd)) return env.Undefined();
+  int mode = 0;
+  socklen_t length = sizeof mode;
+  if (getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, &length) < 0) {
+    ThrowSystemError(env, errno, "getsockopt(IP_MTU_DISCOVER)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, mode);
+}
+
 // close(fd). EINTR still closes the fd on Linux, so it is not an error here.
 static Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -452,6 +484,8 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("rawRecv", Napi::Function::New(env, RawRecv, "rawRecv"));
   exports.Set("rawSend", Napi::Function::New(env, RawSend, "rawSend"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("ipSetMtuDiscover", Napi::Function::New(env, IpSetMtuDiscover, "ipSetMtuDiscover"));
+  exports.Set("ipGetMtuDiscover", Napi::Function::New(env, IpGetMtuDiscover, "ipGetMtuDiscover"));
 }
 
 }  // namespace vxtun

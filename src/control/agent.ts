@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
+import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-df';
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
@@ -52,6 +53,8 @@ export interface AgentOptions {
   offload?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
+  /** Outer DF bit (ip-link(8) `df`): 'unset' (default, as the kernel's vxlan), 'set', or 'inherit' from the inner packet. */
+  df?: DfMode;
   log: Logger;
   /**
    * The agent can no longer serve (its TUN was deleted, the underlay socket broke, its lease was lost): called once
@@ -66,7 +69,7 @@ export interface AgentStatus {
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
   /** addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not. */
-  underlay: { device: string; subnet: string; mtu: number; addressPresent: boolean; problem?: string };
+  underlay: { device: string; subnet: string; mtu: number; addressPresent: boolean; problem?: string; /** Outer DF policy (absent for host-gw). */ df?: DfMode };
   storeConnected: boolean;
   /** Leases under subnets/ kept out of the tables (invalid, or in conflict with an accepted one), and why. */
   refusedLeases: RefusedLease[];
@@ -219,6 +222,7 @@ export class Agent {
     }
     let socket: DatagramSocket | undefined;
     const senders: DatagramSocket[] = [];
+    let sending: DatagramSocket[];
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       await replaceRoute(formatCidr(config.network), tun.name);
@@ -230,6 +234,7 @@ export class Agent {
       // The first sender is the receiving socket (port 4789/8472); the others take ephemeral ports (32768-60999).
       const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
       for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
+      sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
     } catch (err) {
       for (const sender of senders) sender.close();
       tun.close();
@@ -240,10 +245,10 @@ export class Agent {
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
     const engine = new Engine({
-      tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+      tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
     });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });
     const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }
@@ -293,7 +298,10 @@ export class Agent {
       },
       network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
-      underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu, ...(this.underlayWatch?.state ?? { addressPresent: true }) },
+      underlay: {
+        device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
+        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
+      },
       storeConnected: this.storeConnected,
       refusedLeases: this.watch?.refused ?? [],
       configMismatch: this.configWatch?.mismatch,

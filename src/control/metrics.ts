@@ -49,6 +49,8 @@ export function formatMetrics(s: AgentStatus): string {
   }));
   family('vxtun_arp_replies_total', 'counter', 'ARP requests for our VTEP address answered.', [line('vxtun_arp_replies_total', {}, c.arpReplies as number)]);
   family('vxtun_icmp_errors_total', 'counter', 'ICMP errors sent back into the TUN.', [line('vxtun_icmp_errors_total', {}, c.icmpErrors as number)]);
+  family('vxtun_gso_fallbacks_total', 'counter', 'UDP GSO sends the kernel refused for their route; the segments went one by one.', [line('vxtun_gso_fallbacks_total', {}, (c.gsoFallbacks as number | undefined) ?? 0)]);
+  family('vxtun_gso_fallback_peers', 'gauge', 'Underlay peers sending without GSO until their next retry.', [line('vxtun_gso_fallback_peers', {}, (c.gsoFallbackPeers as number | undefined) ?? 0)]);
   family('vxtun_batch_mean_packets', 'gauge', 'Mean packets per I/O batch.', [
     line('vxtun_batch_mean_packets', { direction: 'outbound' }, c.meanBatch.outbound),
     line('vxtun_batch_mean_packets', { direction: 'inbound' }, c.meanBatch.inbound),

@@ -19,9 +19,10 @@ import { InnerAdmission } from './admission';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import { type DataPlaneLog, silentLog } from './log';
 import { SegmentSender } from './segment-sender';
 import { SourcePorts } from './source-ports';
-import { type EngineLog, type IoDoor, IoFaults, silentEngineLog } from './io-faults';
+import { type IoDoor, IoFaults } from './io-faults';
 import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
@@ -54,7 +55,7 @@ export interface EngineOptions {
   batchSize?: number;
   tables?: ForwardingTables;
   /** Where the engine says what went wrong (each kind of I/O fault once); the agent passes its Logger. */
-  log?: EngineLog;
+  log?: DataPlaneLog;
   /**
    * The data plane can no longer serve (our TUN was deleted, the underlay socket broke): the engine has stopped and
    * calls this once, from the event loop, with an error whose message says what happened. Default: log it.
@@ -110,7 +111,7 @@ export class Engine {
   private readonly slotCapacity: number;
   private readonly admission: InnerAdmission;
   private readonly faults: IoFaults;
-  private readonly log: EngineLog;
+  private readonly log: DataPlaneLog;
   private readonly onFatal: ((error: Error) => void) | undefined;
 
   constructor(options: EngineOptions) {
@@ -142,13 +143,13 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined);
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log });
     this.segSizes = new Uint32Array(b);
     this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
     this.slotCapacity = this.pool.slotSize - HEADROOM;
     this.admission = new InnerAdmission(options.local.subnet);
-    this.log = options.log ?? silentEngineLog;
+    this.log = options.log ?? silentLog;
     this.onFatal = options.onFatal;
     this.faults = new IoFaults(this.counters.drops, this.log, this.tun.name, this.socket.kind === 'udp' ? 'UDP socket' : 'raw IP-in-IP socket');
   }

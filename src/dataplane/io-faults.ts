@@ -10,14 +10,8 @@
 // Errno meanings: errno(3), udp(7), ip(7), raw(7); the TUN ones from drivers/net/tun.c (tun_chr_read_iter and
 // tun_get_user return -EBADFD once the device is detached; tun_put_user/tun_get_user -EIO when it is down or gone).
 import type { DropCounters } from './counters';
+import type { DataPlaneLog } from './log';
 
-/** The engine's logger: a subset of the control plane's Logger (src/control/log.ts), so either can be passed. */
-export interface EngineLog {
-  warn(msg: string, fields?: Record<string, unknown>): void;
-  error(msg: string, fields?: Record<string, unknown>): void;
-}
-
-export const silentEngineLog: EngineLog = { warn: () => {}, error: () => {} };
 
 /** Which call failed: the TUN (read/write) or the underlay socket (recv/send). */
 export type IoDoor = 'tun-read' | 'tun-write' | 'underlay-recv' | 'underlay-send';
@@ -66,7 +60,7 @@ export class IoFaults {
 
   constructor(
     private readonly drops: DropCounters,
-    private readonly log: EngineLog,
+    private readonly log: DataPlaneLog,
     /** Names of the devices, for messages: the TUN's and the socket's. */
     private readonly tunName: string,
     private readonly socketLabel: string,

@@ -3,7 +3,7 @@
 import { IPV4_HEADER_LEN, IPPROTO_IPIP, emitIpv4 } from '../wire/ipv4';
 import type { IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
-import type { DatagramSocket, TunDevice } from './types';
+import type { DatagramSocket, GsoSendResult, TunDevice } from './types';
 
 /** Calls a watcher once, soon, however many packets arrive meanwhile (level-triggered, like uv_poll). */
 class Readiness {
@@ -136,7 +136,7 @@ interface Datagram {
 export class FakeNetwork {
   private readonly endpoints = new Map<string, FakeSocket>();
   /** Every datagram sent on this network, for tests that look at the wire. */
-  readonly log: { kind: 'udp' | 'raw'; from: IPv4; fromPort: number; to: IPv4; port: number; data: Buffer }[] = [];
+  readonly log: { kind: 'udp' | 'raw'; from: IPv4; fromPort: number; to: IPv4; port: number; data: Buffer; df?: boolean; gso?: boolean }[] = [];
 
   udp(address: IPv4, port: number): FakeSocket {
     return this.bind(new FakeSocket(this, 'udp', address, port));
@@ -152,8 +152,8 @@ export class FakeNetwork {
   }
 
   /** @internal Delivers one datagram; returns false when nothing listens there (the datagram is lost, as on a wire). */
-  deliver(kind: 'udp' | 'raw', from: FakeSocket, to: IPv4, port: number, payload: Buffer): boolean {
-    this.log.push({ kind, from: from.address, fromPort: from.port, to, port, data: Buffer.from(payload) });
+  deliver(kind: 'udp' | 'raw', from: FakeSocket, to: IPv4, port: number, payload: Buffer, gso = false): boolean {
+    this.log.push({ kind, from: from.address, fromPort: from.port, to, port, data: Buffer.from(payload), df: from.dontFragment, gso });
     const target = this.endpoints.get(FakeNetwork.key(kind, to, kind === 'udp' ? port : 0));
     if (target === undefined) return false;
     if (kind === 'udp') {
@@ -242,6 +242,40 @@ export class FakeSocket implements DatagramSocket {
       this.network.deliver(this.kind, this, batch.addrs[i], batch.ports[i], payload);
     }
     return batch.count;
+  }
+
+  /** The outer DF bit of later sends, as setDontFragment left it (undefined: never set); logged with each datagram. */
+  dontFragment: boolean | undefined = undefined;
+  /** setDontFragment calls, for tests counting system calls. */
+  dfSwitches = 0;
+
+  setDontFragment(on: boolean): void {
+    this.dontFragment = on;
+    this.dfSwitches++;
+  }
+
+  /** UDP GSO, once enableGso() was called. */
+  sendGso?: (buf: Buffer, off: number, len: number, segmentSize: number, addr: IPv4, port: number) => GsoSendResult;
+  /** Destinations whose GSO sends this socket refuses as the kernel does on a route that cannot take them. */
+  readonly refuseGsoTo = new Set<IPv4>();
+  /** GSO sends attempted, refused ones included. */
+  gsoCalls = 0;
+
+  /**
+   * Makes this socket offer UDP GSO like UdpSocket.sendGso: the segments are delivered (logged with gso: true) and it
+   * answers 'sent'; to a destination in refuseGsoTo it answers 'fallback' after delivering them one by one, as the
+   * native call does when the kernel says EIO or EINVAL.
+   */
+  enableGso(): this {
+    this.sendGso = (buf, off, len, segmentSize, addr, port) => {
+      this.gsoCalls++;
+      const refused = this.refuseGsoTo.has(addr);
+      for (let at = off; at < off + len; at += segmentSize) {
+        this.network.deliver(this.kind, this, addr, port, buf.subarray(at, Math.min(at + segmentSize, off + len)), !refused);
+      }
+      return refused ? 'fallback' : 'sent';
+    };
+    return this;
   }
 
   watch(onReadable: () => void): void {

@@ -47,4 +47,6 @@ export interface DatagramSocket {
   recvGro?(batch: PacketBatch, segSizes: Uint32Array): number;
   /** UDP GSO: one system call sends buf[off, off + len) as datagrams of segmentSize bytes (the last may be shorter). */
   sendGso?(buf: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): GsoSendResult;
+  /** The outer DF bit of every later send (IP_MTU_DISCOVER DO / DONT); absent on sockets that cannot choose it. */
+  setDontFragment?(on: boolean): void;
 }

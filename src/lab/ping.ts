@@ -15,6 +15,8 @@ export interface PingOptions {
   size?: number;
   /** Source address or device, -I. */
   source?: string;
+  /** -M do (true: DF set, never fragmented locally) or -M dont (false: DF clear); default ping's own choice. */
+  dontFragment?: boolean;
 }
 
 export interface PingResult {
@@ -35,6 +37,7 @@ export async function ping(lab: Lab, from: LabNode, address: string, options: Pi
   const args = ['-n', '-c', String(count), '-i', String(interval), '-W', String(wait)];
   if (options.size !== undefined) args.push('-s', String(options.size));
   if (options.source !== undefined) args.push('-I', options.source);
+  if (options.dontFragment !== undefined) args.push('-M', options.dontFragment ? 'do' : 'dont');
   args.push(address);
   const timeoutMs = Math.ceil((count * interval + wait) * 1000) + 5_000;
   let stdout: string;

@@ -3,7 +3,7 @@
 import { BufferPool, HEADROOM } from '../../src/buf/pool';
 import { createEncapsulation, type LocalVtep } from '../../src/dataplane/encap';
 import { Engine, OFFLOAD_SLOT_BYTES } from '../../src/dataplane/engine';
-import type { EngineLog } from '../../src/dataplane/io-faults';
+import type { DataPlaneLog } from '../../src/dataplane/log';
 import type { EncapName } from '../../src/dataplane/tables';
 import { FakeNetwork, type FakeSocket, FakeTun } from '../../src/io/fake';
 import { type Cidr, type IPv4, type Mac, parseCidr, parseMac } from '../../src/wire/address';
@@ -31,7 +31,7 @@ export interface FakeNodeOptions {
   gro?: boolean;
   offload?: boolean;
   batchSize?: number;
-  log?: EngineLog;
+  log?: DataPlaneLog;
   onFatal?: (error: Error) => void;
 }
 
@@ -76,10 +76,11 @@ export function fakePair(encap: EncapName, options: FakeNodeOptions = {}): { net
 }
 
 /** A logger that keeps what it was told. */
-export function recordingLog(): EngineLog & { lines: { level: string; msg: string; fields?: Record<string, unknown> }[] } {
+export function recordingLog(): DataPlaneLog & { lines: { level: string; msg: string; fields?: Record<string, unknown> }[] } {
   const lines: { level: string; msg: string; fields?: Record<string, unknown> }[] = [];
   return {
     lines,
+    info: (msg, fields) => lines.push({ level: 'info', msg, fields }),
     warn: (msg, fields) => lines.push({ level: 'warn', msg, fields }),
     error: (msg, fields) => lines.push({ level: 'error', msg, fields }),
   };

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
+import { DEFAULT_DF_MODE, DF_MODES, type DfMode } from '../../dataplane/outer-df';
 import { DEFAULT_PREFIX } from '../../control/lease';
 import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
@@ -43,6 +44,7 @@ export function agentCommand(program: Command): void {
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
+      .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
@@ -103,6 +105,7 @@ export function agentCommand(program: Command): void {
       batchSize: opts.batch,
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
+      df: opts.df as DfMode,
       log,
       onFatal,
     });

@@ -30,7 +30,7 @@ export function formatStatus(s: AgentStatus): string {
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
   lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
-  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
+  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
   for (const t of s.traceClients ?? []) {
@@ -63,6 +63,8 @@ export function formatStatus(s: AgentStatus): string {
     tunOut: { packets: number; bytes: number };
     arpReplies: number;
     icmpErrors: number;
+    gsoFallbacks?: number;
+    gsoFallbackPeers?: number;
     drops: Record<string, number>;
   };
   lines.push('', 'traffic          packets        bytes');
@@ -70,6 +72,7 @@ export function formatStatus(s: AgentStatus): string {
     `  ${name.padEnd(14)} ${String(f.packets).padStart(8)} ${String(f.bytes).padStart(12)}`;
   lines.push(row('tun in', c.tunIn), row('underlay out', c.underlayOut), row('underlay in', c.underlayIn), row('tun out', c.tunOut));
   lines.push(`  arp replies ${c.arpReplies}, icmp errors sent ${c.icmpErrors}`);
+  if (c.gsoFallbacks) lines.push(`  UDP GSO refused by the kernel ${c.gsoFallbacks} times; peers sending one by one until their retry: ${c.gsoFallbackPeers ?? 0}`);
   const drops = Object.entries(c.drops);
   lines.push('', `drops (${drops.reduce((sum, [, n]) => sum + n, 0)})`);
   for (const [reason, n] of drops.sort()) lines.push(`  ${reason.padEnd(30)} ${n}`);
