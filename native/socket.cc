@@ -146,6 +146,10 @@ struct Messages {
   }
 };
 
+// The errno of the most recent send that did not go out (a skipped message, a full socket), kept for the caller to
+// name its drops (takeSendErrno). One Node thread runs every send, so a plain variable is enough.
+static int g_lastSendErrno = 0;
+
 // Errors that concern one message (its destination or size), not the socket: skip the message and go on.
 static bool IsPerMessageError(int err) {
   switch (err) {
@@ -224,8 +228,12 @@ static Napi::Value Send(const Napi::CallbackInfo& info, bool withPorts) {
       continue;
     }
     if (done < 0 && errno == EINTR) continue;
-    if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      g_lastSendErrno = EAGAIN;
+      break;
+    }
     if (done < 0 && IsPerMessageError(errno)) {
+      g_lastSendErrno = errno;
       next++;  // message `next` failed on its own
       continue;
     }
@@ -268,8 +276,10 @@ static int SendSegments(int fd, uint8_t* data, uint32_t len, uint32_t segmentSiz
     } else if (done < 0 && errno == EINTR) {
       continue;
     } else if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      g_lastSendErrno = EAGAIN;
       break;
     } else {
+      if (done < 0) g_lastSendErrno = errno;
       next++;  // this segment failed on its own (or done == 0: never spin)
     }
   }
@@ -344,7 +354,10 @@ static Napi::Value UdpSendGso(const Napi::CallbackInfo& info) {
     SendSegments(fd, slab.data + off, len, segmentSize, to);
     return Napi::Number::New(env, 3);
   }
-  if (IsPerMessageError(errno)) return Napi::Number::New(env, -1);
+  if (IsPerMessageError(errno)) {
+    g_lastSendErrno = errno;
+    return Napi::Number::New(env, -1);
+  }
   ThrowSystemError(env, errno, "sendmsg");
   return env.Undefined();
 }
@@ -472,7 +485,15 @@ static Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// takeSendErrno() -> the errno of the most recent send that did not go out since the last call (0: none), and clears it.
+static Napi::Value TakeSendErrno(const Napi::CallbackInfo& info) {
+  int err = g_lastSendErrno;
+  g_lastSendErrno = 0;
+  return Napi::Number::New(info.Env(), err);
+}
+
 void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("takeSendErrno", Napi::Function::New(env, TakeSendErrno, "takeSendErrno"));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpLocalPort", Napi::Function::New(env, UdpLocalPort, "udpLocalPort"));
   exports.Set("udpRecv", Napi::Function::New(env, UdpRecv, "udpRecv"));

@@ -143,7 +143,9 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log });
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log }, (socket, lost) =>
+      this.faults.sendShortfall(socket, lost),
+    );
     this.segSizes = new Uint32Array(b);
     this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
@@ -366,7 +368,7 @@ export class Engine {
       }
       const flow = this.counters.underlayOut;
       for (let i = 0; i < send.count; i++) if (this.outSent[i] === 1) flow.add(send.lengths[i]);
-      if (sent < send.count) this.counters.drops.count('underlay', 'send-failed', send.count - sent);
+      if (sent < send.count) this.faults.sendShortfall(this.socket, send.count - sent);
     }
     if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, (i) => this.outSent[i] === 1, send.count, this.socketLabel, tracer);
     send.count = 0;
@@ -525,7 +527,7 @@ export class Engine {
     }
     const flow = this.counters.underlayOut;
     for (let i = 0; i < sent; i++) flow.add(batch.lengths[i]);
-    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+    if (sent < batch.count) this.faults.sendShortfall(this.socket, batch.count - sent);
     return sent;
   }
 

@@ -9,6 +9,7 @@
 //              logged once with its stack; the round's slots are returned and forwarding goes on.
 // Errno meanings: errno(3), udp(7), ip(7), raw(7); the TUN ones from drivers/net/tun.c (tun_chr_read_iter and
 // tun_get_user return -EBADFD once the device is detached; tun_put_user/tun_get_user -EIO when it is down or gone).
+import type { DatagramSocket } from '../io/types';
 import type { DropCounters } from './counters';
 import type { DataPlaneLog } from './log';
 
@@ -93,6 +94,21 @@ export class IoFaults {
       }),
     );
     return kind;
+  }
+
+  /**
+   * Counts `lost` datagrams a send did not hand to the kernel, under underlay/send-<CODE> when the socket can say
+   * why (DatagramSocket.takeSendError: a firewall's EPERM, ENOBUFS, a full socket's EAGAIN...), else
+   * underlay/send-failed; the first of each code is logged with what to do.
+   */
+  sendShortfall(socket: DatagramSocket, lost: number): void {
+    if (lost <= 0) return;
+    const code = socket.takeSendError?.();
+    this.drops.count('underlay', `send-${code ?? 'failed'}`, lost);
+    if (code === undefined) return;
+    this.once(`underlay-send:${code}`, () =>
+      this.log.warn(`underlay ${this.socketLabel} send failed with ${code}: packets dropped and counted (underlay/send-${code}); ${TRANSIENT[code] ?? 'see errno(3)'}`),
+    );
   }
 
   /** The error the engine reports through onFatal: one line saying what happened and what to do. */

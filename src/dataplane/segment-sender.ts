@@ -36,6 +36,8 @@ export class SegmentSender {
     private readonly counters: Counters,
     gso: boolean,
     fallback: GsoFallbackOptions = {},
+    /** Counts datagrams a send did not hand to the kernel (the engine names the reason: IoFaults.sendShortfall). */
+    private readonly shortfall: (socket: DatagramSocket, lost: number) => void = (_socket, lost) => counters.drops.count('underlay', 'send-failed', lost),
   ) {
     this.gso = gso;
     this.fallback = new GsoFallback(counters, fallback);
@@ -81,7 +83,7 @@ export class SegmentSender {
         }
         if (first === 0) this.fallback.accepted(this.encap.nextHop);
       } else {
-        this.counters.drops.count('underlay', 'send-failed', last - first);
+        this.shortfall(socket, last - first);
       }
       offset += bytes;
       first = last;
@@ -100,7 +102,7 @@ export class SegmentSender {
     }
     const sent = socket.send(batch);
     for (let i = 0; i < sent; i++) this.counters.underlayOut.add(batch.lengths[i]);
-    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+    if (sent < batch.count) this.shortfall(socket, batch.count - sent);
     this.lastVia = `${socket.kind} socket, sendmmsg: ${count - first} segments`;
     return sent;
   }

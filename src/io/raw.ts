@@ -2,7 +2,7 @@
 // the kernel writes it (no IP_HDRINCL), so a batch carries only the inner packets and their destinations.
 import { formatIPv4, type IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
-import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd } from './native';
+import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd, takeSendError } from './native';
 import type { DatagramSocket } from './types';
 import { validateAddress, validateBufferBytes } from './udp';
 
@@ -72,6 +72,10 @@ export class RawSocket implements DatagramSocket {
   }
 
   /** Sends each packet to addrs[i]; the kernel prepends the outer IPv4 header with this socket's protocol. */
+  takeSendError(): string | undefined {
+    return takeSendError();
+  }
+
   send(batch: PacketBatch): number {
     const b = batch;
     return native().rawSend(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.count);

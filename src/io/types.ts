@@ -40,6 +40,8 @@ export interface DatagramSocket {
   recv(batch: PacketBatch): number;
   /** Sends batch.count datagrams to (addrs[i], ports[i]); returns how many the kernel took. */
   send(batch: PacketBatch): number;
+  /** Why the latest send came up short ('EPERM', 'ENOBUFS', 'EAGAIN'...), once: undefined when unknown or already told. */
+  takeSendError?(): string | undefined;
   watch(onReadable: () => void): void;
   close(): void;
   /** UDP_GRO is on: receive with recvGro, whose buffers may hold several datagrams of one sender. */

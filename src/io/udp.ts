@@ -1,7 +1,7 @@
 // A batched UDP socket (recvmmsg/sendmmsg) over the native addon: the VXLAN underlay endpoint.
 import { formatIPv4, type IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
-import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd } from './native';
+import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd, takeSendError } from './native';
 import type { DatagramSocket, GsoSendResult } from './types';
 
 export type { GsoSendResult } from './types';
@@ -105,6 +105,10 @@ export class UdpSocket implements DatagramSocket {
     const count = native().udpRecv(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.ports, b.count);
     b.count = count;
     return count;
+  }
+
+  takeSendError(): string | undefined {
+    return takeSendError();
   }
 
   send(batch: PacketBatch): number {

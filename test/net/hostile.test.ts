@@ -142,8 +142,11 @@ Hostile('a firewall dropping the overlay on the underlay (EPERM on send): counte
     await lab.exec(n1, 'nft', ['add', 'rule', 'ip', 'vxtfw', 'out', 'udp', 'dport', String(overlay.port), 'drop']);
     assert.is((await ping(lab, n1, target, { count: 3, intervalSeconds: 0.1, replyTimeoutSeconds: 1 })).received, 0);
     const blocked = await overlay.status(n1);
-    assert.ok((countersOf(blocked).drops['underlay/send-failed'] ?? 0) >= 3, JSON.stringify(countersOf(blocked).drops));
+    assert.ok((countersOf(blocked).drops['underlay/send-EPERM'] ?? 0) >= 3, JSON.stringify(countersOf(blocked).drops));
     assert.is(countersOf(blocked).drops['engine/internal-error'], undefined);
+    const said = overlay.log(n1).split('\n').filter((line) => /send failed with EPERM/.test(line));
+    assert.is(said.length, 1, `logged once: ${said.join('\n')}`);
+    assert.match(said[0], /firewall/);
     await lab.exec(n1, 'nft', ['delete', 'table', 'ip', 'vxtfw']);
     assert.is((await ping(lab, n1, target, { count: 3, intervalSeconds: 0.1 })).received, 3);
     assert.is(overlay.agents.get(n1.name)!.process.exitCode, null);
