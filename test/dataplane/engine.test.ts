@@ -62,9 +62,12 @@ function pair(encap: EncapName): { net: FakeNetwork; a: TestNode; b: TestNode } 
   return { net, a, b };
 }
 
-/** Lets the engines' readiness callbacks run until the fakes are quiet. */
-function settle(..._nodes: TestNode[]): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 20));
+/**
+ * Lets the engines' readiness callbacks run until the fakes are quiet. The fakes wake engines with setImmediate, so
+ * this counts event-loop turns, not milliseconds: a loaded machine slows it down but cannot cut it short.
+ */
+async function settle(..._nodes: TestNode[]): Promise<void> {
+  for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 const Engine_ = suite('engine');
