@@ -18,6 +18,8 @@ import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { DirectRoutes } from './direct-routes';
+import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
+import { ipForwardWarning, readIpForward } from './node-checks';
 import type { Lease } from './lease';
 import { LeaseManager, type LeaseKeeper, type LeaseWatch } from './lease-manager';
 import { LeaseSync } from './lease-sync';
@@ -42,6 +44,16 @@ export interface AgentOptions {
   offload?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
+  /**
+   * flanneld's --ip-masq: install its masquerade rules (src/control/ip-masq.ts) and write FLANNEL_IPMASQ=true, so the
+   * CNI bridge plugin does not masquerade pod-to-pod traffic. Default false here; `vxtun agent` defaults it to true,
+   * as kube-flannel's manifest does.
+   */
+  ipMasq?: boolean;
+  /** Which firewall tooling installs those rules (default 'auto': iptables when present, else nftables). */
+  ipMasqTool?: FirewallChoice;
+  /** How often the masquerade rules are checked and restored, in ms (default 10 s). */
+  ipMasqResyncMs?: number;
   log: Logger;
 }
 
@@ -59,6 +71,10 @@ export interface AgentStatus {
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
   memory: { heapUsedBytes: number; rssBytes: number };
+  /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
+  node?: { ipForward: boolean | null; warning?: string };
+  /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
+  ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -88,6 +104,7 @@ export class Agent {
   private readonly traceHub: TraceHub;
   private watch?: LeaseWatch;
   private keeper?: LeaseKeeper;
+  private masq?: IpMasq;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -139,8 +156,15 @@ export class Agent {
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
       const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
-      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
+      const ipMasq = options.ipMasq ?? false;
+      if (readIpForward() === false) log.warn(ipForwardWarning());
+      // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
+      const masq = ipMasq
+        ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
+        : undefined;
+      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
+      agent.masq = masq;
       await agent.follow(leases);
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
@@ -256,7 +280,14 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
+      node: Agent.nodeStatus(),
+      ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
     };
+  }
+
+  private static nodeStatus(): NonNullable<AgentStatus['node']> {
+    const ipForward = readIpForward() ?? null;
+    return ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
   }
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
@@ -264,6 +295,7 @@ export class Agent {
     this.watch?.close();
     this.keeper?.stop();
     this.dataPlane?.engine.stop();
+    await this.masq?.stop();
     await this.store.close();
   }
 }

@@ -22,6 +22,9 @@ export function agentCommand(program: Command): void {
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from --public-ip, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
+      .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (default)", true)
+      .option('--no-ip-masq', 'install no masquerade rules; FLANNEL_IPMASQ=false, so the CNI bridge plugin masquerades (also pod-to-pod traffic to other nodes)')
+      .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
@@ -39,6 +42,8 @@ export function agentCommand(program: Command): void {
       batchSize: opts.batch,
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
+      ipMasq: opts.ipMasq !== false,
+      ipMasqTool: opts.ipMasqTool,
       log,
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
