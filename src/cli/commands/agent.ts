@@ -25,6 +25,7 @@ export function agentCommand(program: Command): void {
       .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (default)", true)
       .option('--no-ip-masq', 'install no masquerade rules; FLANNEL_IPMASQ=false, so the CNI bridge plugin masquerades (also pod-to-pod traffic to other nodes)')
       .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
+      .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
@@ -44,6 +45,7 @@ export function agentCommand(program: Command): void {
       sourcePorts: opts.sourcePorts,
       ipMasq: opts.ipMasq !== false,
       ipMasqTool: opts.ipMasqTool,
+      ipMasqResyncMs: opts.ipMasqResync * 1000,
       log,
     });
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
