@@ -217,6 +217,7 @@ export class IpMasq {
   private timer: NodeJS.Timeout | undefined;
   private state: IpMasqStatus['state'] = 'failing';
   private problem: string | undefined;
+  private lastError: string | undefined;
   private restored = 0;
   /** One check at a time: a slow iptables (lock held) must not pile up checks. */
   private busy: Promise<void> = Promise.resolve();
@@ -289,8 +290,12 @@ export class IpMasq {
         return;
       }
       if (this.stopped) return;
+      const wasFailing = this.state === 'failing';
       await this.install(missing);
-      if (this.state === 'installed') {
+      if (this.state !== 'installed') return;
+      if (wasFailing) {
+        this.options.log.info('ip masquerade rules installed: the firewall commands work again', { tool: this.firewall.description });
+      } else {
         this.restored++;
         this.options.log.warn('ip masquerade rules were removed by something else: restored them', { missing, tool: this.firewall.description });
       }
@@ -341,6 +346,7 @@ export class IpMasq {
       }
       this.state = 'installed';
       this.problem = undefined;
+      this.lastError = undefined;
     } catch (error) {
       this.fail(`installing the ip masquerade rules failed (${reason})`, error as Error);
     }
@@ -352,7 +358,9 @@ export class IpMasq {
       ? 'check that nft works here (`nft list ruleset`) and that nothing else owns table ip vxtun'
       : 'check that iptables works here (`iptables -t nat -S`; the nat table needs the kernel\'s netfilter NAT support) and that no other tool holds the xtables lock for long';
     const problem = `${what}: ${error.message}; pods reach other pods without NAT only while the rules are in place; ${fix}`;
-    if (problem !== this.problem) this.options.log.error('ip masquerade: firewall command failed, forwarding goes on', { problem });
+    // Once per distinct failure: the same error on every check (whatever step met it) is not news.
+    if (error.message !== this.lastError) this.options.log.error('ip masquerade: firewall command failed, forwarding goes on', { problem });
+    this.lastError = error.message;
     this.problem = problem;
     this.state = 'failing';
   }
