@@ -4,6 +4,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { formatStatus } from '../../src/cli/commands/status';
 import { MASQ_CHAIN, NFT_TABLE } from '../../src/control/ip-masq';
 import { readSubnetEnv } from '../../src/control/subnet-env';
 import { runIperf } from '../../src/lab/iperf';
@@ -91,6 +92,9 @@ Pods('vxlan: pods keep their address across nodes and on one node, TCP and UDP, 
     const status = await overlay.status(n1);
     assert.equal(status.node, { ipForward: true }, 'the bridge plugin turned forwarding on');
     assert.is(status.ipMasq?.enabled && status.ipMasq.state, 'installed');
+    const text = formatStatus(status);
+    assert.match(text, /^node     ip_forward on$/m);
+    assert.match(text, /^ip-masq  on, iptables v[\d.]+ \((nf_tables|legacy)\), FLANNEL-POSTRTG \(nat table\): installed$/m);
     const rules = await natRules(lab, n1);
     assert.match(rules, `-A POSTROUTING -m comment --comment "flanneld masq" -j ${MASQ_CHAIN}`);
     assert.not.match(rules, /CNI-/, 'with FLANNEL_IPMASQ=true the bridge plugin adds no masquerade of its own');
