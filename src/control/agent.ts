@@ -131,6 +131,7 @@ export class Agent {
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log;
     const store = openStore(options.storeUrl);
+    let masq: IpMasq | undefined;
     try {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const config = await leases.readNetworkConfig();
@@ -159,7 +160,7 @@ export class Agent {
       const ipMasq = options.ipMasq ?? false;
       if (readIpForward() === false) log.warn(ipForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
-      const masq = ipMasq
+      masq = ipMasq
         ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
         : undefined;
       await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
@@ -169,6 +170,7 @@ export class Agent {
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       return agent;
     } catch (err) {
+      await masq?.stop();
       await store.close().catch(() => {});
       throw err;
     }
