@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLab, destroyLab, destroyStaleLabs, labStatePath, listNamespaces, type Lab } from '../../src/lab/topology';
+import { createLab, destroyLab, destroyStaleLabs, labNamespacePattern, labStatePath, listNamespaces, readLabState, type Lab } from '../../src/lab/topology';
 import { spawnIn, run, CommandError } from '../../src/lab/shell';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, removeKernelPeer, type KernelPeer } from '../../src/lab/kernel-vxlan';
 import { attachPod } from '../../src/lab/pods';
@@ -181,6 +181,26 @@ test('a lab refuses names outside vxt- and existing names; takes another underla
   } finally {
     await custom.destroy();
   }
+});
+
+test('namespaces added to a lab (pods, the outside host) are recorded first and go with the lab', async () => {
+  const name = `${base}-p`;
+  const lab = await createLab({ name, nodes: 1 });
+  try {
+    const pod = await lab.addNamespace('n1-p1');
+    assert.is(pod, `${name}-n1-p1`);
+    assert.ok(readLabState(name)!.namespaces.includes(pod), 'recorded in the state file, for crash cleanup');
+    assert.ok(labNamespacePattern(name).test(pod) && labNamespacePattern(name).test(`${name}-out`), 'destroyLab finds them by name too');
+    assert.not.ok(labNamespacePattern(name).test(`${name}-x-n1`), "another lab's namespaces are not ours");
+    await rejects(() => lab.addNamespace('n1-p1'), /already has namespace/);
+    await lab.addNamespace('out');
+    await lab.removeNamespace(`${name}-out`);
+    assert.not.ok(readLabState(name)!.namespaces.includes(`${name}-out`));
+    assert.equal((await labNamespaces(name)).sort(), [`${name}-hub`, `${name}-n1`, pod].sort());
+  } finally {
+    await lab.destroy();
+  }
+  assert.equal(await labNamespaces(name), []);
 });
 
 // ---- crashes ---------------------------------------------------------------------------------------------------
