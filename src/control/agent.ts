@@ -35,15 +35,6 @@ export interface AgentOptions {
   publicIp: IPv4;
   tunName: string;
   subnetFile: string;
-  leaseTtlSeconds: number;
-  /** Defaults to a MAC derived from the public IP, stable across restarts. */
-  vtepMac?: Mac;
-  batchSize?: number;
-  poolSlots?: number;
-  /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
-  offload?: boolean;
-  /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
-  sourcePorts?: number;
   /**
    * flanneld's --ip-masq: install its masquerade rules (src/control/ip-masq.ts) and write FLANNEL_IPMASQ=true, so the
    * CNI bridge plugin does not masquerade pod-to-pod traffic. Default false here; `vxtun agent` defaults it to true,
@@ -54,6 +45,15 @@ export interface AgentOptions {
   ipMasqTool?: FirewallChoice;
   /** How often the masquerade rules are checked and restored, in ms (default 10 s). */
   ipMasqResyncMs?: number;
+  leaseTtlSeconds: number;
+  /** Defaults to a MAC derived from the public IP, stable across restarts. */
+  vtepMac?: Mac;
+  batchSize?: number;
+  poolSlots?: number;
+  /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
+  offload?: boolean;
+  /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
+  sourcePorts?: number;
   log: Logger;
 }
 
@@ -165,9 +165,9 @@ export class Agent {
         : undefined;
       await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
-      agent.masq = masq;
       await agent.follow(leases);
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
+      agent.masq = masq;
       return agent;
     } catch (err) {
       await masq?.stop();

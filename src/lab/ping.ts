@@ -15,8 +15,6 @@ export interface PingOptions {
   size?: number;
   /** Source address or device, -I. */
   source?: string;
-  /** Set DF and never fragment locally, -M do (path MTU checks). */
-  dontFragment?: boolean;
 }
 
 export interface PingResult {
@@ -37,7 +35,6 @@ export async function ping(lab: Lab, from: InNamespace, address: string, options
   const args = ['-n', '-c', String(count), '-i', String(interval), '-W', String(wait)];
   if (options.size !== undefined) args.push('-s', String(options.size));
   if (options.source !== undefined) args.push('-I', options.source);
-  if (options.dontFragment) args.push('-M', 'do');
   args.push(address);
   const timeoutMs = Math.ceil((count * interval + wait) * 1000) + 5_000;
   let stdout: string;

@@ -38,11 +38,11 @@ export function formatStatus(s: AgentStatus): string {
   lines.push(`lease    ${s.lease.subnet} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
-  lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
   if (s.node !== undefined) {
     lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : `OFF: ${s.node.warning ?? ''}`}`);
   }
   if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
+  lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
   lines.push('', `routes (${s.routes.length})`);
   for (const r of s.routes) {
     lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
