@@ -221,8 +221,9 @@ function usageHints(record: LabRecord): string {
     lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address}      # pod ${podA.name} -> pod ${podB.name}, through the overlay`);
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${podA.name} -- iperf3 -c ${podB.address} -t 3`);
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # the sender's own pod address arrives: no NAT between pods`);
-  } else if (a && b && b.pod) {
-    lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${b.pod}      # ${a.name} -> pod of ${b.name}, through the overlay`);
+  } else if (a && b) {
+    const target = b.pod || (record.backend === 'host-gw' ? b.underlayIp : b.tunAddress);
+    lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${target}      # ${a.name} -> ${b.name} (no pods: --pods N attaches some)`);
   }
   const agent = record.nodes.find((n) => n.kind === 'vxtun' && n.statusSocket);
   if (agent) {
