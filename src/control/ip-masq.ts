@@ -194,9 +194,9 @@ export async function detectFirewall(choice: FirewallChoice, run: CommandRunner 
 export interface IpMasqStatus {
   /** 'iptables v1.8.9 (nf_tables)' and the like; absent when no tool was found. */
   tool?: string;
-  /** 'FLANNEL-POSTRTG (nat)' or 'table ip vxtun'. */
+  /** 'FLANNEL-POSTRTG (nat table)' or 'table ip vxtun'. */
   where?: string;
-  /** installed: the rules are in place; unavailable: no tool, masquerade is off; failing: the last command failed. */
+  /** installed: in place; unavailable: no tool, masquerade is off; failing: the last command failed; removed: after stop(). */
   state: 'installed' | 'unavailable' | 'failing' | 'removed';
   /** The last problem, with what to do, while state is not 'installed'. */
   problem?: string;
