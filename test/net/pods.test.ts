@@ -1,18 +1,22 @@
 // Pods as Kubernetes makes them, on vxtun nodes: pod namespaces attached by the real CNI plugins (bridge + host-local
 // from /usr/lib/cni) configured from subnet.env as flannel's CNI plugin configures its delegate, with the agents'
 // flanneld-style masquerade (--ip-masq). One lab per backend, several checks each, to keep the run short.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AgentStatus } from '../../src/control/agent';
+import { fetchStatus } from '../../src/control/status-server';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatStatus } from '../../src/cli/commands/status';
 import { MASQ_CHAIN, NFT_TABLE } from '../../src/control/ip-masq';
 import { readSubnetEnv } from '../../src/control/subnet-env';
 import { runIperf } from '../../src/lab/iperf';
-import type { Overlay } from '../../src/lab/overlay';
+import { CLI_PATH, type Overlay } from '../../src/lab/overlay';
 import { addOutsideHost, routeToOutside } from '../../src/lab/outside';
 import { ping } from '../../src/lab/ping';
 import { type Pod, attachPod, detachPod, ipamAllocationDir, podStateDir } from '../../src/lab/pods';
-import { CommandError } from '../../src/lab/shell';
+import { CommandError, run } from '../../src/lab/shell';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { formatIPv4 } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
@@ -226,6 +230,41 @@ Pods('vxlan DirectRouting: pods on the same L2 subnet reach each other directly,
     assert.is(sentAfter, sentBefore, 'no packet went through the tunnel');
     // Direct routing sends the pods' packets at the underlay MTU; subnet.env still says the tunnel's (flannel's choice).
     assert.is(await linkMtu(lab, a, 'eth0'), 1450);
+  });
+});
+
+Pods('no iptables and no nft on the node: the agent says what to install and forwards without masquerade', async () => {
+  await withOverlay('pn', 1, { backend: 'vxlan' }, async (lab, overlay) => {
+    const node = lab.node(1);
+    // A PATH with `ip` only (the agent's one other command): as on a node where neither firewall tool is installed.
+    const bin = mkdtempSync(join(tmpdir(), 'vxtun-nofw-'));
+    try {
+      symlinkSync((await run('sh', ['-c', 'command -v ip'])).stdout.trim(), join(bin, 'ip'));
+      const socket = join(overlay.workDir, 'nofw.sock');
+      const logFile = join(overlay.workDir, 'nofw.log');
+      const agent = lab.spawn(node, process.execPath, [
+        CLI_PATH, 'agent', '--store', overlay.storeUrl, '--public-ip', node.underlayIp,
+        '--subnet-file', overlay.subnetFile(node), '--status-socket', socket,
+      ], { logFile, env: { ...process.env, PATH: bin } });
+      let status: AgentStatus | undefined;
+      for (let i = 0; i < 100 && status === undefined && agent.exitCode === null; i++) {
+        status = (await fetchStatus(socket, 1000).catch(() => undefined)) as AgentStatus | undefined;
+        if (status === undefined) await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const log = readFileSync(logFile, 'utf8');
+      assert.ok(status !== undefined, `the agent runs:\n${log}`);
+      assert.equal(status!.ipMasq, {
+        enabled: true,
+        state: 'unavailable',
+        problem: status!.ipMasq!.enabled ? status!.ipMasq!.problem : undefined,
+        restored: 0,
+      });
+      assert.match(log, /ip masquerade is off.*neither iptables nor nft is installed.*apt-get install iptables \(or nftables\)/);
+      assert.is((await readSubnetEnv(overlay.subnetFile(node)))?.ipMasq, true, 'FLANNEL_IPMASQ still says the node masquerades, as flanneld --ip-masq writes it');
+      assert.ok(status!.tun !== undefined && status!.tun.mtu === 1450, 'the data plane is up');
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 });
 

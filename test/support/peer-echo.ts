@@ -18,11 +18,15 @@ udp.bind(port, '0.0.0.0', () => tcp.listen(port, '0.0.0.0', () => console.log('r
 
 const CLIENT = `
 const [proto, address, port] = [process.argv[1], process.argv[2], Number(process.argv[3])];
-setTimeout(() => { console.error('no answer from ' + address + ':' + port + ' (' + proto + ')'); process.exit(2); }, 3000);
+let sent = 0;
+setTimeout(() => { console.error('no answer from ' + address + ':' + port + ' (' + proto + (sent ? ', ' + sent + ' datagrams sent' : '') + ')'); process.exit(2); }, 5000);
 if (proto === 'udp') {
+  // UDP may lose a datagram (a neighbour still resolving on a busy machine): ask again every 300 ms, as a client would.
   const s = require('node:dgram').createSocket('udp4');
   s.on('message', (m) => { console.log(m.toString()); process.exit(0); });
-  s.send('who', port, address);
+  const ask = () => { sent++; s.send('who', port, address); };
+  ask();
+  setInterval(ask, 300);
 } else {
   let text = '';
   const c = require('node:net').connect(port, address);
