@@ -80,6 +80,8 @@ function natRules(lab: Lab, node: LabNode): Promise<string> {
 Pods('vxlan: pods keep their address across nodes and on one node, TCP and UDP, MTU, outside via masquerade, restart, DEL', async () => {
   await withOverlay('pv', 2, { backend: 'vxlan', port: 8472 }, async (lab, overlay) => {
     const [n1, n2] = lab.nodes;
+    // A new namespace copies ip_forward from the host's: make it the fresh node's 0 whatever the host says.
+    for (const node of lab.nodes) await lab.exec(node, 'sysctl', ['-qw', 'net.ipv4.ip_forward=0']);
     await startAgents(overlay, lab.nodes, ['--ip-masq-resync', '1']);
     // At start the node forwards nothing yet: the agent says so; the bridge plugin turns forwarding on with the first pod.
     assert.match(overlay.log(n1), /IP forwarding is off \(net\.ipv4\.ip_forward=0\).*sysctl -w net\.ipv4\.ip_forward=1/);
