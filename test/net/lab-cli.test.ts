@@ -178,6 +178,7 @@ Cli('vxtun demo runs to completion, prints the iperf3 figure and leaves nothing 
     assert.is(demo.status, 0, show(demo));
     assert.match(demo.stdout, /[\d.]+ Gbit\/s/);
     assert.is((demo.stdout.match(/^\s+ok\s+n\d-p1 -> n\d-p1/gm) ?? []).length, 6, 'six pod pairs ping');
+    assert.match(demo.stdout, /the request left n1 with the pod's own address, 10\.17\.\d+\.2: no NAT between pods/);
     assert.ok(Date.now() - started < 60_000, 'well under a minute');
     assert.equal(await labNamespaces('vxt-demo'), []);
   } finally {

@@ -73,6 +73,9 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
       const journeys = await tracePing(lab, p1!, built.overlay.agents.get(n1!.name)!.statusSocket, p2!.address);
       for (const journey of journeys) say(formatJourney(journey).trimEnd().replace(/^/gm, '      '));
       if (journeys.length < 2) throw new Error(`traced ${journeys.length} of 2 packets`);
+      const source = journeys[0]!.inner?.src;
+      if (source !== p1!.address) throw new Error(`the request left ${n1!.name} from ${source}, not from pod ${p1!.name} (${p1!.address}): NATed`);
+      say(`      the request left ${n1!.name} with the pod's own address, ${source}: no NAT between pods (Kubernetes requires it)`);
     } catch (error) {
       failed++;
       say(`      FAIL ${(error as Error).message}`);
