@@ -2,10 +2,13 @@
 # Installs the system tools vxtun's demo, tests and benchmarks use, with apt-get, only when missing.
 set -euo pipefail
 declare -A package_of=(
+  [iptables]=iptables [nft]=nftables [tcpdump]=tcpdump
   [ip]=iproute2 [iperf3]=iperf3 [tshark]=tshark [etcd]=etcd-server [etcdctl]=etcd-client
   [ethtool]=ethtool [ping]=iputils-ping [nft]=nftables
 )
 missing=()
+# The CNI plugins the lab's pods are attached with (bridge, host-local), where Debian puts them.
+[ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] || missing+=(containernetworking-plugins)
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done

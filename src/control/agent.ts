@@ -20,6 +20,8 @@ import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { ApiError } from './api-error';
 import { DirectRoutes } from './direct-routes';
+import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
+import { ipForwardWarning, readIpForward } from './node-checks';
 import type { Lease } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
@@ -38,6 +40,16 @@ export interface AgentOptions {
   publicIp: IPv4;
   tunName: string;
   subnetFile: string;
+  /**
+   * flanneld's --ip-masq: install its masquerade rules (src/control/ip-masq.ts) and write FLANNEL_IPMASQ=true, so the
+   * CNI bridge plugin does not masquerade pod-to-pod traffic. Default false here; `vxtun agent` defaults it to true,
+   * as kube-flannel's manifest does.
+   */
+  ipMasq?: boolean;
+  /** Which firewall tooling installs those rules (default 'auto': iptables when present, else nftables). */
+  ipMasqTool?: FirewallChoice;
+  /** How often the masquerade rules are checked and restored, in ms (default 10 s). */
+  ipMasqResyncMs?: number;
   leaseTtlSeconds: number;
   /**
    * This node's identity in its lease (VxtunNodeName; `vxtun agent` defaults it to the host name, as Calico and
@@ -84,6 +96,10 @@ export interface AgentStatus {
   memory: { heapUsedBytes: number; rssBytes: number };
   /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
   traceClients?: TraceClientStatus[];
+  /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
+  node?: { ipForward: boolean | null; warning?: string };
+  /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
+  ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -118,6 +134,7 @@ export class Agent {
   private nodeLock?: NodeLock;
   private underlayWatch?: UnderlayWatch;
   private fatalError?: Error;
+  private masq?: IpMasq;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -152,6 +169,7 @@ export class Agent {
       await nodeLock.release();
       throw err;
     }
+    let masq: IpMasq | undefined;
     try {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const config = await leases.readNetworkConfig();
@@ -182,14 +200,22 @@ export class Agent {
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
       const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
-      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
+      const ipMasq = options.ipMasq ?? false;
+      if (readIpForward() === false) log.warn(ipForwardWarning());
+      // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
+      masq = ipMasq
+        ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
+        : undefined;
+      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
       agent.nodeLock = nodeLock;
       agent.underlayWatch = new UnderlayWatch(publicIp, log);
       await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
+      agent.masq = masq;
       return agent;
     } catch (err) {
+      await masq?.stop();
       await store.close().catch(() => {});
       await nodeLock.release();
       throw err;
@@ -314,7 +340,14 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
+      node: Agent.nodeStatus(),
+      ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
     };
+  }
+
+  private static nodeStatus(): NonNullable<AgentStatus['node']> {
+    const ipForward = readIpForward() ?? null;
+    return ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
   }
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
@@ -325,6 +358,7 @@ export class Agent {
     this.keeper?.stop();
     this.dataPlane?.engine.stop();
     try {
+      await this.masq?.stop();
       await this.store.close();
     } finally {
       await this.nodeLock?.release();

@@ -12,6 +12,7 @@ import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import type { Pod } from './pods';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
 import { type EtcdServer, startEtcd } from './etcd-server';
 import { commandArgv, run } from './shell';
@@ -198,6 +199,11 @@ export class Overlay {
     return last!;
   }
 
+  /** The subnet.env the agent in `node` writes (the `--subnet-file` startAgent passes): what the CNI plugins read. */
+  subnetFile(node: LabNode): string {
+    return join(this.workDir, `${node.name}-subnet.env`);
+  }
+
   /** The lease subnet the agent in `node` holds. */
   async subnetOf(node: LabNode): Promise<Cidr> {
     return parseCidr((await this.status(node)).lease.subnet);
@@ -272,7 +278,10 @@ export interface LabRecordNode {
   subnet: string;
   /** The TUN (vxtun) or VTEP (kernel) address: the subnet's .0, as flannel gives its device. */
   tunAddress: string;
+  /** The first pod's address ('' without pods). */
   pod: string;
+  /** The pods attached by the CNI plugins (`lab up --pods N`), for `lab exec`, the table and `lab down`'s CNI DEL. */
+  pods?: Pod[];
   pid?: number;
   /** /proc start time of `pid`, so that a reused pid is never signalled. */
   pidStartTime?: string | null;
@@ -282,7 +291,7 @@ export interface LabRecordNode {
 
 export interface LabRecord {
   name: string;
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'host-gw';
   network: string;
   vni: number;
   port: number;

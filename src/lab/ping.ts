@@ -2,7 +2,7 @@
 // No replies is a result (received 0), not an error: tests assert on it both ways.
 
 import { CommandError } from './shell';
-import type { Lab, LabNode } from './topology';
+import type { InNamespace, Lab } from './topology';
 
 export interface PingOptions {
   /** Echo requests to send (default 5). */
@@ -29,7 +29,7 @@ export interface PingResult {
   rtt: { minMs: number; avgMs: number; maxMs: number; p50Ms: number; p99Ms: number } | null;
 }
 
-export async function ping(lab: Lab, from: LabNode, address: string, options: PingOptions = {}): Promise<PingResult> {
+export async function ping(lab: Lab, from: InNamespace, address: string, options: PingOptions = {}): Promise<PingResult> {
   const count = options.count ?? 5;
   const interval = options.intervalSeconds ?? 0.2;
   const wait = options.replyTimeoutSeconds ?? 1;

@@ -9,10 +9,15 @@ import type { AgentStatus } from '../../src/control/agent';
 import { runIperf } from '../../src/lab/iperf';
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
-import { addPodAddress } from '../../src/lab/pods';
+import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { formatIPv4 } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
+
+/** A pod on `node`, attached by the CNI plugins as kubelet would (its address is the destination the checks protect). */
+function podOn(lab: Lab, overlay: Overlay, node: LabNode): Promise<Pod> {
+  return attachPod(lab, node, 1, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) });
+}
 
 const Hostile = suite('hostile input');
 const FORGE = path.join(__dirname, 'forge.py');
@@ -91,8 +96,7 @@ for (const backend of ['vxlan', 'ipip'] as const) {
       const s2 = await overlay.status(n2);
       const sub1 = (await overlay.subnetOf(n1)).address;
       const sub2 = (await overlay.subnetOf(n2)).address;
-      const pod = formatIPv4(sub2 + 1);
-      await addPodAddress(lab, n2, pod);
+      const pod = (await podOn(lab, overlay, n2)).address;
       const mine = formatIPv4(sub1 + 7);
       const cases: Forged[] = [
         { what: 'a stranger', from: rogue, outerSrc: rogue.underlayIp, innerSrc: mine, innerDst: pod, reason: 'underlay/unknown-vtep' },
@@ -159,8 +163,7 @@ Hostile('a leased peer sending 128-segment UDP GSO bursts: every segment reaches
     for (const node of lab.nodes) await overlay.startAgent(node);
     for (const node of lab.nodes) await overlay.waitForRoutes(node, 1);
     const sub1 = (await overlay.subnetOf(n1)).address;
-    const pod = formatIPv4((await overlay.subnetOf(n2)).address + 1);
-    await addPodAddress(lab, n2, pod);
+    const pod = (await podOn(lab, overlay, n2)).address;
     const s1 = await overlay.status(n1);
     const s2 = await overlay.status(n2);
     const before = countersOf(s2);
@@ -202,7 +205,7 @@ Hostile('a flood of malformed VXLAN from a leased node while pods talk: no crash
     for (const node of lab.nodes) await overlay.waitForRoutes(node, 1);
     const sub1 = (await overlay.subnetOf(n1)).address;
     const sub2 = (await overlay.subnetOf(n2)).address;
-    await addPodAddress(lab, n2, formatIPv4(sub2 + 1));
+    const pod = await podOn(lab, overlay, n2);
     const s1 = await overlay.status(n1);
     const s2 = await overlay.status(n2);
     const pid = overlay.agents.get(n2.name)!.process.pid!;
@@ -212,7 +215,7 @@ Hostile('a flood of malformed VXLAN from a leased node while pods talk: no crash
       '-r', 'tsx/cjs', FLOOD, n1.underlayIp, n2.underlayIp, String(overlay.port), String(overlay.vni),
       s1.lease.vtepMac!, s2.lease.vtepMac!, formatIPv4(sub1), formatIPv4(sub2), '150000', '8',
     ], { timeoutMs: 30_000 });
-    const during = await ping(lab, n1, formatIPv4(sub2 + 1), { count: 20, intervalSeconds: 0.1 });
+    const during = await ping(lab, n1, pod.address, { count: 20, intervalSeconds: 0.1 });
     const { stdout } = await flood;
     const sent = (JSON.parse(stdout.trim().split('\n').pop()!) as { sent: number }).sent;
     assert.ok(sent > 10_000, `flood sent ${sent}`);
@@ -225,8 +228,8 @@ Hostile('a flood of malformed VXLAN from a leased node while pods talk: no crash
     assert.is(after.pool?.inUse, 0, 'no slot leaked');
     const grownKb = rssKb(pid) - rssBefore;
     assert.ok(grownKb < 64 * 1024, `RSS grew by ${grownKb} kB`);
-    assert.is((await ping(lab, n1, formatIPv4(sub2 + 1), { count: 3, intervalSeconds: 0.1 })).received, 3);
-    const tcp = await runIperf(lab, { server: n2, client: n1, address: formatIPv4(sub2 + 1), seconds: 1 });
+    assert.is((await ping(lab, n1, pod.address, { count: 3, intervalSeconds: 0.1 })).received, 3);
+    const tcp = await runIperf(lab, { server: pod, client: n1, address: pod.address, seconds: 1 });
     assert.ok(tcp.bytes > 100_000, `iperf3 moved ${tcp.bytes} bytes after the flood`);
   });
 });

@@ -22,6 +22,7 @@ Trace('a ping traced on the sending node: outbound route/neighbor/FDB/encap, inb
     const [n1, n2] = lab.nodes;
     for (const node of lab.nodes) await overlay.startAgent(node);
     await overlay.waitForRoutes(n1, 1);
+    await overlay.waitForRoutes(n2, 1); // the reply needs n2's route back, which a loaded machine may give late
     const target = formatIPv4((await overlay.subnetOf(n2)).address);
     const pcap = join(dir, 'trace.pcap');
     const tracer = spawn(process.execPath, [CLI_PATH, 'trace', '--socket', overlay.agents.get('n1')!.statusSocket, '--proto', 'icmp', '--count', '3', '--json', '--pcap', pcap], { stdio: ['ignore', 'pipe', 'pipe'] });

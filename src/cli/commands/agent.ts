@@ -38,6 +38,10 @@ export function agentCommand(program: Command): void {
       .requiredOption('--public-ip <ip>', "this node's underlay address (flannel's PublicIP)", ipv4Address)
       .option('--tun <name>', 'TUN device name', 'vxtun0')
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
+      .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (default)", true)
+      .option('--no-ip-masq', 'install no masquerade rules; FLANNEL_IPMASQ=false, so the CNI bridge plugin masquerades (also pod-to-pod traffic to other nodes)')
+      .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
+      .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
@@ -99,6 +103,9 @@ export function agentCommand(program: Command): void {
       publicIp: opts.publicIp,
       tunName: opts.tun,
       subnetFile: opts.subnetFile,
+      ipMasq: opts.ipMasq !== false,
+      ipMasqTool: opts.ipMasqTool,
+      ipMasqResyncMs: opts.ipMasqResync * 1000,
       leaseTtlSeconds: opts.leaseTtl,
       nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,

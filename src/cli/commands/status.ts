@@ -21,6 +21,13 @@ export function findSocket(publicIp?: number): string {
   throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip or --socket`);
 }
 
+function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
+  if (!m.enabled) return 'off (--no-ip-masq: FLANNEL_IPMASQ=false, the CNI bridge plugin masquerades, pod-to-pod included)';
+  const where = m.tool !== undefined ? `${m.tool}, ${m.where}` : 'no firewall tool';
+  const restored = m.restored > 0 ? `, restored ${m.restored} time${m.restored === 1 ? '' : 's'}` : '';
+  return `on, ${where}: ${m.state.toUpperCase() === 'INSTALLED' ? 'installed' : m.state.toUpperCase()}${restored}${m.problem ? ` (${m.problem})` : ''}`;
+}
+
 export function formatStatus(s: AgentStatus): string {
   const lines: string[] = [];
   const dev = s.tun?.name ?? s.underlay.device;
@@ -32,6 +39,10 @@ export function formatStatus(s: AgentStatus): string {
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
+  if (s.node !== undefined) {
+    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : `OFF: ${s.node.warning ?? ''}`}`);
+  }
+  if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
   for (const t of s.traceClients ?? []) {
     lines.push(`trace    a client attached: ${t.sentJourneys} journeys sent, ${t.droppedJourneys} dropped (client too slow), ${t.queuedBytes} bytes queued`);
