@@ -57,3 +57,11 @@ export function hostPort(value: string): { host: string; port: number } {
   }
   return { host: match[1] || '0.0.0.0', port: Number(match[2]) };
 }
+
+/** A node name as Kubernetes and host names spell them: letters, digits, '.', '_', '-', 1-253 characters. */
+export function nodeName(value: string): string {
+  if (!/^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/.test(value)) {
+    throw new InvalidArgumentError(`expected a node name like node-1 or node-1.example.com (letters, digits, '.', '_', '-'), got "${value}"`);
+  }
+  return value;
+}

@@ -6,7 +6,7 @@ import type { HostInterface } from '../io/interfaces';
 import { deleteRoute, replaceRoute } from '../io/kernel-routes';
 import { type Cidr, cidrContains, cidrEquals, formatCidr, formatIPv4 } from '../wire/address';
 import type { Lease } from './lease';
-import type { LeaseEvent } from './lease-manager';
+import type { LeaseEvent } from './lease-validator';
 import type { Logger } from './log';
 
 export interface DirectRoute {

@@ -1,6 +1,14 @@
 // A node's lease in flannel's store layout: key <prefix>/subnets/10.17.1.0-24, value
 // {"PublicIP":"192.0.2.10","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}.
 // Field names are flannel's (pkg/subnet LeaseAttrs, pkg/backend/vxlan vxlanLeaseAttrs) so both can share a network.
+//
+// One field is ours: "VxtunNodeName", the node's name, at the top level of the value. It says which node holds the
+// lease independently of its address, so that a node whose PublicIP changed finds its lease again (flannel#760).
+// flannel tolerates it: it decodes the value into its LeaseAttrs struct (pkg/lease/lease.go: PublicIP, PublicIPv6,
+// BackendType, BackendData, BackendV6Data) with Go's encoding/json, which ignores unknown fields. It sits at the top level rather than in BackendData because it is not backend data: flannel's
+// ipip and host-gw leases carry no BackendData, and a node's name outlives a change of backend. The "Vxtun" prefix
+// keeps it clear of any field flannel may add later (Go matches field names case-insensitively, so a plain
+// "NodeName" would be captured by a future flannel field of that name).
 
 import { Cidr, IPv4, Mac, formatIPv4, formatMac, parseIPv4, parseMac, prefixMask } from '../wire/address';
 
@@ -13,7 +21,12 @@ export interface LeaseAttrs {
   publicIp: IPv4;
   backendType: string;
   backendData?: BackendData;
+  /** The holder's node name ("VxtunNodeName"); absent in leases flanneld (or an older vxtun) wrote. */
+  nodeName?: string;
 }
+
+/** The JSON field that carries LeaseAttrs.nodeName (see the file comment for why it is safe next to flannel). */
+export const NODE_NAME_FIELD = 'VxtunNodeName';
 
 export interface Lease {
   subnet: Cidr;
@@ -88,6 +101,13 @@ export function parseLeaseAttrs(json: string): LeaseAttrs {
     if (!isObject(data)) throw new Error(`lease BackendData must be an object, got ${JSON.stringify(data)}`);
     attrs.backendData = parseBackendData(data);
   }
+  const nodeName = doc[NODE_NAME_FIELD];
+  if (nodeName !== undefined && nodeName !== null) {
+    if (typeof nodeName !== 'string' || nodeName === '') {
+      throw new Error(`lease ${NODE_NAME_FIELD} must be a non-empty string, got ${JSON.stringify(nodeName)}`);
+    }
+    attrs.nodeName = nodeName;
+  }
   return attrs;
 }
 
@@ -128,9 +148,28 @@ export function formatLeaseAttrs(attrs: LeaseAttrs): string {
     }
     doc.BackendData = out;
   }
+  if (attrs.nodeName !== undefined) doc[NODE_NAME_FIELD] = attrs.nodeName;
   return JSON.stringify(doc);
 }
 
 export function leaseAttrsEqual(a: LeaseAttrs, b: LeaseAttrs): boolean {
   return formatLeaseAttrs(a) === formatLeaseAttrs(b);
+}
+
+/**
+ * Whether a lease value written by `holder` is held by the node `self`: the same node name and PublicIP when the
+ * value names a node; the same PublicIP when it does not (flannel's rule, for leases flanneld wrote). A value with our
+ * name and another PublicIP is another live process using our name (or our own previous address, which acquire
+ * rewrites before keeping starts).
+ */
+export function isHeldBy(holder: LeaseAttrs, self: LeaseAttrs): boolean {
+  if (holder.nodeName !== undefined) return holder.nodeName === self.nodeName && holder.publicIp === self.publicIp;
+  return holder.publicIp === self.publicIp;
+}
+
+/** Whether two subnets share any address (one contains the other). */
+export function subnetsOverlap(a: Cidr, b: Cidr): boolean {
+  const shorter = a.prefixLength <= b.prefixLength ? a : b;
+  const longer = shorter === a ? b : a;
+  return ((longer.address & prefixMask(shorter.prefixLength)) >>> 0) === shorter.address;
 }

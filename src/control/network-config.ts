@@ -294,3 +294,29 @@ export function formatNetworkConfig(options: NetworkConfigOptions): string {
   parseNetworkConfig(json);
   return json;
 }
+
+/**
+ * How a stored config differs from the running one, one entry per field that matters to the data plane or the
+ * leases, e.g. ["Backend.VNI 1 -> 2", "Network 10.17.0.0/16 -> 10.18.0.0/16"]; empty when they mean the same network.
+ */
+export function networkConfigDifferences(running: NetworkConfig, stored: NetworkConfig): string[] {
+  const out: string[] = [];
+  const compare = (name: string, a: string | number | boolean | undefined, b: string | number | boolean | undefined): void => {
+    if (a !== b) out.push(`${name} ${a ?? '(none)'} -> ${b ?? '(none)'}`);
+  };
+  compare('Network', formatCidr(running.network), formatCidr(stored.network));
+  compare('SubnetLen', running.subnetLen, stored.subnetLen);
+  compare('SubnetMin', formatIPv4(running.subnetMin), formatIPv4(stored.subnetMin));
+  compare('SubnetMax', formatIPv4(running.subnetMax), formatIPv4(stored.subnetMax));
+  const a = running.backend;
+  const b = stored.backend;
+  compare('Backend.Type', a.type, b.type);
+  // Written against the union's shape, not its members, so that a backend added later needs no case here.
+  compare('Backend.DirectRouting', 'directRouting' in a ? a.directRouting : undefined, 'directRouting' in b ? b.directRouting : undefined);
+  if (a.type === 'vxlan' && b.type === 'vxlan') {
+    compare('Backend.VNI', a.vni, b.vni);
+    compare('Backend.Port', a.port, b.port);
+    compare('Backend.MTU', a.mtu, b.mtu);
+  }
+  return out;
+}

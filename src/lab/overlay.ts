@@ -12,6 +12,7 @@ import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import type { Pod } from './pods';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
 import { type EtcdServer, startEtcd } from './etcd-server';
 import { commandArgv, run } from './shell';
@@ -155,6 +156,8 @@ export class Overlay {
       CLI_PATH, 'agent',
       '--store', this.storeUrl,
       '--public-ip', publicIp,
+      // All lab nodes share this host's name; each needs its own identity (lease and VTEP MAC follow it).
+      '--node-name', node.netns,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
       ...(this.options.backend === 'bgp' ? ['--bird-dir', this.birdDir(node)] : []),
@@ -207,6 +210,11 @@ export class Overlay {
       return last.routes.length === count;
     });
     return last!;
+  }
+
+  /** The subnet.env the agent in `node` writes (the `--subnet-file` startAgent passes): what the CNI plugins read. */
+  subnetFile(node: LabNode): string {
+    return join(this.workDir, `${node.name}-subnet.env`);
   }
 
   /** The lease subnet the agent in `node` holds. */
@@ -283,7 +291,10 @@ export interface LabRecordNode {
   subnet: string;
   /** The TUN (vxtun) or VTEP (kernel) address: the subnet's .0, as flannel gives its device. */
   tunAddress: string;
+  /** The first pod's address ('' without pods). */
   pod: string;
+  /** The pods attached by the CNI plugins (`lab up --pods N`), for `lab exec`, the table and `lab down`'s CNI DEL. */
+  pods?: Pod[];
   pid?: number;
   /** /proc start time of `pid`, so that a reused pid is never signalled. */
   pidStartTime?: string | null;
@@ -293,7 +304,7 @@ export interface LabRecordNode {
 
 export interface LabRecord {
   name: string;
-  backend: 'vxlan' | 'ipip' | 'bgp';
+  backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
   /** bgp: the encapsulation (none, ipip, ipip-crosssubnet). */
   bgpEncap?: BgpEncap;
   network: string;

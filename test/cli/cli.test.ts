@@ -46,6 +46,8 @@ Cli('bad flags and values name the problem and exit non-zero before doing anythi
     [['init', '--network', '10.17.0.0/16', '--vni', '99999999'], /0 to 16777215/],
     [['agent', '--public-ip', '300.1.1.1'], /IPv4 address/],
     [['agent', '--public-ip', '192.0.2.1', '--bogus'], /unknown option '--bogus'/],
+    [['agent', '--public-ip', '192.0.2.1', '--node-name', 'two words'], /expected a node name like node-1/],
+    [['agent', '--public-ip', '192.0.2.1', '--node-name', ''], /expected a node name like node-1/],
     [['store', 'ls', '--store', 'redis://x'], /unknown store type "redis"/],
   ];
   for (const [args, message] of cases) {

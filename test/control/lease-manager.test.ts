@@ -595,3 +595,202 @@ watch('connection changes pass through; a throwing handler is logged, not thrown
 
 watch.run();
 
+
+// ---- what a key whose value does not parse means to acquire --------------------------------------------
+
+const unreadable = suite('control: lease manager acquire, unreadable values');
+
+unreadable('a key whose value does not parse takes its subnet: the previous subnet there is not reused, nor picked at random', () =>
+  withStore(async (store, clock) => {
+    await store.put(key('10.17.5.0/24'), 'garbage');
+    await store.put(key('10.17.1.0/24'), '{"PublicIP":"not an ip"}');
+    const lease = await manager(store, clock, { random: () => 0 }).acquire(vxlanAttrs('192.0.2.1'), {
+      previousSubnet: parseCidr('10.17.5.0/24'),
+    });
+    assert.is(formatCidr(lease.subnet), '10.17.2.0/24', 'the first subnet without any key');
+    assert.is((await store.get(key('10.17.5.0/24')))?.value, 'garbage', 'left alone');
+    assert.is((await store.get(key('10.17.1.0/24')))?.value, '{"PublicIP":"not an ip"}', 'left alone');
+  }),
+);
+
+unreadable.run();
+
+// ---- node identity: the node name before the public IP ---------------------------------------------------
+
+const identity = suite('control: lease manager node identity');
+
+function named(name: string, publicIp: string, mac = '66:00:00:00:00:01'): LeaseAttrs {
+  return { ...vxlanAttrs(publicIp, mac), nodeName: name };
+}
+
+identity('a node back with a new public IP finds its lease by name and rewrites it in place (same key, compare-and-swap)', () =>
+  withStore(async (store, clock) => {
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1', '66:00:00:00:00:0a')), { ttlSeconds: 600 });
+    await store.put(key('10.17.3.0/24'), formatLeaseAttrs(vxlanAttrs('192.0.2.7', '66:00:00:00:00:07')), { ttlSeconds: 600 });
+    const log = recordingLogger();
+    const lease = await manager(store, clock, { log }).acquire(named('node-a', '192.0.2.7', '66:00:00:00:00:0a'), {
+      previousSubnet: parseCidr('10.17.5.0/24'),
+    });
+    assert.is(formatCidr(lease.subnet), '10.17.9.0/24', 'by name, before the unnamed lease of our new IP and before subnet.env');
+    assert.equal(await valueAt(store, key('10.17.9.0/24')), named('node-a', '192.0.2.7', '66:00:00:00:00:0a'));
+    assert.is((await store.get(key('10.17.9.0/24')))?.ttlSeconds, 86400);
+    assert.equal(await valueAt(store, key('10.17.3.0/24')), vxlanAttrs('192.0.2.7', '66:00:00:00:00:07'), 'the other lease untouched');
+    assert.is((await store.list('/coreos.com/network/subnets/')).kvs.length, 2, 'no second lease');
+    assert.ok(log.records.some((r) => r.msg === 'our public IP changed: our lease now points at the new one' && r.fields?.was === '192.0.2.1'));
+  }),
+);
+
+identity('a lease without a name (written by flanneld) is ours by PublicIP, and gets our name', () =>
+  withStore(async (store, clock) => {
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(vxlanAttrs('192.0.2.1')), { ttlSeconds: 600 });
+    const lease = await manager(store, clock).acquire(named('node-a', '192.0.2.1'));
+    assert.is(formatCidr(lease.subnet), '10.17.9.0/24');
+    assert.is((await valueAt(store, key('10.17.9.0/24')))?.nodeName, 'node-a');
+  }),
+);
+
+identity("another node's lease is never taken: not by our PublicIP, not by our subnet.env", () =>
+  withStore(async (store, clock) => {
+    // Our old address went to node-b, and our expired subnet was given to node-c meanwhile.
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-b', '192.0.2.1', '66:00:00:00:00:0b')), { ttlSeconds: 600 });
+    await store.put(key('10.17.5.0/24'), formatLeaseAttrs(named('node-c', '192.0.2.3', '66:00:00:00:00:0c')), { ttlSeconds: 600 });
+    const lease = await manager(store, clock, { random: () => 0 }).acquire(named('node-a', '192.0.2.1', '66:00:00:00:00:0a'), {
+      previousSubnet: parseCidr('10.17.5.0/24'),
+    });
+    assert.is(formatCidr(lease.subnet), '10.17.1.0/24', 'a new subnet');
+    assert.equal(await valueAt(store, key('10.17.9.0/24')), named('node-b', '192.0.2.1', '66:00:00:00:00:0b'));
+    assert.equal(await valueAt(store, key('10.17.5.0/24')), named('node-c', '192.0.2.3', '66:00:00:00:00:0c'));
+  }),
+);
+
+identity('a node whose named lease expired comes back to its subnet.env subnet when still free', () =>
+  withStore(async (store, clock) => {
+    await store.put(key('10.17.5.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1')), { ttlSeconds: 60 });
+    clock.now += 61_000;
+    const lease = await manager(store, clock).acquire(named('node-a', '192.0.2.9'), { previousSubnet: parseCidr('10.17.5.0/24') });
+    assert.is(formatCidr(lease.subnet), '10.17.5.0/24');
+    assert.equal(await valueAt(store, key('10.17.5.0/24')), named('node-a', '192.0.2.9'));
+  }),
+);
+
+identity('the in-place rewrite is a compare-and-swap: a write between our read and ours makes us look again', () =>
+  withStore(async (memory, clock) => {
+    await memory.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1')), { ttlSeconds: 600 });
+    let interfered = false;
+    const store = new (class extends FlakyStore {
+      override async put(k: string, v: string, o?: PutOptions): Promise<boolean> {
+        if (!interfered && o?.ifModRevision !== undefined) {
+          interfered = true; // node-b took the subnet (the old lease expired and was given away) just before our write
+          await memory.put(k, formatLeaseAttrs(named('node-b', '192.0.2.2', '66:00:00:00:00:0b')), { ttlSeconds: 600 });
+        }
+        return super.put(k, v, o);
+      }
+    })(memory);
+    const lease = await manager(store, clock, { random: () => 0 }).acquire(named('node-a', '192.0.2.7'));
+    assert.ok(interfered);
+    assert.is(formatCidr(lease.subnet), '10.17.1.0/24');
+    assert.is((await valueAt(memory, key('10.17.9.0/24')))?.nodeName, 'node-b', 'not overwritten');
+  }),
+);
+
+identity('renew: a key naming another node, or our name at another address, is lost; an unnamed value of our IP is ours', () =>
+  withStore(async (store, clock) => {
+    const m = manager(store, clock, { ttlSeconds: 100 });
+    const lease = await m.acquire(named('node-a', '192.0.2.1'));
+    const k = subnetKey(DEFAULT_PREFIX, lease.subnet);
+    await store.put(k, formatLeaseAttrs(vxlanAttrs('192.0.2.1')), { ttlSeconds: 100 });
+    await m.renew(lease);
+    assert.equal(await valueAt(store, k), named('node-a', '192.0.2.1'), 'written over');
+    await store.put(k, formatLeaseAttrs(named('node-a', '192.0.2.8')), { ttlSeconds: 100 });
+    await rejects(m.renew(lease), /^lease 10\.17\.\d+\.0\/24 was lost: it is leased to node node-a \(192\.0\.2\.8\) now$/);
+    await store.put(k, formatLeaseAttrs(named('node-b', '192.0.2.1')), { ttlSeconds: 100 });
+    await rejects(m.renew(lease), /^lease 10\.17\.\d+\.0\/24 was lost: it is leased to node node-b \(192\.0\.2\.1\) now$/);
+  }),
+);
+
+identity('keep: a second process with our name at another address takes the lease; we stop (onLost)', () =>
+  withStore(async (store, clock) => {
+    const m = manager(store, clock, { ttlSeconds: 100 });
+    const lease = await m.acquire(named('node-a', '192.0.2.1'));
+    const lost: Error[] = [];
+    const keeper = m.keep(lease, { onLost: (_l, err) => lost.push(err) });
+    try {
+      await settle();
+      await manager(store, clock).acquire(named('node-a', '192.0.2.9'));
+      await settle();
+      assert.is(lost.length, 1);
+      assert.match(lost[0].message, /leased to node node-a \(192\.0\.2\.9\) now/);
+      assert.is((await valueAt(store, subnetKey(DEFAULT_PREFIX, lease.subnet)))?.publicIp, parseIPv4('192.0.2.9'));
+    } finally {
+      keeper.stop();
+    }
+  }),
+);
+
+identity.run();
+
+// ---- the network config changing under a running agent ---------------------------------------------------
+
+const configWatch = suite('control: network config watch');
+
+configWatch('a changed, invalid or deleted config is a mismatch, logged once per change; the same config again clears it', () =>
+  withStore(async (store, clock) => {
+    await store.put('/coreos.com/network/config', CONFIG_JSON);
+    const log = recordingLogger();
+    const w = await manager(store, clock, { log }).watchNetworkConfig(CONFIG);
+    const warnings = () => log.records.filter((r) => r.level === 'warn').map((r) => r.fields?.differences);
+    try {
+      assert.is(w.mismatch, undefined);
+      // The same network written differently is no mismatch.
+      await store.put('/coreos.com/network/config', '{"network":"10.17.0.0/16","Backend":{"Type":"vxlan"}}');
+      await settle();
+      assert.is(w.mismatch, undefined);
+      const other = '{"Network":"10.18.0.0/16","SubnetLen":24,"Backend":{"Type":"vxlan","VNI":2,"Port":4789}}';
+      await store.put('/coreos.com/network/config', other);
+      await settle();
+      assert.equal(w.mismatch, {
+        stored: other,
+        differences: [
+          'Network 10.17.0.0/16 -> 10.18.0.0/16',
+          'SubnetMin 10.17.1.0 -> 10.18.1.0',
+          'SubnetMax 10.17.255.0 -> 10.18.255.0',
+          'Backend.VNI 1 -> 2',
+          'Backend.Port 8472 -> 4789',
+        ],
+      });
+      await store.put('/coreos.com/network/config', other); // written again: nothing new to say
+      await settle();
+      assert.is(warnings().length, 1);
+      await store.put('/coreos.com/network/config', '{"Network":"10.17.0.0/16","Backend":{"Type":"ipip"}}');
+      await settle();
+      assert.equal(w.mismatch?.differences, ['Backend.Type vxlan -> ipip']);
+      await store.put('/coreos.com/network/config', '{"Network":');
+      await settle();
+      assert.match(w.mismatch!.differences[0], /^the stored config is invalid: network config: not valid JSON/);
+      await store.delete('/coreos.com/network/config');
+      await settle();
+      assert.equal(w.mismatch, { stored: '(deleted)', differences: ['the network config was deleted from the store'] });
+      assert.is(warnings().length, 4);
+      await store.put('/coreos.com/network/config', CONFIG_JSON);
+      await settle();
+      assert.is(w.mismatch, undefined);
+      assert.ok(log.records.some((r) => r.level === 'info' && /matches the running one again/.test(r.msg)));
+    } finally {
+      w.close();
+    }
+  }),
+);
+
+configWatch('a config already different when the agent starts watching is reported at once', () =>
+  withStore(async (store, clock) => {
+    await store.put('/coreos.com/network/config', '{"Network":"10.17.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}');
+    const w = await manager(store, clock).watchNetworkConfig(CONFIG);
+    try {
+      assert.equal(w.mismatch?.differences, ['Backend.DirectRouting false -> true']);
+    } finally {
+      w.close();
+    }
+  }),
+);
+
+configWatch.run();

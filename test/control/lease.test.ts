@@ -90,8 +90,21 @@ test('malformed lease values are errors naming the field and value', () => {
     ['{"PublicIP":"192.0.2.1","BackendData":[1]}', /BackendData must be an object, got \[1\]/],
     ['{"PublicIP":"192.0.2.1","BackendData":{"VNI":"1"}}', /BackendData.VNI must be an integer from 0 to 16777215, got "1"/],
     ['{"PublicIP":"192.0.2.1","BackendData":{"VtepMAC":"c6:d2:32"}}', /BackendData.VtepMAC "c6:d2:32" is not a MAC address/],
+    ['{"PublicIP":"192.0.2.1","VxtunNodeName":7}', /VxtunNodeName must be a non-empty string, got 7/],
+    ['{"PublicIP":"192.0.2.1","VxtunNodeName":""}', /VxtunNodeName must be a non-empty string, got ""/],
   ];
   for (const [value, expected] of cases) assert.throws(() => parseLeaseAttrs(value), expected, value);
+});
+
+
+test('the node name rides at the top level as VxtunNodeName, after flannel\'s fields; absent when not given', () => {
+  const value =
+    '{"PublicIP":"192.0.2.1","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"66:00:00:00:00:01"},"VxtunNodeName":"node-a"}';
+  const attrs = parseLeaseAttrs(value);
+  assert.is(attrs.nodeName, 'node-a');
+  assert.is(formatLeaseAttrs(attrs), value);
+  assert.is(parseLeaseAttrs('{"PublicIP":"192.0.2.1"}').nodeName, undefined);
+  assert.not.match(formatLeaseAttrs({ publicIp: parseIPv4('192.0.2.1'), backendType: 'ipip' }), /VxtunNodeName/);
 });
 
 test.run();

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import type { AgentStatus } from '../../src/control/agent';
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
-import { addPodAddress } from '../../src/lab/pods';
+import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { showProtocols } from '../../src/control/bgp/birdc';
 import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
@@ -15,27 +15,39 @@ import { startRouteReflector } from '../../src/lab/route-reflector';
 import { run } from '../../src/lab/shell';
 import { formatStatus } from '../../src/cli/commands/status';
 import { join } from 'node:path';
-import { formatIPv4, parseCidr } from '../../src/wire/address';
+import { parseCidr } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
 
 const Bgp = suite('bgp backend (bird2)');
 
-async function podOf(overlay: Overlay, node: LabNode): Promise<string> {
-  return formatIPv4((await overlay.subnetOf(node)).address + 1);
+/** The pod of each node (real CNI plugins, from the subnet.env its agent wrote), by node namespace. */
+const pods = new Map<string, Pod>();
+
+async function attach(lab: Lab, overlay: Overlay, node: LabNode): Promise<Pod> {
+  const pod = await attachPod(lab, node, 1, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) });
+  pods.set(node.netns, pod);
+  return pod;
+}
+
+function podOf(_overlay: Overlay, node: LabNode): string {
+  const pod = pods.get(node.netns);
+  assert.ok(pod, `${node.name} has a pod`);
+  return pod!.address;
 }
 
 async function startAll(lab: Lab, overlay: Overlay, nodes: readonly LabNode[] = lab.nodes): Promise<void> {
+  pods.clear();
   await Promise.all(nodes.map((node) => overlay.startAgent(node)));
   for (const node of nodes) await overlay.waitForRoutes(node, nodes.length - 1, 20_000);
-  for (const node of nodes) await addPodAddress(lab, node, await podOf(overlay, node));
+  for (const node of nodes) await attach(lab, overlay, node);
 }
 
-async function pingPods(lab: Lab, overlay: Overlay): Promise<void> {
-  for (const from of lab.nodes) {
-    for (const to of lab.nodes) {
+/** Every pod pings every other pod. */
+async function pingPods(lab: Lab, _overlay: Overlay): Promise<void> {
+  for (const from of pods.values()) {
+    for (const to of pods.values()) {
       if (from === to) continue;
-      const target = await podOf(overlay, to);
-      assert.is((await ping(lab, from, target, { count: 2, intervalSeconds: 0.1 })).received, 2, `${from.name} -> ${to.name} ${target}`);
+      assert.is((await ping(lab, from, to.address, { count: 2, intervalSeconds: 0.1 })).received, 2, `pod ${from.name} -> pod ${to.name} ${to.address}`);
     }
   }
 }
@@ -100,7 +112,7 @@ Bgp('encap ipip: BGP routes land in kernel table 201 and feed vxtun\'s IP-in-IP 
     const before = underlayPackets(status);
     await pingPods(lab, overlay);
     assert.ok(underlayPackets(await overlay.status(n1)) - before >= 4, 'the pings went through the tunnel');
-    const tcp = await runIperf(lab, { server: n2, client: n1, address: await podOf(overlay, n2), seconds: 1 });
+    const tcp = await runIperf(lab, { server: pods.get(n2.netns)!, client: pods.get(n1.netns)!, address: podOf(overlay, n2), seconds: 1 });
     assert.ok(tcp.gbitPerSecond > 0, `TCP over BGP + IP-in-IP: ${tcp.gbitPerSecond} Gbit/s`);
   });
 });
@@ -112,7 +124,8 @@ Bgp('encap ipip-crosssubnet: direct to the node on our subnet (main table), IP-i
     for (const node of [n1, n2]) await lab.exec(node, 'ip', ['route', 'add', '198.51.100.0/24', 'dev', 'eth0']);
     await Promise.all([overlay.startAgent(n1), overlay.startAgent(n2), overlay.startAgent(n3, [], '198.51.100.13')]);
     for (const node of lab.nodes) await overlay.waitForRoutes(node, 2, 20_000);
-    for (const node of lab.nodes) await addPodAddress(lab, node, await podOf(overlay, node));
+    pods.clear();
+    for (const node of lab.nodes) await attach(lab, overlay, node);
     const n2Subnet = (await overlay.status(n2)).lease.subnet;
     const n3Subnet = (await overlay.status(n3)).lease.subnet;
     const routes = (await overlay.status(n1)).routes;
@@ -121,14 +134,14 @@ Bgp('encap ipip-crosssubnet: direct to the node on our subnet (main table), IP-i
     assert.match(await routeTo(lab, n1, n2Subnet), /via 192\.0\.2\.12 dev eth0 proto bird/);
     assert.match(await routeTo(lab, n1, n3Subnet, '201'), /via 198\.51\.100\.13 dev eth0 proto bird/);
     const before = underlayPackets(await overlay.status(n1));
-    assert.is((await ping(lab, n1, await podOf(overlay, n2), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    assert.is((await ping(lab, n1, podOf(overlay, n2), { count: 3, intervalSeconds: 0.1 })).received, 3);
     const afterDirect = underlayPackets(await overlay.status(n1));
     assert.is(afterDirect, before, 'the direct route bypasses the tunnel');
-    assert.is((await ping(lab, n1, await podOf(overlay, n3), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    assert.is((await ping(lab, n1, podOf(overlay, n3), { count: 3, intervalSeconds: 0.1 })).received, 3);
     assert.is(underlayPackets(await overlay.status(n1)) - afterDirect, 3, 'across subnets, IP-in-IP');
     await pingPods(lab, overlay);
     for (const server of [n2, n3]) {
-      const tcp = await runIperf(lab, { server, client: n1, address: await podOf(overlay, server), seconds: 1 });
+      const tcp = await runIperf(lab, { server: pods.get(server.netns)!, client: pods.get(n1.netns)!, address: podOf(overlay, server), seconds: 1 });
       assert.ok(tcp.gbitPerSecond > 0, `TCP to ${server.name}: ${tcp.gbitPerSecond} Gbit/s`);
     }
   });
@@ -159,7 +172,7 @@ Bgp('graceful restart on: routes are kept through a bird restart, no ping lost; 
     await startAll(lab, overlay);
     const [n1, n2, n3] = lab.nodes as [LabNode, LabNode, LabNode];
     const n2Subnet = (await overlay.status(n2)).lease.subnet;
-    const target = await podOf(overlay, n2);
+    const target = podOf(overlay, n2);
     const pinging = ping(lab, n1, target, { count: 40, intervalSeconds: 0.1 });
     await new Promise((resolve) => setTimeout(resolve, 500));
     process.kill(bgpOf(await overlay.status(n2)).bird.pid!, 'SIGKILL');
@@ -237,7 +250,7 @@ Bgp('a plain bird2 route reflector in its own namespace serves three vxtun nodes
         if (from === to) continue;
         const subnet = (await overlay.status(to)).lease.subnet;
         assert.match(await routeTo(lab, from, subnet), new RegExp(`via ${to.underlayIp.replace(/\./g, '\\.')} dev eth0 proto bird`), 'next hop = the owner, not the reflector');
-        assert.is((await ping(lab, from, await podOf(overlay, to), { count: 2, intervalSeconds: 0.1 })).received, 2);
+        assert.is((await ping(lab, from, podOf(overlay, to), { count: 2, intervalSeconds: 0.1 })).received, 2);
       }
     }
   });

@@ -240,14 +240,14 @@ export class BgpNode {
       const next = wanted.get(key);
       if (next !== undefined && next.gateway === route.gateway) continue;
       tables.routes.delete(route.subnet);
-      tables.removeVtep(route.gateway);
+      tables.removeVtep(route.gateway, route.subnet);
       this.applied.delete(key);
       this.options.log.info('ipip route removed (withdrawn by BGP)', { subnet: key, via: formatIPv4(route.gateway) });
     }
     for (const [key, route] of wanted) {
       if (this.applied.has(key)) continue;
       tables.routes.set(route.subnet, { subnet: route.subnet, gateway: route.gateway, encap: 'ipip' });
-      tables.addVtep(route.gateway);
+      tables.addVtep(route.gateway, route.subnet);
       this.applied.set(key, route);
       this.options.log.info('ipip route added (learned by BGP)', { subnet: key, via: formatIPv4(route.gateway) });
     }

@@ -1,0 +1,75 @@
+// Leases as the store holds them: the settings the lease jobs share (store, prefix, TTL, clock, timers, log), and the
+// reading of <prefix>/subnets/ into records that keep what could not be parsed (a key naming no subnet, a value that
+// is not a lease), because such a key still takes its subnet and still deserves a word in `vxtun status`.
+import type { KeyValue, Store } from '../store/store';
+import type { Cidr } from '../wire/address';
+import { Lease, parseLeaseAttrs, parseSubnetKey, subnetsPrefix } from './lease';
+import type { Logger } from './log';
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+/** What the lease jobs (watch, acquire, keep) share; built once by LeaseManager. */
+export interface LeaseContext {
+  store: Store;
+  /** Without a trailing slash, e.g. "/coreos.com/network". */
+  prefix: string;
+  /** Lease TTL in seconds; flannel's is 24 h. */
+  ttlSeconds: number;
+  /** Renew this many seconds before expiry (flannel: 1 h); at most half the TTL. */
+  renewMarginSeconds: number;
+  /** After a failed renewal or re-list, try again this many seconds later (flannel: 1 min). */
+  retrySeconds: number;
+  random: () => number;
+  /** Milliseconds since the epoch. */
+  now: () => number;
+  timers: Timers;
+  log: Logger;
+}
+
+/** One key under <prefix>/subnets/: a lease, or the reason it is not one. */
+export interface LeaseRecord {
+  key: string;
+  /** The store revision of the value (modRevision): orders records deterministically when nothing else does. */
+  revision: number;
+  /** The subnet the key names; absent when it names none. */
+  subnet?: Cidr;
+  /** Present when key and value both parse. */
+  lease?: Lease;
+  /** Why this is not a lease (unparseable key or value); present exactly when `lease` is absent. */
+  error?: string;
+  /** The store entry, for compare-and-swap and TTL decisions. */
+  kv: KeyValue;
+}
+
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Reads one store entry; never throws (what does not parse is described in `error`). */
+export function recordFromKeyValue(kv: KeyValue, now: number): LeaseRecord {
+  const subnet = parseSubnetKey(kv.key);
+  if (!subnet) return { key: kv.key, revision: kv.modRevision, kv, error: 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)' };
+  try {
+    const attrs = parseLeaseAttrs(kv.value);
+    const lease: Lease = { subnet, attrs };
+    if (kv.ttlSeconds !== undefined) lease.expiresAt = now + kv.ttlSeconds * 1000;
+    return { key: kv.key, revision: kv.modRevision, subnet, lease, kv };
+  } catch (err) {
+    return { key: kv.key, revision: kv.modRevision, subnet, kv, error: errorText(err) };
+  }
+}
+
+/** Every key under <prefix>/subnets/ as a record, and the store revision the listing reflects. */
+export async function listLeaseRecords(ctx: LeaseContext): Promise<{ records: LeaseRecord[]; revision: number }> {
+  const { kvs, revision } = await ctx.store.list(subnetsPrefix(ctx.prefix));
+  const now = ctx.now();
+  return { records: kvs.map((kv) => recordFromKeyValue(kv, now)), revision };
+}
