@@ -183,7 +183,7 @@ export class BgpNode {
   /** Re-renders; when the text changed, writes it and asks BIRD to reconfigure. Serialized; never throws. */
   private reconfigure(): Promise<void> {
     // A burst of lease events (nodes joining together, a snapshot after a reconnect) makes one configure, not one per
-    // event: on a 50-node lab each configure per event per node was hundreds of birdc runs a second.
+    // event: a join would otherwise cost every node one birdc run per event, all at once.
     this.pendingReconfigure ??= new Promise<void>((resolve) => {
       setTimeout(() => {
         this.pendingReconfigure = undefined;
