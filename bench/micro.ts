@@ -45,7 +45,7 @@ const INNER_LEN = 1400;
 const LOCAL_UNDERLAY = parseIPv4('192.0.2.11');
 const REMOTE_UNDERLAY = parseIPv4('192.0.2.12');
 const REMOTE_MAC = parseMac('0e:00:00:00:00:02');
-const LOCAL: LocalVtep = { vtepIp: parseIPv4('10.17.1.0'), vtepMac: parseMac('0e:00:00:00:00:01'), underlayIp: LOCAL_UNDERLAY, vni: 1, port: 4789 };
+const LOCAL: LocalVtep = { vtepIp: parseIPv4('10.17.1.0'), subnet: parseCidr('10.17.1.0/24'), vtepMac: parseMac('0e:00:00:00:00:01'), underlayIp: LOCAL_UNDERLAY, vni: 1, port: 4789 };
 
 /** Keeps results alive so the optimizer cannot drop the work. */
 let sink = 0;
@@ -57,7 +57,7 @@ function forwardingTables(encap: 'vxlan' | 'ipip'): ForwardingTables {
   tables.routes.set(subnet, { subnet, gateway, encap });
   tables.neighbors.set(subnet.address, REMOTE_MAC);
   tables.fdb.set(REMOTE_MAC, REMOTE_UNDERLAY);
-  tables.addVtep(REMOTE_UNDERLAY);
+  tables.addVtep(REMOTE_UNDERLAY, subnet);
   return tables;
 }
 

@@ -29,7 +29,8 @@ function selfTimes(file: string): [string, number][] {
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
   const seconds = argv.includes('--seconds') ? Number(argv[argv.indexOf('--seconds') + 1]) : 5;
-  const agentArgs = argv.includes('--no-offload') ? ['--no-offload'] : [];
+  // Node to node, no pods: no masquerade rules (and no conntrack from their nat table) in the profile.
+  const agentArgs = ['--no-ip-masq', ...(argv.includes('--no-offload') ? ['--no-offload'] : [])];
   const dir = mkdtempSync(join(tmpdir(), 'vxtun-profile-'));
   const lab = await createLab({ name: `vxt-prof${process.pid}`, nodes: 2 });
   let overlay: Overlay | undefined;

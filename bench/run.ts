@@ -1,4 +1,4 @@
-// `npm run bench [-- --only micro|e2e|scale] [--runs N] [--seconds S]`: runs the suites, prints one table per suite, and
+// `npm run bench [-- --only micro|e2e|scale|soak|bgp] [--runs N] [--seconds S] [--soak-minutes N]`: runs the suites, prints one table per suite, and
 // writes bench/results/<timestamp>.json and bench/results/throughput.svg.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -8,19 +8,24 @@ import { type PathResult, type Figure, PATHS, runE2e } from './e2e';
 import { type MicroResult, runMicro } from './micro';
 import { targetsTable } from './targets';
 import { type ScaleResult, formatScale, runScale } from './scale';
+import { type SoakResult, formatSoak, runSoak } from './soak';
+import { type BgpBenchResult, formatBgpBench, runBgpBench } from './bgp';
 
 interface Args {
-  only: 'micro' | 'e2e' | 'scale' | undefined;
+  /** soak and bgp (a 50-node lab) run only when asked for: not part of the default run. */
+  only: 'micro' | 'e2e' | 'scale' | 'soak' | 'bgp' | undefined;
   runs: number;
   seconds: number;
   flood: number;
+  soakMinutes: number;
 }
 
-const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]';
+const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale|soak|bgp] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]\n'
+  + '       [--soak-minutes N (default 10)]   (soak and bgp run only when asked for: --only soak, --only bgp)';
 const RESULTS_DIR = join(__dirname, 'results');
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { only: undefined, runs: 3, seconds: 5, flood: 30 };
+  const args: Args = { only: undefined, runs: 3, seconds: 5, flood: 30, soakMinutes: 10 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = argv[i + 1];
@@ -28,7 +33,7 @@ function parseArgs(argv: readonly string[]): Args {
     if (value === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
     i++;
     if (flag === '--only') {
-      if (value !== 'micro' && value !== 'e2e' && value !== 'scale') throw new Error(`--only must be micro, e2e or scale, got "${value}"\n${USAGE}`);
+      if (value !== 'micro' && value !== 'e2e' && value !== 'scale' && value !== 'soak' && value !== 'bgp') throw new Error(`--only must be micro, e2e, scale, soak or bgp, got "${value}"\n${USAGE}`);
       args.only = value;
     } else if (flag === '--runs') {
       args.runs = Number(value);
@@ -36,6 +41,9 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (flag === '--flood') {
       args.flood = Number(value);
       if (!(args.flood >= 1 && args.flood <= 300)) throw new Error(`--flood must be 1-300 seconds, got "${value}"`);
+    } else if (flag === '--soak-minutes') {
+      args.soakMinutes = Number(value);
+      if (!(args.soakMinutes >= 0.5 && args.soakMinutes <= 24 * 60)) throw new Error(`--soak-minutes must be 0.5 to 1440, got "${value}"`);
     } else if (flag === '--seconds') {
       args.seconds = Number(value);
       if (!(args.seconds >= 1 && args.seconds <= 120)) throw new Error(`--seconds must be 1-120, got "${value}"`);
@@ -137,21 +145,27 @@ async function main(): Promise<number> {
   let micro: MicroResult[] | undefined;
   let e2e: PathResult[] | undefined;
   let scale: ScaleResult | undefined;
+  let soak: SoakResult | undefined;
   if (args.only === undefined || args.only === 'micro') micro = await runMicro({ log });
   if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, floodSeconds: args.flood, log }, PATHS);
   if (args.only === undefined || args.only === 'scale') scale = await runScale({ log });
+  if (args.only === 'soak') soak = await runSoak({ minutes: args.soakMinutes, log });
+  let bgp: BgpBenchResult | undefined;
+  if (args.only === 'bgp') bgp = await runBgpBench({ runs: args.runs, log });
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
   const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`];
   if (e2e) out.push('', `end to end (2 namespaces on a bridge, MTU 1500; ${args.runs} run(s) x ${args.seconds} s)`, e2eTable(e2e));
   if (e2e) out.push('', 'targets', targetsTable(e2e));
   if (scale) out.push('', formatScale(scale));
+  if (soak) out.push('', formatSoak(soak));
+  if (bgp) out.push('', formatBgpBench(bgp));
   if (micro) out.push('', 'micro (benny; encapsulation through the Encapsulation objects, not the fakes)', microTable(micro));
   process.stdout.write(`${out.join('\n')}\n`);
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null, soak: soak ?? null, bgp: bgp ?? null }, null, 2)}\n`);
   const written = [file];
   if (e2e) {
     const svg = join(RESULTS_DIR, 'throughput.svg');
@@ -159,7 +173,7 @@ async function main(): Promise<number> {
     written.push(svg);
   }
   process.stdout.write(`\nwrote ${written.join(', ')}\n`);
-  const failed = (e2e ?? []).some((r) => r.error !== null);
+  const failed = (e2e ?? []).some((r) => r.error !== null) || (soak !== undefined && soak.error !== null);
   return failed ? 1 : 0;
 }
 

@@ -146,6 +146,10 @@ struct Messages {
   }
 };
 
+// The errno of the most recent send that did not go out (a skipped message, a full socket), kept for the caller to
+// name its drops (takeSendErrno). One Node thread runs every send, so a plain variable is enough.
+static int g_lastSendErrno = 0;
+
 // Errors that concern one message (its destination or size), not the socket: skip the message and go on.
 static bool IsPerMessageError(int err) {
   switch (err) {
@@ -224,8 +228,12 @@ static Napi::Value Send(const Napi::CallbackInfo& info, bool withPorts) {
       continue;
     }
     if (done < 0 && errno == EINTR) continue;
-    if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      g_lastSendErrno = EAGAIN;
+      break;
+    }
     if (done < 0 && IsPerMessageError(errno)) {
+      g_lastSendErrno = errno;
       next++;  // message `next` failed on its own
       continue;
     }
@@ -268,8 +276,10 @@ static int SendSegments(int fd, uint8_t* data, uint32_t len, uint32_t segmentSiz
     } else if (done < 0 && errno == EINTR) {
       continue;
     } else if (done < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      g_lastSendErrno = EAGAIN;
       break;
     } else {
+      if (done < 0) g_lastSendErrno = errno;
       next++;  // this segment failed on its own (or done == 0: never spin)
     }
   }
@@ -344,7 +354,10 @@ static Napi::Value UdpSendGso(const Napi::CallbackInfo& info) {
     SendSegments(fd, slab.data + off, len, segmentSize, to);
     return Napi::Number::New(env, 3);
   }
-  if (IsPerMessageError(errno)) return Napi::Number::New(env, -1);
+  if (IsPerMessageError(errno)) {
+    g_lastSendErrno = errno;
+    return Napi::Number::New(env, -1);
+  }
   ThrowSystemError(env, errno, "sendmsg");
   return env.Undefined();
 }
@@ -431,6 +444,38 @@ static Napi::Value UdpSend(const Napi::CallbackInfo& info) { return Send(info, t
 static Napi::Value RawRecv(const Napi::CallbackInfo& info) { return Receive(info, false); }
 static Napi::Value RawSend(const Napi::CallbackInfo& info) { return Send(info, false); }
 
+// ipSetMtuDiscover(fd, mode): IP_MTU_DISCOVER on a UDP or raw IPv4 socket, mode 0 IP_PMTUDISC_DONT (DF clear, the
+// kernel fragments what exceeds the route MTU), 1 IP_PMTUDISC_WANT (the socket default: DF set when the datagram fits),
+// 2 IP_PMTUDISC_DO (DF always set; a datagram above the path MTU fails with EMSGSIZE). Applies to every later send,
+// UDP GSO sends included (ip(7); net/ipv4/ip_output.c __ip_make_skb decides DF from it).
+static Napi::Value IpSetMtuDiscover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd, mode;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgInt(info, 1, "mode", mode)) return env.Undefined();
+  if (mode != IP_PMTUDISC_DONT && mode != IP_PMTUDISC_WANT && mode != IP_PMTUDISC_DO) {
+    ThrowRangeError(env, "mode must be 0 (IP_PMTUDISC_DONT), 1 (IP_PMTUDISC_WANT) or 2 (IP_PMTUDISC_DO)");
+    return env.Undefined();
+  }
+  if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, sizeof mode) < 0) {
+    ThrowSystemError(env, errno, "setsockopt(IP_MTU_DISCOVER)");
+  }
+  return env.Undefined();
+}
+
+// ipGetMtuDiscover(fd) -> the socket's IP_MTU_DISCOVER mode (0-5, see ip(7)).
+static Napi::Value IpGetMtuDiscover(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  if (!ArgInt(info, 0, "fd", fd)) return env.Undefined();
+  int mode = 0;
+  socklen_t length = sizeof mode;
+  if (getsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &mode, &length) < 0) {
+    ThrowSystemError(env, errno, "getsockopt(IP_MTU_DISCOVER)");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, mode);
+}
+
 // close(fd). EINTR still closes the fd on Linux, so it is not an error here.
 static Napi::Value Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -440,7 +485,15 @@ static Napi::Value Close(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// takeSendErrno() -> the errno of the most recent send that did not go out since the last call (0: none), and clears it.
+static Napi::Value TakeSendErrno(const Napi::CallbackInfo& info) {
+  int err = g_lastSendErrno;
+  g_lastSendErrno = 0;
+  return Napi::Number::New(info.Env(), err);
+}
+
 void InitSocket(Napi::Env env, Napi::Object exports) {
+  exports.Set("takeSendErrno", Napi::Function::New(env, TakeSendErrno, "takeSendErrno"));
   exports.Set("udpOpen", Napi::Function::New(env, UdpOpen, "udpOpen"));
   exports.Set("udpLocalPort", Napi::Function::New(env, UdpLocalPort, "udpLocalPort"));
   exports.Set("udpRecv", Napi::Function::New(env, UdpRecv, "udpRecv"));
@@ -452,6 +505,8 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("rawRecv", Napi::Function::New(env, RawRecv, "rawRecv"));
   exports.Set("rawSend", Napi::Function::New(env, RawSend, "rawSend"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
+  exports.Set("ipSetMtuDiscover", Napi::Function::New(env, IpSetMtuDiscover, "ipSetMtuDiscover"));
+  exports.Set("ipGetMtuDiscover", Napi::Function::New(env, IpGetMtuDiscover, "ipGetMtuDiscover"));
 }
 
 }  // namespace vxtun

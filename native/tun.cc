@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -134,7 +135,12 @@ static Napi::Value TunConfigure(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// tunRead(fd, slab, offsets, lengths, max) -> count. lengths[i] is the capacity in, the packet size out.
+// tunRead(fd, slab, offsets, lengths, max) -> count. lengths[i] is the capacity in, the packet size out. A packet
+// longer than its slot (the TUN MTU raised by hand above what the slots were sized for) is reported with a length
+// above the capacity, and the caller must drop it: the kernel stores what fits and drops the rest, and depending on
+// its version returns the full length or only what it copied (tun_put_user in drivers/net/tun.c; 6.x returns the
+// copied length, which alone cannot tell a cut packet from one that fits exactly). So each read gets one spare byte
+// after the slot, in a second iovec on our stack: a read that reaches it did not fit.
 static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd, max;
@@ -146,8 +152,14 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   int count = 0;
+  uint8_t spill;
+  struct iovec iov[2];
+  iov[1].iov_base = &spill;
+  iov[1].iov_len = 1;
   while (count < max) {
-    ssize_t n = read(fd, slab.data + offsets.data[count], lengths.data[count]);
+    iov[0].iov_base = slab.data + offsets.data[count];
+    iov[0].iov_len = lengths.data[count];
+    ssize_t n = readv(fd, iov, 2);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
@@ -155,6 +167,7 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
       ThrowSystemError(env, errno, "read");
       return env.Undefined();
     }
+    // n > capacity: it did not fit (capacity + 1, or the full length). Never clamped: that would pass a cut packet on.
     lengths.data[count++] = static_cast<uint32_t>(n);
   }
   return Napi::Number::New(env, count);

@@ -19,6 +19,11 @@ export function ipv4Address(value: string): IPv4 {
   }
 }
 
+/** "192.0.2.1,192.0.2.2": a comma-separated list of IPv4 addresses. */
+export function ipv4List(value: string): IPv4[] {
+  return value.split(',').map((part) => ipv4Address(part.trim()));
+}
+
 export function cidr(value: string): string {
   try {
     parseCidr(value);

@@ -5,6 +5,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
+import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-df';
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
@@ -17,14 +18,21 @@ import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
 import { IPPROTO_IPIP } from '../wire/ipv4';
+import { ApiError } from './api-error';
+import { BgpNode, type BgpStatus } from './bgp/bgp-node';
 import { DirectRoutes } from './direct-routes';
+import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
+import { ipForwardWarning, readIpForward } from './node-checks';
 import type { Lease } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
 import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
 import type { NetworkConfig } from './network-config';
+import { NodeLock } from './node-lock';
+import type { TraceClientStatus } from './status-server';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
+import { UnderlayWatch } from './underlay-watch';
 import { deriveVtepMac } from './vtep-mac';
 
 export interface AgentOptions {
@@ -33,6 +41,16 @@ export interface AgentOptions {
   publicIp: IPv4;
   tunName: string;
   subnetFile: string;
+  /**
+   * flanneld's --ip-masq: install its masquerade rules (src/control/ip-masq.ts) and write FLANNEL_IPMASQ=true, so the
+   * CNI bridge plugin does not masquerade pod-to-pod traffic. Default false here; `vxtun agent` defaults it to true,
+   * as kube-flannel's manifest does.
+   */
+  ipMasq?: boolean;
+  /** Which firewall tooling installs those rules (default 'auto': iptables when present, else nftables). */
+  ipMasqTool?: FirewallChoice;
+  /** How often the masquerade rules are checked and restored, in ms (default 10 s). */
+  ipMasqResyncMs?: number;
   leaseTtlSeconds: number;
   /**
    * This node's identity in its lease (VxtunNodeName; `vxtun agent` defaults it to the host name, as Calico and
@@ -48,7 +66,18 @@ export interface AgentOptions {
   offload?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
+  /** Outer DF bit (ip-link(8) `df`): 'unset' (default, as the kernel's vxlan), 'set', or 'inherit' from the inner packet. */
+  df?: DfMode;
+  /** bgp: directory of our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>). */
+  birdDir?: string;
+  /** bgp: how often BIRD's sessions are read for status and logs (default 2000 ms). */
+  bgpStatusIntervalMs?: number;
   log: Logger;
+  /**
+   * The agent can no longer serve (its TUN was deleted, the underlay socket broke, its lease was lost): called once
+   * with an error whose message says what happened; the caller shuts down and exits non-zero.
+   */
+  onFatal?: (error: Error) => void;
 }
 
 export interface AgentStatus {
@@ -56,7 +85,8 @@ export interface AgentStatus {
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
-  underlay: { device: string; subnet: string; mtu: number };
+  /** addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not. */
+  underlay: { device: string; subnet: string; mtu: number; addressPresent: boolean; problem?: string; /** Outer DF policy (absent for host-gw). */ df?: DfMode };
   storeConnected: boolean;
   /** Leases under subnets/ kept out of the tables (invalid, or in conflict with an accepted one), and why. */
   refusedLeases: RefusedLease[];
@@ -69,6 +99,14 @@ export interface AgentStatus {
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
   memory: { heapUsedBytes: number; rssBytes: number };
+  /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
+  traceClients?: TraceClientStatus[];
+  /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
+  node?: { ipForward: boolean | null; warning?: string };
+  /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
+  ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
+  /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
+  bgp?: BgpStatus;
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -76,7 +114,8 @@ interface DataPlane {
   engine: Engine;
   pool: BufferPool;
   tun: Tun;
-  sync: LeaseSync;
+  /** Absent for bgp: BIRD's routes fill the tables, not the leases. */
+  sync?: LeaseSync;
 }
 
 const DEFAULT_POOL_SLOTS = 1024;
@@ -99,6 +138,11 @@ export class Agent {
   private watch?: LeaseWatch;
   private configWatch?: ConfigWatch;
   private keeper?: LeaseKeeper;
+  /** One agent per network namespace: held from the first step of start() to the last of stop(). */
+  private nodeLock?: NodeLock;
+  private underlayWatch?: UnderlayWatch;
+  private fatalError?: Error;
+  private masq?: IpMasq;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -108,6 +152,7 @@ export class Agent {
     private readonly underlay: HostInterface,
     private readonly dataPlane: DataPlane | undefined,
     private readonly direct: DirectRoutes | undefined,
+    private readonly bgp: BgpNode | undefined,
   ) {
     this.traceHub = new TraceHub((tracer) => {
       if (dataPlane) dataPlane.engine.tracer = tracer;
@@ -117,14 +162,23 @@ export class Agent {
   /** Sends the journeys of matching packets to `subscription` until the returned function is called. */
   trace(subscription: TraceSubscription): () => void {
     if (this.dataPlane === undefined) {
-      throw new Error('host-gw has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device');
+      throw new ApiError(409, `${this.config.backend.type === 'bgp' ? 'bgp with encap none' : 'host-gw'} has no vxtun data plane to trace: the kernel forwards; use tcpdump on the underlay device`);
     }
     return this.traceHub.subscribe(subscription);
   }
 
   static async start(options: AgentOptions): Promise<Agent> {
     const log = options.log;
-    const store = openStore(options.storeUrl);
+    // Before anything changes on this node: a second agent would take over (or delete) the first one's routes.
+    const nodeLock = await NodeLock.acquire();
+    let store: Store;
+    try {
+      store = openStore(options.storeUrl);
+    } catch (err) {
+      await nodeLock.release();
+      throw err;
+    }
+    let masq: IpMasq | undefined;
     try {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const config = await leases.readNetworkConfig();
@@ -151,17 +205,44 @@ export class Agent {
       );
       log.info('lease acquired', { subnet: formatCidr(lease.subnet), node: options.nodeName, publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
-      const directRouting = backend.type === 'host-gw' || backend.directRouting;
+      const directRouting = backend.type === 'host-gw' || (backend.type !== 'bgp' && backend.directRouting);
       const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
-      const dataPlane = backend.type === 'host-gw' ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
+      // bgp with encap none is host-gw's shape (BIRD programs the kernel); with IP-in-IP, vxtun's ipip data plane.
+      const kernelForwards = backend.type === 'host-gw' || (backend.type === 'bgp' && backend.encap === 'none');
+      const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
-      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq: false });
-      const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct);
+      const ipMasq = options.ipMasq ?? false;
+      if (readIpForward() === false) log.warn(ipForwardWarning());
+      // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
+      masq = ipMasq
+        ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
+        : undefined;
+      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
+      const bgp = backend.type === 'bgp'
+        ? new BgpNode({
+          lease, config, underlay, log, tables: dataPlane?.engine.tables,
+          dir: options.birdDir ?? `/run/vxtun/bird-${publicIp}`, statusIntervalMs: options.bgpStatusIntervalMs,
+        })
+        : undefined;
+      if (bgp) {
+        try {
+          await bgp.start();
+        } catch (err) {
+          await bgp.stop().catch(() => undefined);
+          throw err;
+        }
+      }
+      const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
+      agent.nodeLock = nodeLock;
+      agent.underlayWatch = new UnderlayWatch(publicIp, log);
       await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
+      agent.masq = masq;
       return agent;
     } catch (err) {
+      await masq?.stop();
       await store.close().catch(() => {});
+      await nodeLock.release();
       throw err;
     }
   }
@@ -177,9 +258,11 @@ export class Agent {
   ): Promise<DataPlane> {
     const backend = config.backend;
     if (backend.type === 'host-gw') throw new Error('host-gw has no data plane');
+    // bgp's data plane (encap ipip / ipip-crosssubnet) is vxtun's IP-in-IP, its routes learned from BIRD.
+    const encapName: EncapName = backend.type === 'bgp' ? 'ipip' : backend.type;
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
-    const local: LocalVtep = { vtepIp: lease.subnet.address, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
-    const encap = createEncapsulation(backend.type, local);
+    const local: LocalVtep = { vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
+    const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
     const offload = options.offload ?? true;
@@ -192,6 +275,7 @@ export class Agent {
     }
     let socket: DatagramSocket | undefined;
     const senders: DatagramSocket[] = [];
+    let sending: DatagramSocket[];
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       await replaceRoute(formatCidr(config.network), tun.name);
@@ -203,6 +287,7 @@ export class Agent {
       // The first sender is the receiving socket (port 4789/8472); the others take ephemeral ports (32768-60999).
       const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
       for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
+      sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
     } catch (err) {
       for (const sender of senders) sender.close();
       tun.close();
@@ -212,10 +297,12 @@ export class Agent {
     const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
-    const engine = new Engine({ tun, socket, senders, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize });
+    const engine = new Engine({
+      tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+    });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload });
-    const sync = new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });
+    const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }
 
@@ -225,12 +312,14 @@ export class Agent {
     this.configWatch = await leases.watchNetworkConfig(this.config);
     this.watch = await leases.watchLeases({
       onSnapshot: (all) => {
-        this.dataPlane?.sync.applySnapshot(all);
-        void this.direct?.applySnapshot(all);
+        this.dataPlane?.sync?.applySnapshot(all);
+        this.direct?.applySnapshot(all).catch((err: Error) => log.error('direct routes failed', { error: err.message }));
+        void this.bgp?.applySnapshot(all);
       },
       onEvents: (events) => {
-        this.dataPlane?.sync.applyEvents(events);
-        void this.direct?.applyEvents(events);
+        this.dataPlane?.sync?.applyEvents(events);
+        this.direct?.applyEvents(events).catch((err: Error) => log.error('direct routes failed', { error: err.message }));
+        void this.bgp?.applyEvents(events);
       },
       onConnectionChange: (connected, error) => {
         this.storeConnected = connected;
@@ -243,7 +332,8 @@ export class Agent {
         this.lease = renewed;
       },
       onLost: (lost, error) => {
-        log.error('our lease is held by another node now: restart the agent to acquire a new subnet', { subnet: formatCidr(lost.subnet), error: error.message });
+        // As flanneld: the subnet is someone else's now, so routing it here would blackhole their traffic. Stop.
+        this.fatal(new Error(`${error.message}: this node no longer owns ${formatCidr(lost.subnet)}; start the agent again to acquire a new subnet`));
       },
     });
   }
@@ -252,7 +342,10 @@ export class Agent {
     const data = this.lease.attrs.backendData;
     const plane = this.dataPlane;
     const tables = plane?.engine.tables;
-    const directRoutes = (this.direct?.current ?? []).map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
+    const directRoutes = [
+      ...(this.direct?.current ?? []),
+      ...(this.bgp?.directRoutes ?? []).map((r) => ({ subnet: formatCidr(r.subnet), via: formatIPv4(r.gateway), dev: r.dev })),
+    ].map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
     return {
       lease: {
         subnet: formatCidr(this.lease.subnet),
@@ -263,7 +356,10 @@ export class Agent {
       },
       network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
-      underlay: { device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu },
+      underlay: {
+        device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
+        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
+      },
       storeConnected: this.storeConnected,
       refusedLeases: this.watch?.refused ?? [],
       configMismatch: this.configWatch?.mismatch,
@@ -276,15 +372,46 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
+      node: Agent.nodeStatus(),
+      ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
+      ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
+  }
+
+  private static nodeStatus(): NonNullable<AgentStatus['node']> {
+    const ipForward = readIpForward() ?? null;
+    return ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
   }
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */
   async stop(): Promise<void> {
+    this.underlayWatch?.stop();
     this.watch?.close();
     this.configWatch?.close();
     this.keeper?.stop();
+    await this.bgp?.stop();
     this.dataPlane?.engine.stop();
-    await this.store.close();
+    try {
+      await this.masq?.stop();
+      await this.store.close();
+    } finally {
+      await this.nodeLock?.release();
+    }
+  }
+
+  /** The agent cannot serve any more: tells options.onFatal once (or logs, when nobody listens). */
+  private fatal(error: Error): void {
+    if (this.fatalError !== undefined) return;
+    this.fatalError = error;
+    const onFatal = this.options.onFatal;
+    if (onFatal === undefined) {
+      this.options.log.error(error.message);
+      return;
+    }
+    try {
+      onFatal(error);
+    } catch (err) {
+      this.options.log.error('the fatal-error handler threw', { error: (err as Error).message });
+    }
   }
 }

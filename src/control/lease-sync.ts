@@ -93,7 +93,7 @@ export class LeaseSync {
       tables.routes.set(lease.subnet, { subnet: lease.subnet, gateway: publicIp, encap: 'ipip' });
       this.log.debug('route added', { subnet: formatCidr(lease.subnet), via: formatIPv4(publicIp) });
     }
-    tables.addVtep(publicIp);
+    tables.addVtep(publicIp, lease.subnet);
     this.applied.set(key(lease.subnet), lease);
   }
 
@@ -105,7 +105,7 @@ export class LeaseSync {
       if (tables.fdb.get(mac) === lease.attrs.publicIp) tables.fdb.delete(mac);
       if (tables.neighbors.get(lease.subnet.address) === mac) tables.neighbors.delete(lease.subnet.address);
     }
-    tables.removeVtep(lease.attrs.publicIp);
+    tables.removeVtep(lease.attrs.publicIp, lease.subnet);
     this.applied.delete(key(lease.subnet));
     this.log.debug('route removed', { subnet: formatCidr(lease.subnet), publicIp: formatIPv4(lease.attrs.publicIp) });
   }

@@ -1,7 +1,11 @@
 // The agent's counters in Prometheus' text exposition format (version 0.0.4), served on --metrics ADDR:PORT.
 // Written by hand: a handful of counters and gauges does not need a client library.
 import { type Server, createServer } from 'node:http';
+import type { Socket } from 'node:net';
 import type { AgentStatus } from './agent';
+import { describeFailure } from './api-error';
+import { type Logger, nullLogger } from './log';
+import { formatBgpMetrics } from './bgp/bgp-metrics';
 
 interface FlowJson {
   packets: number;
@@ -28,8 +32,9 @@ function storeHealth(s: AgentStatus): string[] {
 }
 
 export function formatMetrics(s: AgentStatus): string {
+  const bgp = s.bgp ? `${formatBgpMetrics(s.bgp)}\n` : '';
   if (s.counters === undefined || s.pool === undefined) {
-    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${storeHealth(s).join('\n')}\n`;
+    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${storeHealth(s).join('\n')}\n${bgp}`;
   }
   const pool = s.pool;
   const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
@@ -46,6 +51,8 @@ export function formatMetrics(s: AgentStatus): string {
   }));
   family('vxtun_arp_replies_total', 'counter', 'ARP requests for our VTEP address answered.', [line('vxtun_arp_replies_total', {}, c.arpReplies as number)]);
   family('vxtun_icmp_errors_total', 'counter', 'ICMP errors sent back into the TUN.', [line('vxtun_icmp_errors_total', {}, c.icmpErrors as number)]);
+  family('vxtun_gso_fallbacks_total', 'counter', 'UDP GSO sends the kernel refused for their route; the segments went one by one.', [line('vxtun_gso_fallbacks_total', {}, (c.gsoFallbacks as number | undefined) ?? 0)]);
+  family('vxtun_gso_fallback_peers', 'gauge', 'Underlay peers sending without GSO until their next retry.', [line('vxtun_gso_fallback_peers', {}, (c.gsoFallbackPeers as number | undefined) ?? 0)]);
   family('vxtun_batch_mean_packets', 'gauge', 'Mean packets per I/O batch.', [
     line('vxtun_batch_mean_packets', { direction: 'outbound' }, c.meanBatch.outbound),
     line('vxtun_batch_mean_packets', { direction: 'inbound' }, c.meanBatch.inbound),
@@ -58,18 +65,39 @@ export function formatMetrics(s: AgentStatus): string {
   family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
   family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);
   out.push(...storeHealth(s));
-  return `${out.join('\n')}\n`;
+  return `${out.join('\n')}\n${bgp}`;
 }
 
-export async function serveMetrics(host: string, port: number, status: () => AgentStatus): Promise<Server> {
+/**
+ * Serves GET /metrics on HOST:PORT. A scrape that fails (status() or formatting throws) is answered 500 with the
+ * reason as text and logged; the agent goes on. The server does not hold the process.
+ */
+export async function serveMetrics(host: string, port: number, status: () => AgentStatus, log: Logger = nullLogger): Promise<Server> {
   const server = createServer((req, res) => {
-    if (req.url !== '/metrics') {
-      res.writeHead(404).end('try /metrics\n');
-      return;
+    try {
+      if (req.url !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics\n');
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.writeHead(405, { 'content-type': 'text/plain' }).end('only GET /metrics is served\n');
+        return;
+      }
+      const body = formatMetrics(status());
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(body);
+    } catch (err) {
+      const { message } = describeFailure(err);
+      log.error('metrics scrape failed', { error: message });
+      if (res.headersSent) res.destroy();
+      else res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics unavailable: ${message}\n`);
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(formatMetrics(status()));
+  });
+  server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) socket.destroy();
+    else socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
   });
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  server.on('error', (err) => log.error('metrics server failed', { error: err.message }));
   server.unref();
   return server;
 }

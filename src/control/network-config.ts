@@ -1,13 +1,44 @@
 // The network config that flannel keeps at <prefix>/config, parsed with flannel's defaults and checks
 // (pkg/subnet/config.go CheckNetworkConfig, pkg/backend/vxlan, pkg/backend/ipip), so that one JSON document means
-// the same network to flanneld and to vxtun. IPv4 only.
+// the same network to flanneld and to vxtun. IPv4 only. The `bgp` backend is vxtun's (Calico's BGP mode driven by
+// bird2, docs/bgp.md); flanneld does not know it.
 
 import { Cidr, IPv4, cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from '../wire/address';
 
 export type BackendConfig =
   | { type: 'vxlan'; vni: number; port: number; directRouting: boolean; mtu?: number }
   | { type: 'ipip'; directRouting: boolean }
-  | { type: 'host-gw' };
+  | { type: 'host-gw' }
+  | BgpBackendConfig;
+
+/**
+ * Calico's BGP mode: BIRD announces each node's lease over iBGP. `encap`: 'none' (kernel routes via the owning node,
+ * Calico ipipMode Never), 'ipip' (routes from BGP, packets in vxtun's IP-in-IP; Always), 'ipip-crosssubnet' (direct on
+ * our underlay subnet, IP-in-IP across; CrossSubnet). Defaults are Calico's (bgpconfig docs, bird.cfg.template).
+ */
+export interface BgpBackendConfig {
+  type: 'bgp';
+  /** Our AS number, the same on every node (iBGP). Calico's default 64512. */
+  as: number;
+  encap: BgpEncap;
+  /** Empty: full iBGP mesh. Otherwise each node peers only with these underlay addresses. */
+  routeReflectors: IPv4[];
+  /** BGP graceful restart time in seconds (RFC 4724: 12 bits, at most 4095); 0 turns it off. BIRD's default 120. */
+  gracefulRestart: number;
+  /** Bidirectional forwarding detection on every session (BIRD's defaults there: 100 ms x 5 here, docs/bgp.md). */
+  bfd: boolean;
+}
+
+export type BgpEncap = 'none' | 'ipip' | 'ipip-crosssubnet';
+export const BGP_ENCAPS: readonly BgpEncap[] = ['none', 'ipip', 'ipip-crosssubnet'];
+/** Calico's default AS (bgpconfig asNumber). */
+export const DEFAULT_BGP_AS = 64512;
+/** BIRD's default restart time, which Calico keeps (graceful restart on). */
+export const DEFAULT_GRACEFUL_RESTART_SECONDS = 120;
+/** RFC 4724: the restart time is a 12-bit field. */
+const MAX_GRACEFUL_RESTART_SECONDS = 4095;
+/** RFC 6793 AS_TRANS: a placeholder for 4-byte AS numbers on the wire, never a real AS. */
+const AS_TRANS = 23456;
 
 export type BackendType = BackendConfig['type'];
 
@@ -21,7 +52,7 @@ export interface NetworkConfig {
   backend: BackendConfig;
 }
 
-export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'ipip', 'host-gw'];
+export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'ipip', 'host-gw', 'bgp'];
 export const DEFAULT_VNI = 1;
 /** Linux's VXLAN port when none is given; flannel leaves Port 0 to the kernel, so flannel nodes use it. */
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -151,9 +182,42 @@ function parseBackend(obj: JsonObject): BackendConfig {
       return { type, directRouting: booleanField(backend, 'DirectRouting', 'Backend.DirectRouting') ?? false };
     case 'host-gw':
       return { type };
+    case 'bgp':
+      return parseBgpBackend(backend);
     default:
       return unknownBackend(type ?? '');
   }
+}
+
+function parseBgpBackend(backend: JsonObject): BgpBackendConfig {
+  const as = integerField(backend, 'AS', 'Backend.AS', 1, 4294967294) ?? DEFAULT_BGP_AS;
+  if (as === AS_TRANS) fail(`Backend.AS ${AS_TRANS} is AS_TRANS (RFC 6793), a placeholder, not an AS: choose another, e.g. ${DEFAULT_BGP_AS}`);
+  const encap = field(backend, 'Encap') ?? 'none';
+  if (typeof encap !== 'string' || !(BGP_ENCAPS as readonly string[]).includes(encap)) {
+    fail(`Backend.Encap must be one of ${BGP_ENCAPS.map((e) => JSON.stringify(e)).join(', ')}, got ${show(encap)}`);
+  }
+  const reflectors = field(backend, 'RouteReflectors') ?? [];
+  if (!Array.isArray(reflectors)) fail(`Backend.RouteReflectors must be a list of IPv4 addresses, got ${show(reflectors)}`);
+  const routeReflectors: IPv4[] = [];
+  for (const value of reflectors) {
+    let ip: IPv4;
+    try {
+      if (typeof value !== 'string') throw new Error();
+      ip = parseIPv4(value);
+    } catch {
+      return fail(`Backend.RouteReflectors: ${show(value)} is not an IPv4 address`);
+    }
+    if (routeReflectors.includes(ip)) fail(`Backend.RouteReflectors names ${formatIPv4(ip)} twice`);
+    routeReflectors.push(ip);
+  }
+  const restart = field(backend, 'GracefulRestart');
+  let gracefulRestart = DEFAULT_GRACEFUL_RESTART_SECONDS;
+  if (restart === false) gracefulRestart = 0;
+  else if (restart !== true) {
+    gracefulRestart = integerField(backend, 'GracefulRestart', 'Backend.GracefulRestart (seconds, 0 = off)', 0, MAX_GRACEFUL_RESTART_SECONDS) ?? DEFAULT_GRACEFUL_RESTART_SECONDS;
+  }
+  const bfd = booleanField(backend, 'BFD', 'Backend.BFD') ?? false;
+  return { type: 'bgp', as, encap: encap as BgpEncap, routeReflectors, gracefulRestart, bfd };
 }
 
 function unknownBackend(type: string): never {
@@ -189,7 +253,8 @@ export function parseNetworkConfig(json: string): NetworkConfig {
 export type BackendOptions =
   | { type: 'vxlan'; vni?: number; port?: number; directRouting?: boolean; mtu?: number }
   | { type: 'ipip'; directRouting?: boolean }
-  | { type: 'host-gw' };
+  | { type: 'host-gw' }
+  | { type: 'bgp'; as?: number; encap?: BgpEncap; routeReflectors?: IPv4[]; gracefulRestart?: number; bfd?: boolean };
 
 export interface NetworkConfigOptions {
   network: Cidr;
@@ -217,6 +282,12 @@ export function formatNetworkConfig(options: NetworkConfigOptions): string {
     if (backend.mtu !== undefined) out.MTU = backend.mtu;
   } else if (backend.type === 'ipip') {
     if (backend.directRouting) out.DirectRouting = true;
+  } else if (backend.type === 'bgp') {
+    if (backend.as !== undefined) out.AS = backend.as;
+    if (backend.encap !== undefined) out.Encap = backend.encap;
+    if (backend.routeReflectors !== undefined && backend.routeReflectors.length > 0) out.RouteReflectors = backend.routeReflectors.map(formatIPv4);
+    if (backend.gracefulRestart !== undefined) out.GracefulRestart = backend.gracefulRestart;
+    if (backend.bfd) out.BFD = true;
   }
   doc.Backend = out;
   const json = JSON.stringify(doc);

@@ -1,13 +1,26 @@
 // The agent's local API on a Unix socket: `GET /status` (one JSON document, for `vxtun status`) and `GET /trace`
 // (packet journeys as JSON lines for as long as the client stays, for `vxtun trace`). A socket file, not a TCP
 // port, because both are local and root-only, and because namespaces of one host share the filesystem, not ports.
+//
+// Nothing a client asks can end the agent: every handler's failure is answered with an HTTP error and a JSON body
+// `{"error": "<reason>"}` that the CLI prints. A trace client that reads slowly costs the agent at most
+// `maxBufferedBytes` of queued output: past it, journeys for that client are dropped and counted, and the client is
+// told with a line `{"dropped": N}` as soon as its stream has room again.
 import { mkdirSync, rmSync } from 'node:fs';
-import { type IncomingMessage, type Server, createServer, request } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, createServer, request } from 'node:http';
+import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Journey, TraceFilter } from '../trace/journey';
-
+import { parseIPv4 } from '../wire/address';
+import { ApiError, describeFailure } from './api-error';
+import { type Logger, nullLogger } from './log';
 
 export const STATUS_DIR = '/run/vxtun';
+
+/** Concurrent `vxtun trace` clients one agent serves; the next one is answered 503. */
+export const DEFAULT_MAX_TRACE_CLIENTS = 8;
+/** Output queued for one trace client (bytes) before its journeys are dropped. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
 export function defaultStatusSocket(publicIp: string): string {
   return `${STATUS_DIR}/agent-${publicIp}.sock`;
@@ -15,8 +28,20 @@ export function defaultStatusSocket(publicIp: string): string {
 
 export interface AgentApi {
   status(): unknown;
-  /** Starts sending journeys that pass the filter; returns the function that stops it. */
+  /**
+   * Starts sending journeys that pass the filter; returns the function that stops it. May throw (an ApiError for
+   * a refusal with its HTTP status, e.g. 409 when the mode has no data plane to trace): the client is told why.
+   */
   trace(filter: TraceFilter, withBytes: boolean, send: (journey: Journey) => void): () => void;
+}
+
+export interface ApiServerOptions {
+  /** Default 8. */
+  maxTraceClients?: number;
+  /** Per trace client, bytes; default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** Where failed requests (500) and socket errors are reported. */
+  log?: Logger;
 }
 
 /** The trace query: host, src, dst (IPv4), proto (number), bytes (1 to include packet bytes). */
@@ -28,42 +53,167 @@ export function traceQuery(filter: TraceFilter & { withBytes?: boolean }): strin
   return params.toString();
 }
 
-function parseTraceQuery(url: URL): { filter: TraceFilter; withBytes: boolean } {
-  const number = (name: string): number | undefined => {
-    const v = url.searchParams.get(name);
-    return v === null ? undefined : Number(v);
+const TRACE_PARAMS = new Set(['host', 'src', 'dst', 'proto', 'bytes']);
+
+/** Parses the trace query; throws ApiError 400 naming the bad parameter. Addresses: a 32-bit number or dotted quad. */
+export function parseTraceQuery(params: URLSearchParams): { filter: TraceFilter; withBytes: boolean } {
+  for (const key of params.keys()) {
+    if (!TRACE_PARAMS.has(key)) throw new ApiError(400, `unknown trace parameter "${key}" (expected host, src, dst, proto, bytes)`);
+  }
+  const address = (name: string): number | undefined => {
+    const v = params.get(name);
+    if (v === null) return undefined;
+    if (/^\d+$/.test(v) && Number(v) <= 0xffffffff) return Number(v);
+    try {
+      return parseIPv4(v);
+    } catch {
+      throw new ApiError(400, `bad trace parameter ${name}=${JSON.stringify(v)}: expected an IPv4 address`);
+    }
   };
-  const filter: TraceFilter = { host: number('host'), src: number('src'), dst: number('dst'), protocol: number('proto') };
-  for (const [key, value] of Object.entries(filter)) if (value !== undefined && !Number.isInteger(value)) throw new Error(`bad ${key}`);
-  return { filter, withBytes: url.searchParams.get('bytes') === '1' };
+  const proto = params.get('proto');
+  if (proto !== null && !(/^\d{1,3}$/.test(proto) && Number(proto) <= 255)) {
+    throw new ApiError(400, `bad trace parameter proto=${JSON.stringify(proto)}: expected an IP protocol number 0-255`);
+  }
+  const bytes = params.get('bytes');
+  if (bytes !== null && bytes !== '0' && bytes !== '1') throw new ApiError(400, `bad trace parameter bytes=${JSON.stringify(bytes)}: expected 0 or 1`);
+  return {
+    filter: { host: address('host'), src: address('src'), dst: address('dst'), protocol: proto === null ? undefined : Number(proto) },
+    withBytes: bytes === '1',
+  };
 }
 
-export async function serveAgentApi(path: string, api: AgentApi): Promise<Server> {
+/** Answers a failed request: a JSON `{"error"}` body, or, once a stream has begun, cutting the connection. */
+export function answerError(res: ServerResponse, err: unknown, log: Logger, what: string): void {
+  const { status, message } = describeFailure(err);
+  if (status >= 500 && status !== 503) log.error(`${what} failed`, { error: message });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify({ error: message })}\n`);
+}
+
+/** Malformed HTTP from a client: answer 400 when the socket still takes it, never throw. */
+export function onClientError(err: Error & { code?: string }, socket: Socket, log: Logger): void {
+  log.debug('malformed request on the API socket', { error: err.message, code: err.code });
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: err.message })}\n`);
+}
+
+/** What the API server adds to the status document: each attached trace client's queue, in bytes, and drops. */
+export interface TraceClientStatus {
+  /** Output queued in the agent for this client (bytes), at most about the bound (1 MiB by default). */
+  queuedBytes: number;
+  /** Journeys sent and journeys dropped because the client read too slowly, since it attached. */
+  sentJourneys: number;
+  droppedJourneys: number;
+}
+
+/** One trace client's stream, bounded: journeys past `maxBufferedBytes` of queued output are dropped and counted. */
+class TraceStream {
+  /** Dropped since the client was last told. */
+  private pendingDrops = 0;
+  private sent = 0;
+  private dropped = 0;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly maxBufferedBytes: number,
+  ) {
+    res.on('drain', () => this.reportDrops());
+  }
+
+  /** Called from the engine's loop: never throws. */
+  send(journey: Journey): void {
+    const res = this.res;
+    if (res.destroyed || res.writableEnded) return;
+    if (res.writableLength >= this.maxBufferedBytes) {
+      this.pendingDrops++;
+      this.dropped++;
+      return;
+    }
+    try {
+      this.reportDrops();
+      res.write(`${JSON.stringify(journey)}\n`);
+      this.sent++;
+    } catch {
+      res.destroy();
+    }
+  }
+
+  get status(): TraceClientStatus {
+    return { queuedBytes: this.res.writableLength, sentJourneys: this.sent, droppedJourneys: this.dropped };
+  }
+
+  private reportDrops(): void {
+    if (this.pendingDrops === 0 || this.res.destroyed || this.res.writableEnded) return;
+    this.res.write(`${JSON.stringify({ dropped: this.pendingDrops })}\n`);
+    this.pendingDrops = 0;
+  }
+}
+
+/** Serves `api` on the Unix socket `path` (replacing a stale socket file); the server does not hold the process. */
+export async function serveAgentApi(path: string, api: AgentApi, options: ApiServerOptions = {}): Promise<Server> {
+  const log = options.log ?? nullLogger;
+  const maxTraceClients = options.maxTraceClients ?? DEFAULT_MAX_TRACE_CLIENTS;
+  const maxBufferedBytes = options.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES;
+  const traceClients = new Set<TraceStream>();
+
+  const startTrace = (url: URL, res: ServerResponse): void => {
+    if (traceClients.size >= maxTraceClients) {
+      throw new ApiError(503, `${traceClients.size} trace clients are attached already, the most this agent serves: stop one and try again`);
+    }
+    const { filter, withBytes } = parseTraceQuery(url.searchParams);
+    const stream = new TraceStream(res, maxBufferedBytes);
+    const stop = api.trace(filter, withBytes, (journey) => stream.send(journey));
+    traceClients.add(stream);
+    res.on('close', () => {
+      traceClients.delete(stream);
+      try {
+        stop();
+      } catch (err) {
+        log.error('stopping a trace failed', { error: (err as Error).message });
+      }
+    });
+    res.on('error', () => {}); // a client that went away: 'close' follows
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.flushHeaders();
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://agent');
+    } catch {
+      throw new ApiError(400, `unreadable request path ${JSON.stringify(req.url)}`);
+    }
+    if (url.pathname !== '/status' && url.pathname !== '/trace') throw new ApiError(404, `no such resource ${url.pathname}: try /status or /trace`);
+    if (req.method !== 'GET') throw new ApiError(405, `${req.method} ${url.pathname}: only GET is served`);
+    if (url.pathname === '/status') {
+      const status = api.status();
+      const traces = [...traceClients].map((t) => t.status);
+      const body = JSON.stringify(typeof status === 'object' && status !== null ? { ...status, traceClients: traces } : status);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      return;
+    }
+    startTrace(url, res);
+  };
+
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true }); // a socket left by a killed agent
   const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://agent');
-    if (url.pathname === '/status') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(api.status()));
-      return;
+    try {
+      handle(req, res);
+    } catch (err) {
+      answerError(res, err, log, `${req.method} ${req.url}`);
     }
-    if (url.pathname === '/trace') {
-      let query: ReturnType<typeof parseTraceQuery>;
-      try {
-        query = parseTraceQuery(url);
-      } catch (err) {
-        res.writeHead(400).end((err as Error).message);
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      res.flushHeaders();
-      const stop = api.trace(query.filter, query.withBytes, (journey) => res.write(`${JSON.stringify(journey)}\n`));
-      req.on('close', stop);
-      return;
-    }
-    res.writeHead(404).end();
   });
+  server.on('clientError', (err: Error, socket: Socket) => onClientError(err, socket, log));
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  server.on('error', (err) => log.error('status socket failed', { path, error: err.message }));
   server.unref();
   return server;
 }
@@ -72,11 +222,31 @@ function explainConnectError(path: string, err: NodeJS.ErrnoException): Error {
   return err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? new Error(`no agent is listening on ${path}: is "vxtun agent" running?`) : err;
 }
 
+/** The reason in an error answer's body: its JSON `error`, else the text itself (cut short), else the status. */
+export function errorReason(statusCode: number | undefined, body: string): string {
+  try {
+    const parsed = JSON.parse(body) as { error?: unknown };
+    if (typeof parsed.error === 'string') return parsed.error;
+  } catch {
+    // not JSON: an older or foreign server
+  }
+  const text = body.trim().slice(0, 200);
+  return text.length > 0 ? text : `HTTP ${statusCode}`;
+}
+
+/** The agent's status document; rejects with the agent's reason when it answers with an error. */
 export function fetchStatus(path: string, timeoutMs = 3000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: path, path: '/status', timeout: timeoutMs }, (res) => {
       let body = '';
-      res.setEncoding('utf8').on('data', (chunk) => (body += chunk)).on('end', () => {
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('error', (err) => reject(new Error(`agent at ${path} broke off its status: ${err.message}`)));
+      res.on('end', () => {
+        if (res.statusCode !== 200) {
+          reject(new Error(`agent at ${path} could not give its status (HTTP ${res.statusCode}): ${errorReason(res.statusCode, body)}`));
+          return;
+        }
         try {
           resolve(JSON.parse(body));
         } catch (err) {
@@ -90,34 +260,89 @@ export function fetchStatus(path: string, timeoutMs = 3000): Promise<unknown> {
   });
 }
 
-/** Streams journeys from the agent until close() or the agent goes away (then `onEnd` is called). */
+export interface TraceHandlers {
+  onJourney(journey: Journey): void;
+  /** The agent dropped `count` journeys because this client read too slowly. */
+  onDropped?(count: number): void;
+  /** Called once: without an error when the agent ended the stream, with one when it refused, broke off or sent garbage. */
+  onEnd(error?: Error): void;
+}
+
+export interface TraceStreamHandle {
+  close(): void;
+  /** Stops reading (the agent then queues, and past its bound drops); resume() reads again. */
+  pause(): void;
+  resume(): void;
+}
+
+/** Streams journeys from the agent until close(), the agent's end, or an error; handler errors end the stream too. */
+export function streamTrace(path: string, query: string, handlers: TraceHandlers): TraceStreamHandle;
+export function streamTrace(path: string, query: string, onJourney: (journey: Journey) => void, onEnd: (error?: Error) => void): TraceStreamHandle;
 export function streamTrace(
   path: string,
   query: string,
-  onJourney: (journey: Journey) => void,
-  onEnd: (error?: Error) => void,
-): { close(): void } {
+  journeyOrHandlers: TraceHandlers | ((journey: Journey) => void),
+  onEnd?: (error?: Error) => void,
+): TraceStreamHandle {
+  const handlers: TraceHandlers = typeof journeyOrHandlers === 'function' ? { onJourney: journeyOrHandlers, onEnd: onEnd! } : journeyOrHandlers;
+  let ended = false;
+  let response: IncomingMessage | undefined;
+  const end = (error?: Error): void => {
+    if (ended) return;
+    ended = true;
+    req.destroy();
+    handlers.onEnd(error);
+  };
+  const line = (text: string): void => {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new Error(`agent at ${path} sent an unreadable trace line: ${text.slice(0, 120)}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null) throw new Error(`agent at ${path} sent an unreadable trace line: ${text.slice(0, 120)}`);
+    const dropped = (parsed as { dropped?: unknown }).dropped;
+    if (typeof dropped === 'number' && Object.keys(parsed).length === 1) handlers.onDropped?.(dropped);
+    else handlers.onJourney(parsed as Journey);
+  };
   const req = request({ socketPath: path, path: `/trace?${query}` }, (res: IncomingMessage) => {
+    response = res;
+    res.setEncoding('utf8');
     if (res.statusCode !== 200) {
-      onEnd(new Error(`agent at ${path} refused the trace (HTTP ${res.statusCode})`));
-      res.resume();
+      let body = '';
+      res.on('data', (chunk: string) => {
+        if (body.length < 4096) body += chunk;
+      });
+      res.on('end', () => end(new Error(`agent at ${path} refused the trace (HTTP ${res.statusCode}): ${errorReason(res.statusCode, body)}`)));
+      res.on('error', (err) => end(new Error(`agent at ${path} refused the trace (HTTP ${res.statusCode}): ${err.message}`)));
       return;
     }
     let buffered = '';
-    res.setEncoding('utf8');
     res.on('data', (chunk: string) => {
       buffered += chunk;
       let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line.length > 0) onJourney(JSON.parse(line) as Journey);
+      try {
+        while (!ended && (newline = buffered.indexOf('\n')) >= 0) {
+          const text = buffered.slice(0, newline);
+          buffered = buffered.slice(newline + 1);
+          if (text.length > 0) line(text);
+        }
+      } catch (err) {
+        end(err as Error);
       }
     });
-    res.on('end', () => onEnd());
+    res.on('end', () => end());
+    res.on('error', (err) => end(new Error(`agent at ${path} broke off the trace: ${err.message}`)));
+    res.on('close', () => end(res.complete ? undefined : new Error(`agent at ${path} broke off the trace: it stopped or went away`)));
   });
-  req.on('error', (err: NodeJS.ErrnoException) => onEnd(explainConnectError(path, err)));
+  req.on('error', (err: NodeJS.ErrnoException) => end(explainConnectError(path, err)));
   req.end();
-  return { close: () => req.destroy() };
+  return {
+    close: () => {
+      ended = true;
+      req.destroy();
+    },
+    pause: () => response?.pause(),
+    resume: () => response?.resume(),
+  };
 }
-

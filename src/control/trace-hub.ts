@@ -44,11 +44,17 @@ export class TraceHub implements PacketTracer {
     return false;
   }
 
+  /** Called from the engine's loop: a subscriber that throws is detached, never the engine's problem. */
   record(journey: Journey): void {
     for (const s of this.subscriptions) {
       if (!summaryMatches(s.filter, journey)) continue;
-      if (s.withBytes || (journey.packet === undefined && journey.frame === undefined)) s.onJourney(journey);
-      else s.onJourney({ ...journey, packet: undefined, frame: undefined });
+      try {
+        if (s.withBytes || (journey.packet === undefined && journey.frame === undefined)) s.onJourney(journey);
+        else s.onJourney({ ...journey, packet: undefined, frame: undefined });
+      } catch {
+        this.subscriptions.delete(s);
+        if (this.subscriptions.size === 0) this.attach(undefined);
+      }
     }
   }
 }

@@ -81,6 +81,10 @@ export class Counters {
   readonly tunOut = new Flow();
   arpReplies = 0;
   icmpErrors = 0;
+  /** UDP GSO sends the kernel refused (EIO/EINVAL); their segments went one by one (not drops). */
+  gsoFallbacks = 0;
+  /** Underlay destinations sending one by one now, waiting to try GSO again (gso-fallback.ts). */
+  gsoFallbackPeers = 0;
   readonly drops = new DropCounters();
   readonly outboundBatches: BatchSizes;
   readonly inboundBatches: BatchSizes;
@@ -98,6 +102,8 @@ export class Counters {
       tunOut: { ...this.tunOut },
       arpReplies: this.arpReplies,
       icmpErrors: this.icmpErrors,
+      gsoFallbacks: this.gsoFallbacks,
+      gsoFallbackPeers: this.gsoFallbackPeers,
       drops: this.drops.toJSON(),
       meanBatch: { outbound: this.outboundBatches.mean, inbound: this.inboundBatches.mean },
     };

@@ -1,9 +1,12 @@
 // The engine: two loops over one buffer pool.
 //   outbound  TUN read batch -> check inner IPv4 -> route (LPM) -> [MTU / ICMP] -> encapsulate in place -> socket send batch
-//   inbound   socket recv batch -> decapsulate (checks, ARP) -> check inner IPv4 -> TUN write batch
+//   inbound   socket recv batch -> sender holds a lease? -> decapsulate (checks, ARP) -> check inner IPv4
+//             -> inner source in the sender's lease, destination in ours (admission.ts) -> TUN write batch
 // Every decision is made here in TypeScript, every drop is counted by stage and reason, and nothing on these paths
 // allocates: batches, views and slots are made once. Each readiness callback runs a bounded number of rounds and
-// returns to the event loop, so inbound, outbound and the control plane take turns.
+// returns to the event loop, so inbound, outbound and the control plane take turns. A round never throws: system
+// call errors are counted (transient) or stop the engine through onFatal (the device is gone), see io-faults.ts,
+// and every slot a round took goes back to the pool whatever happens.
 import { HEADROOM, type BufferPool } from '../buf/pool';
 import { PacketBatch } from '../io/batch';
 import type { DatagramSocket, TunDevice } from '../io/types';
@@ -12,17 +15,24 @@ import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorA
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
 import { completeChecksum } from '../io/segmentation';
 import { MAX_VIRTIO_NET_PACKET_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
+import { InnerAdmission } from './admission';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
 import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import { type DataPlaneLog, silentLog } from './log';
 import { SegmentSender } from './segment-sender';
 import { SourcePorts } from './source-ports';
+import { type IoDoor, IoFaults } from './io-faults';
 import { ForwardingTables } from './tables';
 
 export const DEFAULT_BATCH_SIZE = 64;
 /** Bytes a pool slot needs after HEADROOM when the TUN hands over 64 KB TCP super-packets (offload). */
 export const OFFLOAD_SLOT_BYTES = MAX_VIRTIO_NET_PACKET_LEN;
-/** A UDP GRO receive holds up to 64 datagrams: room for that many inner packets per received buffer. */
+/**
+ * Inner packets queued for the TUN per received buffer before the queue is written out. A UDP GRO receive may hold
+ * up to 128 datagrams on recent kernels (UDP_MAX_SEGMENTS, include/linux/udp.h) and a batch 64 buffers; a full queue
+ * is written out and refilled (receiveOne), so this sizes the write batches, it is not a limit.
+ */
 const GRO_SEGMENTS = 64;
 /** Batches per readiness callback before yielding to the event loop. */
 const ROUNDS_PER_WAKEUP = 16;
@@ -44,6 +54,13 @@ export interface EngineOptions {
   network: Cidr;
   batchSize?: number;
   tables?: ForwardingTables;
+  /** Where the engine says what went wrong (each kind of I/O fault once); the agent passes its Logger. */
+  log?: DataPlaneLog;
+  /**
+   * The data plane can no longer serve (our TUN was deleted, the underlay socket broke): the engine has stopped and
+   * calls this once, from the event loop, with an error whose message says what happened. Default: log it.
+   */
+  onFatal?: (error: Error) => void;
 }
 
 export class Engine {
@@ -88,6 +105,14 @@ export class Engine {
   private icmpTokens = ICMP_ERRORS_PER_SECOND;
   private icmpRefilledAt = 0;
   private running = false;
+  /** Set by stop() or a fatal fault: the loops do nothing more. */
+  private stopped = false;
+  /** Bytes a read may fill after HEADROOM: a longer packet did not fit its slot. */
+  private readonly slotCapacity: number;
+  private readonly admission: InnerAdmission;
+  private readonly faults: IoFaults;
+  private readonly log: DataPlaneLog;
+  private readonly onFatal: ((error: Error) => void) | undefined;
 
   constructor(options: EngineOptions) {
     this.tun = options.tun;
@@ -118,10 +143,17 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined);
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log }, (socket, lost) =>
+      this.faults.sendShortfall(socket, lost),
+    );
     this.segSizes = new Uint32Array(b);
     this.coalesceScratch = this.offload ? Buffer.alloc(OFFLOAD_SLOT_BYTES) : Buffer.alloc(0);
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
+    this.slotCapacity = this.pool.slotSize - HEADROOM;
+    this.admission = new InnerAdmission(options.local.subnet);
+    this.log = options.log ?? silentLog;
+    this.onFatal = options.onFatal;
+    this.faults = new IoFaults(this.counters.drops, this.log, this.tun.name, this.socket.kind === 'udp' ? 'UDP socket' : 'raw IP-in-IP socket');
   }
 
   start(): void {
@@ -133,45 +165,71 @@ export class Engine {
 
   stop(): void {
     this.running = false;
+    this.stopped = true;
     this.tun.close();
     this.socket.close();
     for (const sender of this.sourcePorts.senders) sender.close();
   }
 
-  /** Moves packets TUN -> underlay until the TUN is empty or this wake-up's share is used. */
+  /** Moves packets TUN -> underlay until the TUN is empty or this wake-up's share is used. Never throws. */
   pumpOutbound(): void {
     for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
-      if (this.outboundRound() < this.batchSize) return;
+      if (this.stopped || this.outboundRound() < this.batchSize) return;
     }
   }
 
-  /** Moves datagrams underlay -> TUN until the socket is empty or this wake-up's share is used. */
+  /** Moves datagrams underlay -> TUN until the socket is empty or this wake-up's share is used. Never throws. */
   pumpInbound(): void {
     for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
-      if (this.inboundRound() < this.batchSize) return;
+      if (this.stopped || this.inboundRound() < this.batchSize) return;
     }
+  }
+
+  /** Stopped, by stop() or by a fatal fault. */
+  get isStopped(): boolean {
+    return this.stopped;
   }
 
   private outboundRound(): number {
     const read = this.outRead;
     const prepared = this.prepare(read, this.outSlots);
-    const n = prepared === 0 ? 0 : this.tun.read(read);
-    this.returnUnused(this.outSlots, n, prepared);
-    if (n === 0) return 0;
-    this.counters.outboundBatches.record(n);
-    this.outSend.count = 0;
-    const tracer = this.tracer;
-    if (this.offload) {
-      for (let i = 0; i < n; i++) this.forwardOffloaded(read.offsets[i], read.lengths[i], tracer);
-    } else if (tracer === undefined) {
-      for (let i = 0; i < n; i++) this.forward(read.offsets[i], read.lengths[i]);
-    } else {
-      for (let i = 0; i < n; i++) this.forwardTraced(read.offsets[i], read.lengths[i], tracer);
+    if (prepared === 0) return 0;
+    try {
+      const n = this.readTun(read);
+      if (n === 0) return 0;
+      this.counters.outboundBatches.record(n);
+      this.outSend.count = 0;
+      const tracer = this.tracer;
+      const capacity = this.slotCapacity;
+      for (let i = 0; i < n; i++) {
+        const off = read.offsets[i];
+        const len = read.lengths[i];
+        if (len > capacity) this.dropTooLong(len);
+        else if (this.offload) this.forwardOffloaded(off, len, tracer);
+        else if (tracer === undefined) this.forward(off, len);
+        else this.forwardTraced(off, len, tracer);
+      }
+      this.flushOutbound(tracer);
+      this.flushIcmpReplies();
+      return n;
+    } catch (error) {
+      // Only what the I/O helpers do not catch gets here: a segment sender's send, or a bug.
+      this.roundFailed(error, 'underlay-send');
+      return 0;
+    } finally {
+      this.outSend.count = 0;
+      this.releaseIcmpReplies();
+      this.release(this.outSlots, prepared);
     }
-    this.flushOutbound(tracer);
-    this.flushIcmpReplies();
-    this.release(this.outSlots, n);
-    return n;
+  }
+
+  /**
+   * The TUN handed over a packet longer than its slot (someone raised the TUN MTU by hand: only what fit was stored
+   * and the length says so, see TunDevice.read): drop it rather than send a cut packet or bytes of the next slot.
+   */
+  private dropTooLong(len: number): void {
+    this.counters.tunIn.add(len);
+    this.counters.drops.count('tun', 'too-long');
   }
 
   /** One packet from the TUN: check it, route it, encapsulate it onto outSend. */
@@ -207,30 +265,81 @@ export class Engine {
   private inboundRound(): number {
     const recv = this.inRecv;
     const prepared = this.prepare(recv, this.inSlots);
-    const gro = this.socket.gro === true;
-    const n = prepared === 0 ? 0 : gro ? this.socket.recvGro!(recv, this.segSizes) : this.socket.recv(recv);
-    this.returnUnused(this.inSlots, n, prepared);
-    if (n === 0) return 0;
-    this.counters.inboundBatches.record(n);
-    const toTun = this.inToTun;
-    toTun.count = 0;
-    this.arpReplies.count = 0;
-    const tracer = this.tracer;
-    for (let i = 0; i < n; i++) {
-      const off = recv.offsets[i];
-      const len = recv.lengths[i];
-      const segment = gro ? this.segSizes[i] : 0;
-      if (segment === 0) {
-        this.receiveOne(off, len, recv.addrs[i], tracer);
-        continue;
+    if (prepared === 0) return 0;
+    try {
+      const gro = this.socket.gro === true;
+      const n = this.recvUnderlay(recv, gro);
+      if (n === 0) return 0;
+      this.counters.inboundBatches.record(n);
+      this.inToTun.count = 0;
+      this.arpReplies.count = 0;
+      const tracer = this.tracer;
+      const capacity = this.slotCapacity;
+      for (let i = 0; i < n; i++) {
+        const off = recv.offsets[i];
+        const len = Math.min(recv.lengths[i], capacity);
+        const segment = gro ? this.segSizes[i] : 0;
+        if (segment === 0) {
+          this.receiveOne(off, len, recv.addrs[i], tracer);
+          continue;
+        }
+        // UDP GRO: one buffer, several datagrams of one sender, each `segment` bytes but the last.
+        for (let at = off, end = off + len; at < end; at += segment) this.receiveOne(at, Math.min(segment, end - at), recv.addrs[i], tracer);
       }
-      // UDP GRO: one buffer, several datagrams of one sender, each `segment` bytes but the last.
-      for (let at = off, end = off + len; at < end; at += segment) this.receiveOne(at, Math.min(segment, end - at), recv.addrs[i], tracer);
+      this.flushInbound(tracer);
+      this.flushArpReplies();
+      return n;
+    } catch (error) {
+      this.roundFailed(error, 'underlay-recv');
+      return 0;
+    } finally {
+      this.inToTun.count = 0;
+      this.arpReplies.count = 0;
+      this.release(this.inSlots, prepared);
     }
-    this.flushInbound(tracer);
-    if (this.arpReplies.count > 0) this.sendToUnderlay(this.arpReplies);
-    this.release(this.inSlots, n);
-    return n;
+  }
+
+  // ---- the system calls of the loops, each failure counted or fatal (io-faults.ts), never thrown --------------
+
+  private readTun(batch: PacketBatch): number {
+    try {
+      return this.tun.read(batch);
+    } catch (error) {
+      this.ioFailed(error, 'tun-read', 0);
+      return 0;
+    }
+  }
+
+  private recvUnderlay(batch: PacketBatch, gro: boolean): number {
+    try {
+      return gro ? this.socket.recvGro!(batch, this.segSizes) : this.socket.recv(batch);
+    } catch (error) {
+      this.ioFailed(error, 'underlay-recv', 0);
+      return 0;
+    }
+  }
+
+  /** Counts a failed call that cost `lost` packets, or stops the engine when the device is unusable. */
+  private ioFailed(error: unknown, door: IoDoor, lost: number): void {
+    if (this.faults.handle(error, door, lost) === 'fatal') this.fail(this.faults.fatalError(error, door));
+  }
+
+  /** Something a round did not expect threw: count it; its slots are returned by the round's finally. */
+  private roundFailed(error: unknown, door: IoDoor): void {
+    this.pendingJourneys.length = 0;
+    this.ioFailed(error, door, 1);
+  }
+
+  /** Stops the loops now; closes the devices and calls onFatal once, on the next turn of the event loop. */
+  private fail(error: Error): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.running = false;
+    setImmediate(() => {
+      this.stop();
+      if (this.onFatal !== undefined) this.onFatal(error);
+      else this.log.error(error.message);
+    });
   }
 
   private forwardTraced(off: number, len: number, tracer: PacketTracer): void {
@@ -249,10 +358,17 @@ export class Engine {
   private flushOutbound(tracer: PacketTracer | undefined): void {
     const send = this.outSend;
     if (send.count > 0) {
-      const sent = this.sourcePorts.send(send, this.outSender, this.outSent);
+      let sent = 0;
+      try {
+        sent = this.sourcePorts.send(send, this.outSender, this.outSent);
+      } catch (error) {
+        this.outSent.fill(0, 0, send.count);
+        this.ioFailed(error, 'underlay-send', send.count);
+        sent = send.count; // counted by ioFailed
+      }
       const flow = this.counters.underlayOut;
       for (let i = 0; i < send.count; i++) if (this.outSent[i] === 1) flow.add(send.lengths[i]);
-      if (sent < send.count) this.counters.drops.count('underlay', 'send-failed', send.count - sent);
+      if (sent < send.count) this.faults.sendShortfall(this.socket, send.count - sent);
     }
     if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, (i) => this.outSent[i] === 1, send.count, this.socketLabel, tracer);
     send.count = 0;
@@ -319,6 +435,9 @@ export class Engine {
   }
 
   private receiveOne(off: number, len: number, source: number, tracer: PacketTracer | undefined): void {
+    // However many inner packets one receive holds (GRO), the queues never overflow: full ones go out first.
+    if (this.inToTun.full) this.flushInbound(tracer);
+    if (this.arpReplies.full) this.flushArpReplies();
     if (tracer === undefined) this.receive(off, len, source);
     else this.receiveTraced(off, len, source, tracer);
   }
@@ -330,10 +449,18 @@ export class Engine {
     toTun.count = 0;
   }
 
-  /** One datagram from the underlay: decapsulate, check the inner packet, queue it for the TUN. */
+  /**
+   * One datagram from the underlay: the sender must hold a lease (first, so a stranger's packets count as a
+   * stranger's), then decapsulate, check the inner packet and its addresses (admission.ts), queue it for the TUN.
+   */
   private receive(off: number, len: number, source: number): number {
     const counters = this.counters;
     counters.underlayIn.add(len);
+    const sender = this.tables.vtepOf(source);
+    if (sender === undefined) {
+      counters.drops.count('underlay', 'unknown-vtep');
+      return -1;
+    }
     const inner = this.encap.decapsulate(this.slab, off, len, source, this.tables, this.arpReplies, counters);
     if (inner < 0) return inner;
     const problem = checkIpv4(this.slab, inner, off + len - inner);
@@ -341,7 +468,12 @@ export class Engine {
       counters.drops.count('inner-ipv4', problem);
       return inner;
     }
-    // Trim to the IPv4 length: Ethernet may have padded a short frame.
+    const refused = this.admission.check(this.slab, inner, sender);
+    if (refused !== undefined) {
+      counters.drops.count('inner-ipv4', refused);
+      return inner;
+    }
+    // Trim to the IPv4 length: Ethernet may have padded a short frame. receiveOne made room.
     this.inToTun.push(inner, this.ip.wrap(this.slab, inner).totalLength);
     return inner;
   }
@@ -376,24 +508,37 @@ export class Engine {
     return prepared;
   }
 
-  private returnUnused(slots: Uint32Array, used: number, prepared: number): void {
-    for (let i = used; i < prepared; i++) this.pool.put(slots[i]);
-  }
-
   private release(slots: Uint32Array, n: number): void {
     for (let i = 0; i < n; i++) this.pool.put(slots[i]);
   }
 
+  private flushArpReplies(): void {
+    if (this.arpReplies.count > 0) this.sendToUnderlay(this.arpReplies);
+    this.arpReplies.count = 0;
+  }
+
   private sendToUnderlay(batch: PacketBatch): number {
-    const sent = this.socket.send(batch);
+    let sent: number;
+    try {
+      sent = this.socket.send(batch);
+    } catch (error) {
+      this.ioFailed(error, 'underlay-send', batch.count);
+      return 0;
+    }
     const flow = this.counters.underlayOut;
     for (let i = 0; i < sent; i++) flow.add(batch.lengths[i]);
-    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
+    if (sent < batch.count) this.faults.sendShortfall(this.socket, batch.count - sent);
     return sent;
   }
 
   private writeToTun(batch: PacketBatch): number {
-    const written = this.offload ? this.tun.writeCoalesced!(batch, this.coalesceScratch) : this.tun.write(batch);
+    let written: number;
+    try {
+      written = this.offload ? this.tun.writeCoalesced!(batch, this.coalesceScratch) : this.tun.write(batch);
+    } catch (error) {
+      this.ioFailed(error, 'tun-write', batch.count);
+      return 0;
+    }
     const flow = this.counters.tunOut;
     for (let i = 0; i < written; i++) flow.add(batch.lengths[i]);
     if (written < batch.count) this.counters.drops.count('tun', 'write-failed', batch.count - written);
@@ -408,7 +553,7 @@ export class Engine {
       return;
     }
     const replies = this.icmpReplies;
-    if (replies.count >= replies.capacity) return;
+    if (replies.full) return;
     const slot = this.pool.get();
     if (slot < 0) return;
     this.icmpSlots[replies.count] = slot;
@@ -419,11 +564,15 @@ export class Engine {
   }
 
   private flushIcmpReplies(): void {
-    const replies = this.icmpReplies;
-    if (replies.count === 0) return;
-    this.writeToTun(replies);
-    this.release(this.icmpSlots, replies.count);
-    replies.count = 0;
+    if (this.icmpReplies.count === 0) return;
+    this.writeToTun(this.icmpReplies);
+    this.releaseIcmpReplies();
+  }
+
+  /** The ICMP replies' own slots go back to the pool (after their write, or when a round failed before it). */
+  private releaseIcmpReplies(): void {
+    this.release(this.icmpSlots, this.icmpReplies.count);
+    this.icmpReplies.count = 0;
   }
 
   private takeIcmpToken(): boolean {

@@ -1,12 +1,14 @@
 // Sends a TCP super-packet (TSO, read from an offload TUN) as the MTU-sized segments the underlay needs: native code
 // cuts it into segments led by the encapsulation's headers (one template for all), and UDP GSO hands them to the
 // kernel in one system call per 64 KB instead of one per segment. Where GSO is missing (raw IP-in-IP sockets) or
-// refused, the segments go out in one sendmmsg batch.
+// refused toward a destination (gso-fallback.ts: that destination only, retried later), the segments go out in one
+// sendmmsg batch.
 import { PacketBatch } from '../io/batch';
 import { tcpSegment } from '../io/segmentation';
 import type { DatagramSocket } from '../io/types';
 import type { Counters } from './counters';
 import type { Encapsulation } from './encap';
+import { GsoFallback, type GsoFallbackOptions } from './gso-fallback';
 import type { ForwardingTables, Route } from './tables';
 
 /** Segments one super-packet may make; more (a tiny MSS) is dropped and counted. */
@@ -22,8 +24,10 @@ export class SegmentSender {
   private readonly prefix = Buffer.alloc(64);
   private readonly lengths = new Uint32Array(MAX_SEGMENTS);
   private readonly batch = new PacketBatch(this.out, MAX_SEGMENTS);
-  /** Cleared for good when the kernel refuses GSO on this socket's route. */
-  private gso: boolean;
+  /** The sockets offer UDP GSO (raw IP-in-IP sockets do not). */
+  private readonly gso: boolean;
+  /** Destinations whose route refused GSO, sending one by one until their next try. */
+  readonly fallback: GsoFallback;
   /** How the last super-packet left, for traces. */
   lastVia = '';
 
@@ -31,8 +35,12 @@ export class SegmentSender {
     private readonly encap: Encapsulation,
     private readonly counters: Counters,
     gso: boolean,
+    fallback: GsoFallbackOptions = {},
+    /** Counts datagrams a send did not hand to the kernel (the engine names the reason: IoFaults.sendShortfall). */
+    private readonly shortfall: (socket: DatagramSocket, lost: number) => void = (_socket, lost) => counters.drops.count('underlay', 'send-failed', lost),
   ) {
     this.gso = gso;
+    this.fallback = new GsoFallback(counters, fallback);
   }
 
   /** Sends through `socket`; returns the number of segments handed to the kernel, 0 when dropped (counted). */
@@ -44,7 +52,8 @@ export class SegmentSender {
       this.counters.drops.count('gso', 'cannot-segment');
       return 0;
     }
-    return this.gso && socket.sendGso !== undefined ? this.sendGso(socket, count) : this.sendBatch(socket, count);
+    const useGso = this.gso && socket.sendGso !== undefined && this.fallback.allowed(encap.nextHop);
+    return useGso ? this.sendGso(socket, count) : this.sendBatch(socket, 0, count, 0);
   }
 
   /** Equal-size runs of segments, up to the GSO limits per system call. */
@@ -64,9 +73,17 @@ export class SegmentSender {
       if (result === 'sent' || result === 'split' || result === 'fallback') {
         for (let i = first; i < last; i++) this.counters.underlayOut.add(lengths[i]);
         sent += last - first;
-        if (result === 'fallback') this.gso = false; // the kernel sent them one by one; do that ourselves from now on
+        if (result === 'fallback') {
+          // The kernel sent this run one by one and refuses GSO on this route: the rest goes in one sendmmsg batch.
+          this.fallback.refusedBy(this.encap.nextHop);
+          offset += bytes;
+          if (last < count) sent += this.sendBatch(socket, last, count, offset);
+          this.lastVia = `udp socket, UDP GSO refused (sent one by one, GSO retried later): ${count} datagrams of ${size} B`;
+          return sent;
+        }
+        if (first === 0) this.fallback.accepted(this.encap.nextHop);
       } else {
-        this.counters.drops.count('underlay', 'send-failed', last - first);
+        this.shortfall(socket, last - first);
       }
       offset += bytes;
       first = last;
@@ -75,18 +92,18 @@ export class SegmentSender {
     return sent;
   }
 
-  private sendBatch(socket: DatagramSocket, count: number): number {
+  /** Segments [first, count), the first at `offset` in the output buffer, in one sendmmsg batch. */
+  private sendBatch(socket: DatagramSocket, first: number, count: number, offset: number): number {
     const batch = this.batch;
     batch.count = 0;
-    let offset = 0;
-    for (let i = 0; i < count; i++) {
+    for (let i = first; i < count; i++) {
       batch.push(offset, this.lengths[i], this.encap.nextHop, this.encap.nextHopPort);
       offset += this.lengths[i];
     }
     const sent = socket.send(batch);
     for (let i = 0; i < sent; i++) this.counters.underlayOut.add(batch.lengths[i]);
-    if (sent < batch.count) this.counters.drops.count('underlay', 'send-failed', batch.count - sent);
-    this.lastVia = `${socket.kind} socket, sendmmsg: ${count} segments`;
+    if (sent < batch.count) this.shortfall(socket, batch.count - sent);
+    this.lastVia = `${socket.kind} socket, sendmmsg: ${count - first} segments`;
     return sent;
   }
 }

@@ -6,6 +6,7 @@
 // sees one consistent state: that is our "atomic swap", without copying 10,000 routes on every lease event.
 import { type Cidr, type IPv4, type Mac } from '../wire/address';
 import { RouteTable } from './route-table';
+import { type LeasedVtep, VtepRegistry } from './vtep-registry';
 
 export type EncapName = 'vxlan' | 'ipip';
 
@@ -22,24 +23,29 @@ export class ForwardingTables {
   readonly neighbors = new Map<IPv4, Mac>();
   /** Remote VTEP MAC -> its underlay address (flannel: `bridge fdb append <VtepMAC> dst <PublicIP>`). */
   readonly fdb = new Map<Mac, IPv4>();
-  /** Underlay addresses we accept encapsulated traffic from, with how many leases name each. */
-  private readonly vteps = new Map<IPv4, number>();
+  /** Underlay addresses we accept encapsulated traffic from, each with the leased subnets its inner sources lie in. */
+  private readonly vteps = new VtepRegistry();
 
   isKnownVtep(underlayIp: IPv4): boolean {
-    return this.vteps.has(underlayIp);
+    return this.vteps.get(underlayIp) !== undefined;
   }
 
-  addVtep(underlayIp: IPv4): void {
-    this.vteps.set(underlayIp, (this.vteps.get(underlayIp) ?? 0) + 1);
+  /** The leased VTEP at `underlayIp` (one Map probe), or undefined for a sender without a lease. */
+  vtepOf(underlayIp: IPv4): LeasedVtep | undefined {
+    return this.vteps.get(underlayIp);
   }
 
-  removeVtep(underlayIp: IPv4): void {
-    const n = this.vteps.get(underlayIp) ?? 0;
-    if (n <= 1) this.vteps.delete(underlayIp);
-    else this.vteps.set(underlayIp, n - 1);
+  /** The lease for `subnet` names `underlayIp` as its PublicIP: accept its packets with inner sources in `subnet`. */
+  addVtep(underlayIp: IPv4, subnet: Cidr): void {
+    this.vteps.add(underlayIp, subnet);
+  }
+
+  /** Undoes one addVtep(underlayIp, subnet). */
+  removeVtep(underlayIp: IPv4, subnet: Cidr): void {
+    this.vteps.remove(underlayIp, subnet);
   }
 
   get knownVteps(): IPv4[] {
-    return [...this.vteps.keys()];
+    return this.vteps.addresses;
   }
 }

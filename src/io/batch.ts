@@ -21,12 +21,23 @@ export class PacketBatch {
     this.ports = new Uint16Array(capacity);
   }
 
-  /** Appends a packet; the caller guarantees count < capacity. */
-  push(offset: number, length: number, addr = 0, port = 0): void {
-    const i = this.count++;
+  /** No room for another packet: send or write the batch (or drop and count) before pushing more. */
+  get full(): boolean {
+    return this.count >= this.capacity;
+  }
+
+  /**
+   * Appends a packet and returns true, or returns false and changes nothing when the batch is full: a batch never
+   * grows past its capacity (a count beyond the tables would make the native call refuse the whole batch).
+   */
+  push(offset: number, length: number, addr = 0, port = 0): boolean {
+    const i = this.count;
+    if (i >= this.capacity) return false;
+    this.count = i + 1;
     this.offsets[i] = offset;
     this.lengths[i] = length;
     this.addrs[i] = addr;
     this.ports[i] = port;
+    return true;
   }
 }

@@ -1,5 +1,6 @@
 // The one loader of the native addon (native/*.cc): typed exports, system errors, and the fd + watcher pair that
 // every device class holds. Loading is lazy, so code that only uses the in-memory fakes runs without a build.
+import { constants as osConstants } from 'node:os';
 import * as path from 'path';
 
 /** A system call failure, shaped like Node's own: `code` 'EADDRINUSE', positive `errno`, `syscall` 'bind'. */
@@ -26,6 +27,12 @@ export function explainSystemError(error: unknown, explain: (code: string) => st
   explained.syscall = error.syscall;
   return explained;
 }
+
+/** IP_MTU_DISCOVER values from <linux/in.h> that vxtun sets (ip(7)). */
+export const IP_PMTUDISC_DONT = 0;
+export const IP_PMTUDISC_WANT = 1;
+export const IP_PMTUDISC_DO = 2;
+export type PmtuDiscoverMode = typeof IP_PMTUDISC_DONT | typeof IP_PMTUDISC_WANT | typeof IP_PMTUDISC_DO;
 
 export interface NativeFdWatcher {
   start(): void;
@@ -54,6 +61,20 @@ export interface NativeAddon {
   rawRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, max: number): number;
   rawSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, count: number): number;
   close(fd: number): void;
+  /**
+   * The errno of the most recent udpSend/rawSend/udpSendGso message that did not go out (skipped for its destination,
+   * or the socket full: EAGAIN) since the last call, or 0; clears it. Called only when a send came up short.
+   */
+  takeSendErrno(): number;
+  /**
+   * setsockopt(IP_MTU_DISCOVER) on a UDP or raw IPv4 socket: 0 IP_PMTUDISC_DONT (outer DF clear; datagrams above the
+   * route MTU are fragmented by the kernel), 1 IP_PMTUDISC_WANT (Linux's socket default: DF set when the datagram
+   * fits the route MTU), 2 IP_PMTUDISC_DO (DF always set; above the path MTU the send fails with EMSGSIZE). Every
+   * later send follows it, UDP GSO sends included. RangeError for another mode; a system error otherwise (ip(7)).
+   */
+  ipSetMtuDiscover(fd: number, mode: PmtuDiscoverMode): void;
+  /** getsockopt(IP_MTU_DISCOVER): the socket's current mode (0-5, ip(7)). */
+  ipGetMtuDiscover(fd: number): number;
   /**
    * Splits the IPv4/TCP super-packet slab[pktOff, +pktLen) into segments of gsoSize payload bytes, written one after
    * the other at out[outOff...], each = prefix[prefixOff, +prefixLen) + IPv4 header (length, ID + i, checksum) + TCP
@@ -104,8 +125,8 @@ export interface NativeAddon {
 
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
-  'rawOpen', 'rawRecv', 'rawSend', 'close', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
-  'tunWriteCoalesced', 'FdWatcher', 'flockTry', 'flockRelease',
+  'rawOpen', 'rawRecv', 'rawSend', 'close', 'takeSendErrno', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
+  'tunWriteCoalesced', 'FdWatcher', 'ipSetMtuDiscover', 'ipGetMtuDiscover', 'flockTry', 'flockRelease',
 ];
 
 // This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.
@@ -171,4 +192,17 @@ export class NativeFd {
     this.fdValue = -1;
     native().close(fd);
   }
+}
+
+const errnoNames = new Map<number, string>();
+
+/**
+ * The code ('EPERM', 'ENOBUFS'...) of the most recent send that came up short since the last call (one per process:
+ * call it right after the short send), or undefined when none was recorded.
+ */
+export function takeSendError(): string | undefined {
+  const errno = native().takeSendErrno();
+  if (errno === 0) return undefined;
+  if (errnoNames.size === 0) for (const [name, value] of Object.entries(osConstants.errno)) if (!errnoNames.has(value)) errnoNames.set(value, name);
+  return errnoNames.get(errno) ?? `errno-${errno}`;
 }

@@ -2,7 +2,7 @@
 // the kernel writes it (no IP_HDRINCL), so a batch carries only the inner packets and their destinations.
 import { formatIPv4, type IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
-import { explainSystemError, native, NativeFd } from './native';
+import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd, takeSendError } from './native';
 import type { DatagramSocket } from './types';
 import { validateAddress, validateBufferBytes } from './udp';
 
@@ -13,6 +13,8 @@ export interface RawSocketOptions {
   address: IPv4;
   recvBufferBytes?: number;
   sendBufferBytes?: number;
+  /** Outer DF: true sets it on every packet, false clears it (see setDontFragment); undefined keeps Linux's default. */
+  dontFragment?: boolean;
 }
 
 export class RawSocket implements DatagramSocket {
@@ -45,6 +47,14 @@ export class RawSocket implements DatagramSocket {
         return undefined;
       });
     }
+    if (options.dontFragment !== undefined) {
+      try {
+        native().ipSetMtuDiscover(fd, options.dontFragment ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT);
+      } catch (error) {
+        native().close(fd);
+        throw error;
+      }
+    }
     return new RawSocket(protocol, address, fd);
   }
 
@@ -62,9 +72,26 @@ export class RawSocket implements DatagramSocket {
   }
 
   /** Sends each packet to addrs[i]; the kernel prepends the outer IPv4 header with this socket's protocol. */
+  takeSendError(): string | undefined {
+    return takeSendError();
+  }
+
   send(batch: PacketBatch): number {
     const b = batch;
     return native().rawSend(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.count);
+  }
+
+  /**
+   * The outer DF bit the kernel writes on every later send: true IP_PMTUDISC_DO (DF set; above the path MTU the send
+   * fails), false IP_PMTUDISC_DONT (DF clear; the kernel fragments what exceeds the route MTU). One setsockopt.
+   */
+  setDontFragment(on: boolean): void {
+    native().ipSetMtuDiscover(this.handle.fd, on ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT);
+  }
+
+  /** The socket's IP_MTU_DISCOVER mode (0 DONT, 1 WANT: Linux's default, 2 DO; ip(7)). */
+  get mtuDiscoverMode(): number {
+    return native().ipGetMtuDiscover(this.handle.fd);
   }
 
   watch(onReadable: () => void): void {

@@ -12,6 +12,8 @@ export interface TunDevice {
   /**
    * Reads up to batch.count packets (the caller prepared that many slots in offsets/lengths, lengths holding each
    * slot's capacity); sets batch.count and lengths to what was read and returns the count. Never blocks.
+   * A length above the slot's capacity means the packet did not fit (capacity + 1 or its full length, by kernel
+   * version; only the capacity was stored): drop it. Throws a system error (code, errno, syscall) when the device fails: EBADFD / EIO once it is deleted.
    */
   read(batch: PacketBatch): number;
   /** Writes batch.count packets; returns how many were accepted. */
@@ -38,6 +40,8 @@ export interface DatagramSocket {
   recv(batch: PacketBatch): number;
   /** Sends batch.count datagrams to (addrs[i], ports[i]); returns how many the kernel took. */
   send(batch: PacketBatch): number;
+  /** Why the latest send came up short ('EPERM', 'ENOBUFS', 'EAGAIN'...), once: undefined when unknown or already told. */
+  takeSendError?(): string | undefined;
   watch(onReadable: () => void): void;
   close(): void;
   /** UDP_GRO is on: receive with recvGro, whose buffers may hold several datagrams of one sender. */
@@ -45,4 +49,6 @@ export interface DatagramSocket {
   recvGro?(batch: PacketBatch, segSizes: Uint32Array): number;
   /** UDP GSO: one system call sends buf[off, off + len) as datagrams of segmentSize bytes (the last may be shorter). */
   sendGso?(buf: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): GsoSendResult;
+  /** The outer DF bit of every later send (IP_MTU_DISCOVER DO / DONT); absent on sockets that cannot choose it. */
+  setDontFragment?(on: boolean): void;
 }

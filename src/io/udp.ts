@@ -1,7 +1,7 @@
 // A batched UDP socket (recvmmsg/sendmmsg) over the native addon: the VXLAN underlay endpoint.
 import { formatIPv4, type IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
-import { explainSystemError, native, NativeFd } from './native';
+import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd, takeSendError } from './native';
 import type { DatagramSocket, GsoSendResult } from './types';
 
 export type { GsoSendResult } from './types';
@@ -17,6 +17,8 @@ export interface UdpSocketOptions {
   sendBufferBytes?: number;
   /** UDP_GRO: receives may coalesce several datagrams of one sender into one buffer (read them with recvGro). */
   gro?: boolean;
+  /** Outer DF: true sets it on every datagram, false clears it (see setDontFragment); undefined keeps Linux's default. */
+  dontFragment?: boolean;
 }
 
 /** Limits of one udpSendGso call (the kernel's UDP_MAX_SEGMENTS; one IPv4 datagram's payload). */
@@ -84,6 +86,7 @@ export class UdpSocket implements DatagramSocket {
     try {
       if (port === 0) boundPort = addon.udpLocalPort(fd);
       if (options.gro === true) addon.udpSetGro(fd, true);
+      if (options.dontFragment !== undefined) addon.ipSetMtuDiscover(fd, options.dontFragment ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT);
     } catch (error) {
       addon.close(fd);
       throw error;
@@ -102,6 +105,10 @@ export class UdpSocket implements DatagramSocket {
     const count = native().udpRecv(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.ports, b.count);
     b.count = count;
     return count;
+  }
+
+  takeSendError(): string | undefined {
+    return takeSendError();
   }
 
   send(batch: PacketBatch): number {
@@ -126,6 +133,20 @@ export class UdpSocket implements DatagramSocket {
    */
   sendGso(slab: Buffer, off: number, len: number, segmentSize: number, addr: IPv4, port: number): GsoSendResult {
     return GSO_RESULTS[native().udpSendGso(this.handle.fd, slab, off, len, segmentSize, addr, port)];
+  }
+
+  /**
+   * The outer DF bit of every later send, GSO sends included. true: IP_PMTUDISC_DO, DF set, and a datagram above the
+   * path MTU fails (counted as a send failure). false: IP_PMTUDISC_DONT, DF clear, and the kernel fragments what
+   * exceeds the route MTU, as its own VXLAN device does by default (ip-link(8) `df unset`). One setsockopt.
+   */
+  setDontFragment(on: boolean): void {
+    native().ipSetMtuDiscover(this.handle.fd, on ? IP_PMTUDISC_DO : IP_PMTUDISC_DONT);
+  }
+
+  /** The socket's IP_MTU_DISCOVER mode (0 DONT, 1 WANT: Linux's default, 2 DO; ip(7)), for diagnostics and tests. */
+  get mtuDiscoverMode(): number {
+    return native().ipGetMtuDiscover(this.handle.fd);
   }
 
   watch(onReadable: () => void): void {

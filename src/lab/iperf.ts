@@ -3,7 +3,7 @@
 
 import { once } from 'node:events';
 import type { ChildProcess } from 'node:child_process';
-import type { Lab, LabNode } from './topology';
+import type { InNamespace, Lab } from './topology';
 
 export const DEFAULT_IPERF_PORT = 5201;
 const MAX_SECONDS = 120;
@@ -12,8 +12,8 @@ const SERVER_READY_TIMEOUT_MS = 5_000;
 const CLIENT_SLACK_MS = 15_000;
 
 export interface IperfOptions {
-  server: LabNode;
-  client: LabNode;
+  server: InNamespace;
+  client: InNamespace;
   /** Address the server binds to and the client connects to (an underlay, VTEP or pod address). */
   address: string;
   /** Test length in seconds (default 2). */
@@ -74,7 +74,7 @@ export async function runIperf(lab: Lab, options: IperfOptions): Promise<IperfRe
 }
 
 /** Polls the server's namespace until iperf3's control port listens (its own output is block-buffered in a pipe). */
-async function waitForListener(lab: Lab, node: LabNode, port: number, server: ChildProcess, output: () => string): Promise<void> {
+async function waitForListener(lab: Lab, node: InNamespace, port: number, server: ChildProcess, output: () => string): Promise<void> {
   const deadline = Date.now() + SERVER_READY_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (server.exitCode !== null || server.signalCode !== null) {

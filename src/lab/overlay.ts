@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AgentStatus } from '../control/agent';
 import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, parseSubnetKey, subnetKey, subnetsPrefix } from '../control/lease';
-import { formatNetworkConfig } from '../control/network-config';
+import { type BackendOptions, type BgpEncap, formatNetworkConfig } from '../control/network-config';
 import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import type { Pod } from './pods';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
 import { type EtcdServer, startEtcd } from './etcd-server';
 import { commandArgv, run } from './shell';
@@ -22,7 +23,9 @@ import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology
 export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
 export interface OverlayOptions {
-  backend: 'vxlan' | 'ipip' | 'host-gw';
+  backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
+  /** bgp: Calico's BGP mode, each agent running its own bird2 (docs/bgp.md); defaults as `vxtun init`'s. */
+  bgp?: { as?: number; encap?: BgpEncap; routeReflectors?: string[]; gracefulRestart?: number; bfd?: boolean };
   /** vxlan / ipip: route directly to nodes on our own L2 subnet (flannel DirectRouting, Calico CrossSubnet). */
   directRouting?: boolean;
   network?: string;
@@ -37,6 +40,8 @@ export interface OverlayOptions {
   /** Store URL (file: only); default: a fresh embedded store in the work dir (removed by close()). */
   storeUrl?: string;
   leaseTtlSeconds?: number;
+  /** How long startAgent waits for an agent to answer (default 15 s; a 50-node lab on 2 cores needs more). */
+  agentStartTimeoutMs?: number;
   /**
    * Agents outlive this process (`vxtun lab up` on a persistent lab): they run detached, in their own session, with
    * logs, store and status sockets in the lab's work dir (/run/vxtun/labs/<name>/), which destroyLab removes.
@@ -94,12 +99,15 @@ export class Overlay {
       }
     }
     const directRouting = options.directRouting ?? false;
-    const backend =
+    const bgp = options.bgp ?? {};
+    const backend: BackendOptions =
       options.backend === 'vxlan'
         ? { type: 'vxlan' as const, vni: overlay.vni, port: overlay.port, directRouting }
         : options.backend === 'ipip'
           ? { type: 'ipip' as const, directRouting }
-          : { type: 'host-gw' as const };
+          : options.backend === 'bgp'
+            ? { type: 'bgp' as const, ...bgp, routeReflectors: bgp.routeReflectors?.map(parseIPv4) }
+            : { type: 'host-gw' as const };
     await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
     return overlay;
   }
@@ -152,13 +160,14 @@ export class Overlay {
       '--node-name', node.netns,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
+      ...(this.options.backend === 'bgp' ? ['--bird-dir', this.birdDir(node)] : []),
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
       ...extraArgs,
     ];
     const child = this.options.persistent ? spawnDetached(node, process.execPath, args, logFile) : this.lab.spawn(node, process.execPath, args, { logFile });
     const handle: AgentHandle = { node, process: child, logFile, statusSocket };
     this.agents.set(node.name, handle);
-    await this.waitFor(`agent in ${node.name} to start`, 15_000, async () => {
+    await this.waitFor(`agent in ${node.name} to start`, this.options.agentStartTimeoutMs ?? 15_000, async () => {
       if (child.exitCode !== null) throw new Error(`agent in ${node.name} exited with ${child.exitCode}:\n${this.log(node)}`);
       return (await this.status(node).catch(() => undefined)) !== undefined;
     });
@@ -175,6 +184,11 @@ export class Overlay {
     handle.process.ref(); // a detached agent is unref'd: keep us alive until it has exited
     handle.process.kill(signal);
     await exited;
+  }
+
+  /** bgp: where the agent in `node` keeps its BIRD's config, control socket (bird.ctl) and pid file. */
+  birdDir(node: LabNode): string {
+    return join(this.workDir, `${node.name}-bird`);
   }
 
   status(node: LabNode): Promise<AgentStatus> {
@@ -196,6 +210,11 @@ export class Overlay {
       return last.routes.length === count;
     });
     return last!;
+  }
+
+  /** The subnet.env the agent in `node` writes (the `--subnet-file` startAgent passes): what the CNI plugins read. */
+  subnetFile(node: LabNode): string {
+    return join(this.workDir, `${node.name}-subnet.env`);
   }
 
   /** The lease subnet the agent in `node` holds. */
@@ -272,7 +291,10 @@ export interface LabRecordNode {
   subnet: string;
   /** The TUN (vxtun) or VTEP (kernel) address: the subnet's .0, as flannel gives its device. */
   tunAddress: string;
+  /** The first pod's address ('' without pods). */
   pod: string;
+  /** The pods attached by the CNI plugins (`lab up --pods N`), for `lab exec`, the table and `lab down`'s CNI DEL. */
+  pods?: Pod[];
   pid?: number;
   /** /proc start time of `pid`, so that a reused pid is never signalled. */
   pidStartTime?: string | null;
@@ -282,7 +304,9 @@ export interface LabRecordNode {
 
 export interface LabRecord {
   name: string;
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
+  /** bgp: the encapsulation (none, ipip, ipip-crosssubnet). */
+  bgpEncap?: BgpEncap;
   network: string;
   vni: number;
   port: number;

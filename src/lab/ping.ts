@@ -2,7 +2,7 @@
 // No replies is a result (received 0), not an error: tests assert on it both ways.
 
 import { CommandError } from './shell';
-import type { Lab, LabNode } from './topology';
+import type { InNamespace, Lab } from './topology';
 
 export interface PingOptions {
   /** Echo requests to send (default 5). */
@@ -15,6 +15,8 @@ export interface PingOptions {
   size?: number;
   /** Source address or device, -I. */
   source?: string;
+  /** -M do (true: DF set, never fragmented locally) or -M dont (false: DF clear); default ping's own choice. */
+  dontFragment?: boolean;
 }
 
 export interface PingResult {
@@ -27,7 +29,7 @@ export interface PingResult {
   rtt: { minMs: number; avgMs: number; maxMs: number; p50Ms: number; p99Ms: number } | null;
 }
 
-export async function ping(lab: Lab, from: LabNode, address: string, options: PingOptions = {}): Promise<PingResult> {
+export async function ping(lab: Lab, from: InNamespace, address: string, options: PingOptions = {}): Promise<PingResult> {
   const count = options.count ?? 5;
   const interval = options.intervalSeconds ?? 0.2;
   const wait = options.replyTimeoutSeconds ?? 1;
@@ -35,6 +37,7 @@ export async function ping(lab: Lab, from: LabNode, address: string, options: Pi
   const args = ['-n', '-c', String(count), '-i', String(interval), '-W', String(wait)];
   if (options.size !== undefined) args.push('-s', String(options.size));
   if (options.source !== undefined) args.push('-I', options.source);
+  if (options.dontFragment !== undefined) args.push('-M', options.dontFragment ? 'do' : 'dont');
   args.push(address);
   const timeoutMs = Math.ceil((count * interval + wait) * 1000) + 5_000;
   let stdout: string;

@@ -35,6 +35,11 @@ export interface LabOptions {
   persistent?: boolean;
 }
 
+/** Anything commands can run in: a node, a pod, the outside host (only the namespace matters). */
+export interface InNamespace {
+  readonly netns: string;
+}
+
 export interface LabNode {
   /** 1-based. */
   index: number;
@@ -66,9 +71,16 @@ export interface Lab {
   readonly nodes: readonly LabNode[];
   /** Node by 1-based index. */
   node(index: number): LabNode;
-  exec(node: LabNode, cmd: string, args: readonly string[], options?: Omit<RunOptions, 'netns'>): Promise<RunResult>;
-  /** Starts a process in a node; destroy() stops it. */
-  spawn(node: LabNode, cmd: string, args: readonly string[], options?: SpawnOptions): ChildProcess;
+  exec(node: InNamespace, cmd: string, args: readonly string[], options?: Omit<RunOptions, 'netns'>): Promise<RunResult>;
+  /** Starts a process in a node (or a pod); destroy() stops it. */
+  spawn(node: InNamespace, cmd: string, args: readonly string[], options?: SpawnOptions): ChildProcess;
+  /**
+   * Makes one more namespace the lab owns (a pod's, the outside host's), named `<lab>-<suffix>`: recorded in the
+   * state file first, so that destroy(), destroyLab and destroyStaleLabs remove it like the nodes'. Its lo is up.
+   */
+  addNamespace(suffix: string): Promise<string>;
+  /** Deletes a namespace made by addNamespace (killing what runs in it) and forgets it. Idempotent. */
+  removeNamespace(netns: string): Promise<void>;
   /** Stops every process in the lab's namespaces and deletes them. Idempotent; never throws. */
   destroy(): Promise<void>;
 }
@@ -186,11 +198,30 @@ class LiveLab implements Lab {
     return node;
   }
 
-  exec(node: LabNode, cmd: string, args: readonly string[], options: Omit<RunOptions, 'netns'> = {}): Promise<RunResult> {
+  exec(node: InNamespace, cmd: string, args: readonly string[], options: Omit<RunOptions, 'netns'> = {}): Promise<RunResult> {
     return run(cmd, args, { ...options, netns: node.netns });
   }
 
-  spawn(node: LabNode, cmd: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
+  async addNamespace(suffix: string): Promise<string> {
+    if (this.destroying) throw new Error(`lab ${this.name} is destroyed`);
+    if (!/^[a-z0-9][a-z0-9.-]*$/i.test(suffix)) throw new Error(`invalid namespace suffix "${suffix}"`);
+    const netns = `${this.name}-${suffix}`;
+    if (this.state.namespaces.includes(netns)) throw new Error(`lab ${this.name} already has namespace ${netns}`);
+    this.state.namespaces.push(netns);
+    writeLabState(this.state);
+    await run('ip', ['netns', 'add', netns]);
+    await run('ip', ['-n', netns, 'link', 'set', 'lo', 'up']);
+    return netns;
+  }
+
+  async removeNamespace(netns: string): Promise<void> {
+    if (!this.state.namespaces.includes(netns)) return;
+    await removeNamespaces([netns]);
+    this.state.namespaces.splice(this.state.namespaces.indexOf(netns), 1);
+    if (!this.destroying) writeLabState(this.state);
+  }
+
+  spawn(node: InNamespace, cmd: string, args: readonly string[], options: SpawnOptions = {}): ChildProcess {
     if (this.destroying) throw new Error(`lab ${this.name} is destroyed`);
     const child = spawnIn(node.netns, cmd, args, options);
     this.processes.add(child);
@@ -398,7 +429,7 @@ export async function destroyLab(name: string): Promise<void> {
   const state = readLabState(name);
   const namespaces = new Set(state?.namespaces ?? []);
   for (const netns of await listNamespaces()) {
-    if (netns === hubNamespace(name) || new RegExp(`^${escapeRegExp(name)}-n\\d+$`).test(netns)) namespaces.add(netns);
+    if (netns === hubNamespace(name) || labNamespacePattern(name).test(netns)) namespaces.add(netns);
   }
   await removeNamespaces([...namespaces]);
   removeLabState(name);
@@ -446,6 +477,11 @@ export async function destroyStaleLabs(prefix: string = LAB_PREFIX, options: Sta
 async function anyNamespaceExists(namespaces: readonly string[]): Promise<boolean> {
   const present = new Set(await listNamespaces());
   return namespaces.some((netns) => present.has(netns));
+}
+
+/** A lab's node and pod namespaces by name (`<lab>-n3`, `<lab>-n3-p2`) and its outside host (`<lab>-out`). */
+export function labNamespacePattern(labName: string): RegExp {
+  return new RegExp(`^${escapeRegExp(labName)}-(n\\d+(-p\\d+)?|out)$`);
 }
 
 function escapeRegExp(text: string): string {

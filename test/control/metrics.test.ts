@@ -1,13 +1,17 @@
-import { test } from 'uvu';
+import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { AddressInfo } from 'node:net';
 import type { AgentStatus } from '../../src/control/agent';
-import { formatMetrics } from '../../src/control/metrics';
+import { consoleLogger } from '../../src/control/log';
+import { formatMetrics, serveMetrics } from '../../src/control/metrics';
+
+const test = suite('control: metrics');
 
 function status(extra: Partial<AgentStatus>): AgentStatus {
   return {
     lease: { subnet: '10.17.1.0/24', publicIp: '192.0.2.11', nodeName: 'node-a' },
-    network: { network: '10.17.0.0/16', subnetLen: 24, backend: { type: 'host-gw' } },
-    underlay: { device: 'eth0', subnet: '192.0.2.0/24', mtu: 1500 },
+    network: { network: '10.17.0.0/16', subnetLen: 24, backend: { type: 'host-gw' } } as AgentStatus['network'],
+    underlay: { device: 'eth0', subnet: '192.0.2.0/24', mtu: 1500, addressPresent: true },
     storeConnected: true,
     refusedLeases: [],
     routes: [],
@@ -18,7 +22,7 @@ function status(extra: Partial<AgentStatus>): AgentStatus {
   };
 }
 
-test('metrics: refused leases and a config mismatch are gauges, 0 when all is well', () => {
+test('refused leases and a config mismatch are gauges, 0 when all is well', () => {
   const healthy = formatMetrics(status({}));
   assert.match(healthy, /\nvxtun_refused_leases 0\n/);
   assert.match(healthy, /\nvxtun_config_mismatch 0\n/);
@@ -30,6 +34,32 @@ test('metrics: refused leases and a config mismatch are gauges, 0 when all is we
   );
   assert.match(troubled, /\nvxtun_refused_leases 2\n/);
   assert.match(troubled, /\nvxtun_config_mismatch 1\n/);
+});
+
+test('a scrape whose status throws is answered 500 with the reason and logged; the next scrape works', async () => {
+  const lines: string[] = [];
+  let fail = true;
+  const current = (): AgentStatus => {
+    if (fail) throw new Error('counters unavailable');
+    return status({});
+  };
+  const server = await serveMetrics('127.0.0.1', 0, current, consoleLogger('info', (l) => lines.push(l)));
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const failed = await fetch(`${url}/metrics`);
+    assert.is(failed.status, 500);
+    assert.match(await failed.text(), /metrics unavailable: counters unavailable/);
+    assert.match(lines.join(''), /level=error msg="metrics scrape failed" error="counters unavailable"/);
+    assert.is((await fetch(`${url}/metrics`, { method: 'POST' })).status, 405);
+    assert.is((await fetch(`${url}/other`)).status, 404);
+    fail = false;
+    const ok = await fetch(`${url}/metrics`);
+    assert.is(ok.status, 200);
+    assert.match(await ok.text(), /^vxtun_routes 0$/m);
+  } finally {
+    server.closeAllConnections();
+    server.close();
+  }
 });
 
 test.run();

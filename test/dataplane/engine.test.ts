@@ -35,7 +35,7 @@ function makeNode(network: FakeNetwork, encap: EncapName, index: number, options
   const tun = new FakeTun(`vxtun${index}`, 1450);
   const socket = encap === 'vxlan' ? network.udp(underlayIp, PORT) : network.raw(underlayIp);
   const pool = new BufferPool(options.poolSize ?? 256);
-  const local = { vtepIp: subnet.address, vtepMac: mac, underlayIp, vni: options.vni ?? VNI, port: PORT };
+  const local = { vtepIp: subnet.address, subnet, vtepMac: mac, underlayIp, vni: options.vni ?? VNI, port: PORT };
   const engine = new Engine({ tun, socket, encap: createEncapsulation(encap, local), pool, local, overlayMtu: 1450, network: NETWORK });
   return { subnet, underlayIp, mac, tun, socket, pool, engine };
 }
@@ -50,7 +50,7 @@ function learn(from: TestNode, to: TestNode, encap: EncapName): void {
   } else {
     t.routes.set(to.subnet, { subnet: to.subnet, gateway: to.underlayIp, encap });
   }
-  t.addVtep(to.underlayIp);
+  t.addVtep(to.underlayIp, to.subnet);
 }
 
 function pair(encap: EncapName): { net: FakeNetwork; a: TestNode; b: TestNode } {
@@ -62,9 +62,12 @@ function pair(encap: EncapName): { net: FakeNetwork; a: TestNode; b: TestNode } 
   return { net, a, b };
 }
 
-/** Lets the engines' readiness callbacks run until the fakes are quiet. */
-function settle(..._nodes: TestNode[]): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 20));
+/**
+ * Lets the engines' readiness callbacks run until the fakes are quiet. The fakes wake engines with setImmediate, so
+ * this counts event-loop turns, not milliseconds: a loaded machine slows it down but cannot cut it short.
+ */
+async function settle(..._nodes: TestNode[]): Promise<void> {
+  for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 const Engine_ = suite('engine');
@@ -245,7 +248,7 @@ Engine_('source-port entropy: each inner flow keeps one outer source port, and f
   learn(a, b, 'vxlan');
   learn(b, a, 'vxlan');
   const senders = [a.socket, net.udp(a.underlayIp, 40001), net.udp(a.underlayIp, 40002), net.udp(a.underlayIp, 40003)];
-  const local = { vtepIp: a.subnet.address, vtepMac: a.mac, underlayIp: a.underlayIp, vni: VNI, port: PORT };
+  const local = { vtepIp: a.subnet.address, subnet: a.subnet, vtepMac: a.mac, underlayIp: a.underlayIp, vni: VNI, port: PORT };
   const engine = new Engine({ tun: a.tun, socket: a.socket, senders, encap: createEncapsulation('vxlan', local), pool: a.pool, local, overlayMtu: 1450, network: NETWORK, tables: a.engine.tables });
   engine.start();
   b.engine.start();

@@ -47,10 +47,10 @@ async function labNamespaces(name: string): Promise<string[]> {
   return (await listNamespaces()).filter((ns) => ns.startsWith(`${name}-`));
 }
 
-Cli('lab up --nodes 2, exec ping across pods, ls, down removes everything, a second down is fine', async () => {
+Cli('lab up --nodes 2 --pods 2, exec ping from a pod across, ls, down detaches pods and removes everything, a second down is fine', async () => {
   const name = `vxt-cli${process.pid}`;
   try {
-    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2']);
+    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2', '--pods', '2']);
     assert.is(up.status, 0, show(up));
     assert.match(up.stdout, /overlay ready in [\d.]+ s/);
     // The `lab up` process has exited: its agents must not have gone with it.
@@ -59,13 +59,19 @@ Cli('lab up --nodes 2, exec ping across pods, ls, down removes everything, a sec
     assert.is(record!.nodes.length, 2);
     const pids = record!.nodes.map((n) => n.pid!);
     for (const pid of pids) assert.ok(processAlive(pid), `agent ${pid} still runs after lab up exited`);
-    assert.equal((await labNamespaces(name)).sort(), [`${name}-hub`, `${name}-n1`, `${name}-n2`].sort());
-    for (const node of record!.nodes) assert.ok(up.stdout.includes(node.pod), `table shows pod ${node.pod}`);
+    assert.equal((await labNamespaces(name)).filter((ns) => !/-p\d$/.test(ns)).sort(), [`${name}-hub`, `${name}-n1`, `${name}-n2`].sort());
+    for (const node of record!.nodes) {
+      assert.is(node.pods?.length, 2, `${node.name} has 2 pods`);
+      for (const pod of node.pods!) assert.ok(up.stdout.includes(`${pod.name} ${pod.address}`), `table shows pod ${pod.name} ${pod.address}`);
+    }
+    assert.equal((await labNamespaces(name)).filter((ns) => /-p\d$/.test(ns)).sort(), [`${name}-n1-p1`, `${name}-n1-p2`, `${name}-n2-p1`, `${name}-n2-p2`]);
 
     const pod2 = record!.nodes[1]!.pod;
-    const ping = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'ping', '-c', '2', '-W', '2', pod2]);
+    const ping = vxtun(['lab', 'exec', '--name', name, 'n1-p2', '--', 'ping', '-c', '2', '-W', '2', pod2]);
     assert.is(ping.status, 0, show(ping));
     assert.match(ping.stdout, /2 packets transmitted, 2 received/);
+    const fromNode = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'ping', '-c', '1', '-W', '2', pod2]);
+    assert.is(fromNode.status, 0, show(fromNode));
 
     const failing = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'sh', '-c', 'exit 7']);
     assert.is(failing.status, 7, 'exec exits with the command\'s code');
@@ -80,7 +86,7 @@ Cli('lab up --nodes 2, exec ping across pods, ls, down removes everything, a sec
 
     const down = vxtun(['lab', 'down', '--name', name]);
     assert.is(down.status, 0, show(down));
-    assert.match(down.stdout, /2 agents stopped/);
+    assert.match(down.stdout, /4 pods detached \(CNI DEL\), 2 agents stopped/);
     assert.equal(await labNamespaces(name), []);
     for (const pid of pids) assert.not.ok(processAlive(pid), `agent ${pid} stopped`);
     assert.not.ok(existsSync(labWorkDir(name)), 'work dir removed');
@@ -89,6 +95,27 @@ Cli('lab up --nodes 2, exec ping across pods, ls, down removes everything, a sec
     const again = vxtun(['lab', 'down', '--name', name]);
     assert.is(again.status, 0, show(again));
     assert.match(again.stdout, /no lab named/);
+  } finally {
+    await destroyLab(name);
+  }
+});
+
+Cli('lab up --backend host-gw: pods reach each other over kernel routes; down removes it', async () => {
+  const name = `vxt-clh${process.pid}`;
+  try {
+    const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2', '--backend', 'host-gw']);
+    assert.is(up.status, 0, show(up));
+    assert.match(up.stdout, /host-gw \(kernel routes, no tunnel\)/);
+    const record = readLabRecord(name)!;
+    assert.is(record.backend, 'host-gw');
+    const [a, b] = record.nodes;
+    const route = await run('ip', ['-n', a!.netns, 'route', 'show', b!.subnet]);
+    assert.match(route.stdout, `via ${b!.underlayIp} dev eth0`);
+    const ping = vxtun(['lab', 'exec', '--name', name, 'n1-p1', '--', 'ping', '-c', '2', '-W', '2', b!.pod]);
+    assert.is(ping.status, 0, show(ping));
+    const down = vxtun(['lab', 'down', '--name', name]);
+    assert.is(down.status, 0, show(down));
+    assert.equal(await labNamespaces(name), []);
   } finally {
     await destroyLab(name);
   }
@@ -150,7 +177,8 @@ Cli('vxtun demo runs to completion, prints the iperf3 figure and leaves nothing 
     const demo = vxtun(['demo'], 90_000);
     assert.is(demo.status, 0, show(demo));
     assert.match(demo.stdout, /[\d.]+ Gbit\/s/);
-    assert.is((demo.stdout.match(/^\s+ok\s+n\d -> n\d/gm) ?? []).length, 6, 'six pod pairs ping');
+    assert.is((demo.stdout.match(/^\s+ok\s+n\d-p1 -> n\d-p1/gm) ?? []).length, 6, 'six pod pairs ping');
+    assert.match(demo.stdout, /the request left n1 with the pod's own address, 10\.17\.\d+\.2: no NAT between pods/);
     assert.ok(Date.now() - started < 60_000, 'well under a minute');
     assert.equal(await labNamespaces('vxt-demo'), []);
   } finally {

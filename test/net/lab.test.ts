@@ -7,10 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLab, destroyLab, destroyStaleLabs, labStatePath, listNamespaces, type Lab } from '../../src/lab/topology';
+import { createLab, destroyLab, destroyStaleLabs, labNamespacePattern, labStatePath, listNamespaces, readLabState, type Lab } from '../../src/lab/topology';
 import { spawnIn, run, CommandError } from '../../src/lab/shell';
 import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, removeKernelPeer, type KernelPeer } from '../../src/lab/kernel-vxlan';
-import { addPodAddress } from '../../src/lab/pods';
+import { attachPod } from '../../src/lab/pods';
+import { writeSubnetEnv } from '../../src/control/subnet-env';
+import { parseCidr } from '../../src/wire/address';
 import { ping, parsePingOutput, percentile } from '../../src/lab/ping';
 import { parseIperfJson, runIperf } from '../../src/lab/iperf';
 
@@ -181,6 +183,26 @@ test('a lab refuses names outside vxt- and existing names; takes another underla
   }
 });
 
+test('namespaces added to a lab (pods, the outside host) are recorded first and go with the lab', async () => {
+  const name = `${base}-p`;
+  const lab = await createLab({ name, nodes: 1 });
+  try {
+    const pod = await lab.addNamespace('n1-p1');
+    assert.is(pod, `${name}-n1-p1`);
+    assert.ok(readLabState(name)!.namespaces.includes(pod), 'recorded in the state file, for crash cleanup');
+    assert.ok(labNamespacePattern(name).test(pod) && labNamespacePattern(name).test(`${name}-out`), 'destroyLab finds them by name too');
+    assert.not.ok(labNamespacePattern(name).test(`${name}-x-n1`), "another lab's namespaces are not ours");
+    await rejects(() => lab.addNamespace('n1-p1'), /already has namespace/);
+    await lab.addNamespace('out');
+    await lab.removeNamespace(`${name}-out`);
+    assert.not.ok(readLabState(name)!.namespaces.includes(`${name}-out`));
+    assert.equal((await labNamespaces(name)).sort(), [`${name}-hub`, `${name}-n1`, pod].sort());
+  } finally {
+    await lab.destroy();
+  }
+  assert.equal(await labNamespaces(name), []);
+});
+
 // ---- crashes ---------------------------------------------------------------------------------------------------
 
 /** A separate process that makes a lab, starts `sleep` in node 1, prints its pid, and then waits. */
@@ -289,9 +311,17 @@ test('kernel VXLAN as flannel programs it: two nodes reach each other over port 
     const stats = JSON.parse((await lab.exec(n2, 'ip', ['-j', '-s', 'link', 'show', 'flannel.1'])).stdout) as Array<{ stats64: { rx: { packets: number } } }>;
     assert.ok(stats[0]!.stats64.rx.packets >= 3, 'flannel.1 on n2 received the echo requests');
 
-    // A pod address behind the VTEP is reached through the route for the whole lease.
-    const pod = await addPodAddress(lab, n2, '10.17.2.1');
-    assert.is((await ping(lab, n1, pod.address, { count: 2 })).received, 2, 'n1 -> pod on n2');
+    // A pod behind the VTEP (attached by the CNI plugins from a subnet.env as flanneld writes it) is reached through
+    // the route for the whole lease.
+    const cniDir = mkdtempSync(join(tmpdir(), 'vxt-cni-'));
+    try {
+      await writeSubnetEnv(join(cniDir, 'subnet.env'), { network: parseCidr('10.17.0.0/16'), subnet: parseCidr('10.17.2.0/24'), mtu: 1450, ipMasq: true });
+      const pod = await attachPod(lab, n2, 1, { subnetEnvFile: join(cniDir, 'subnet.env'), stateDir: cniDir });
+      assert.is(pod.address, '10.17.2.2');
+      assert.is((await ping(lab, n1, pod.address, { count: 2 })).received, 2, 'n1 -> pod on n2');
+    } finally {
+      rmSync(cniDir, { recursive: true, force: true });
+    }
 
     await disableTxChecksumOffload(lab, n1, 'eth0');
     assert.match((await lab.exec(n1, 'ethtool', ['-k', 'eth0'])).stdout, /tx-checksumming: off/);

@@ -4,23 +4,23 @@ import * as assert from 'uvu/assert';
 import { DEFAULT_PREFIX, formatLeaseAttrs, subnetKey } from '../../src/control/lease';
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
-import { addPodAddress } from '../../src/lab/pods';
+import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { withOverlay } from '../support/overlay';
-import { formatIPv4, parseCidr, parseIPv4 } from '../../src/wire/address';
+import { parseCidr, parseIPv4 } from '../../src/wire/address';
 
 const Modes = suite('routing modes');
 
-async function podOf(overlay: Overlay, node: LabNode): Promise<string> {
-  return formatIPv4((await overlay.subnetOf(node)).address + 1);
+/** A pod on `node`, attached by the CNI plugins from the subnet.env its agent wrote. */
+function podOn(lab: Lab, overlay: Overlay, node: LabNode): Promise<Pod> {
+  return attachPod(lab, node, 1, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) });
 }
 
-async function pingPods(lab: Lab, overlay: Overlay): Promise<void> {
-  for (const from of lab.nodes) {
-    for (const to of lab.nodes) {
+async function pingPods(lab: Lab, pods: readonly Pod[]): Promise<void> {
+  for (const from of pods) {
+    for (const to of pods) {
       if (from === to) continue;
-      const target = await podOf(overlay, to);
-      assert.is((await ping(lab, from, target, { count: 2, intervalSeconds: 0.1 })).received, 2, `${from.name} -> ${to.name} ${target}`);
+      assert.is((await ping(lab, from, to.address, { count: 2, intervalSeconds: 0.1 })).received, 2, `pod ${from.name} -> pod ${to.name} ${to.address}`);
     }
   }
 }
@@ -28,9 +28,10 @@ async function pingPods(lab: Lab, overlay: Overlay): Promise<void> {
 Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment is refused with the reason', async () => {
   await withOverlay('hg', 3, { backend: 'host-gw' }, async (lab, overlay) => {
     for (const node of lab.nodes) await overlay.startAgent(node);
+    const pods: Pod[] = [];
     for (const node of lab.nodes) {
       await overlay.waitForRoutes(node, 2);
-      await addPodAddress(lab, node, await podOf(overlay, node));
+      pods.push(await podOn(lab, overlay, node));
     }
     const n2Subnet = (await overlay.status(lab.node(2))).lease.subnet;
     const { stdout } = await lab.exec(lab.node(1), 'ip', ['route', 'show', n2Subnet]);
@@ -38,7 +39,7 @@ Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment i
     const status = await overlay.status(lab.node(1));
     assert.is(status.tun, undefined);
     assert.ok(status.routes.every((r) => r.encap === 'direct'));
-    await pingPods(lab, overlay);
+    await pingPods(lab, pods);
     // A node flanneld would have put on another subnet: host-gw cannot reach it.
     await overlay.withStore((store) =>
       store.put(subnetKey(DEFAULT_PREFIX, parseCidr('10.17.200.0/24')), formatLeaseAttrs({ publicIp: parseIPv4('198.51.100.5'), backendType: 'host-gw' })),
@@ -58,23 +59,25 @@ Modes('vxlan with DirectRouting: direct to the node on our subnet, VXLAN to the 
     await overlay.startAgent(n1);
     await overlay.startAgent(n2);
     await overlay.startAgent(n3, [], '198.51.100.13');
+    const pods: Pod[] = [];
     for (const node of lab.nodes) {
       await overlay.waitForRoutes(node, 2);
-      await addPodAddress(lab, node, await podOf(overlay, node));
+      pods.push(await podOn(lab, overlay, node));
     }
+    const [p1, p2, p3] = pods;
     const routes = (await overlay.status(n1)).routes;
     const n2Subnet = (await overlay.status(n2)).lease.subnet;
     const n3Subnet = (await overlay.status(n3)).lease.subnet;
     assert.is(routes.find((r) => r.subnet === n2Subnet)?.encap, 'direct');
     assert.is(routes.find((r) => r.subnet === n3Subnet)?.encap, 'vxlan');
     const sentBefore = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
-    assert.is((await ping(lab, n1, await podOf(overlay, n2), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    assert.is((await ping(lab, p1!, p2!.address, { count: 3, intervalSeconds: 0.1 })).received, 3);
     const sentAfterDirect = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
     assert.is(sentAfterDirect, sentBefore, 'the direct route bypasses the tunnel');
-    assert.is((await ping(lab, n1, await podOf(overlay, n3), { count: 3, intervalSeconds: 0.1 })).received, 3);
+    assert.is((await ping(lab, p1!, p3!.address, { count: 3, intervalSeconds: 0.1 })).received, 3);
     const sentAfterVxlan = ((await overlay.status(n1)).counters as { underlayOut: { packets: number } }).underlayOut.packets;
     assert.is(sentAfterVxlan - sentAfterDirect, 3, 'across subnets, VXLAN');
-    await pingPods(lab, overlay);
+    await pingPods(lab, pods);
   });
 });
 

@@ -5,7 +5,7 @@ import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
 import { runIperf } from '../../src/lab/iperf';
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
-import { addPodAddress } from '../../src/lab/pods';
+import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { withOverlay } from '../support/overlay';
 import { formatIPv4 } from '../../src/wire/address';
@@ -17,14 +17,24 @@ async function startAll(overlay: Overlay, nodes: readonly LabNode[]): Promise<vo
   for (const node of nodes) await overlay.waitForRoutes(node, nodes.length - 1);
 }
 
-async function assertFullMesh(lab: Lab, overlay: Overlay, nodes: readonly LabNode[], pods = false): Promise<void> {
+async function assertFullMesh(lab: Lab, overlay: Overlay, nodes: readonly LabNode[]): Promise<void> {
   for (const from of nodes) {
     for (const to of nodes) {
       if (from === to) continue;
-      const subnet = await overlay.subnetOf(to);
-      const target = formatIPv4(pods ? subnet.address + 1 : subnet.address);
+      const target = formatIPv4((await overlay.subnetOf(to)).address);
       const result = await ping(lab, from, target, { count: 3, intervalSeconds: 0.1 });
       assert.is(result.received, 3, `${from.name} -> ${to.name} (${target})`);
+    }
+  }
+}
+
+/** Ping between every pair of pods (real pod namespaces, attached by the CNI plugins). */
+async function assertPodMesh(lab: Lab, pods: readonly Pod[]): Promise<void> {
+  for (const from of pods) {
+    for (const to of pods) {
+      if (from === to) continue;
+      const result = await ping(lab, from, to.address, { count: 3, intervalSeconds: 0.1 });
+      assert.is(result.received, 3, `pod ${from.name} -> pod ${to.name} (${to.address})`);
     }
   }
 }
@@ -37,18 +47,18 @@ const MESH_CASES: { name: string; backend: 'vxlan' | 'ipip'; args: string[]; vni
 ];
 
 for (const { name, backend, args, vni, port } of MESH_CASES) {
-  Net(`${name}: three nodes ping every pair, TUN and pod addresses; TCP runs across two`, async () => {
+  Net(`${name}: three nodes ping every pair, TUN addresses and pods; TCP runs across two pods`, async () => {
     await withOverlay(backend.slice(0, 2), 3, { backend, vni, port }, async (lab, overlay) => {
       for (const node of lab.nodes) await overlay.startAgent(node, [...args]);
       for (const node of lab.nodes) await overlay.waitForRoutes(node, lab.nodes.length - 1);
+      const pods: Pod[] = [];
       for (const node of lab.nodes) {
-        const subnet = await overlay.subnetOf(node);
-        await addPodAddress(lab, node, formatIPv4(subnet.address + 1));
+        pods.push(await attachPod(lab, node, 1, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) }));
       }
       await assertFullMesh(lab, overlay, lab.nodes);
-      await assertFullMesh(lab, overlay, lab.nodes, true);
-      const to = formatIPv4((await overlay.subnetOf(lab.node(2))).address + 1);
-      const tcp = await runIperf(lab, { server: lab.node(2), client: lab.node(1), address: to, seconds: 2 });
+      await assertPodMesh(lab, pods);
+      const [from, to] = pods;
+      const tcp = await runIperf(lab, { server: to!, client: from!, address: to!.address, seconds: 2 });
       assert.ok(tcp.bytes > 1_000_000, `iperf3 moved ${tcp.bytes} bytes`);
       const status = await overlay.status(lab.node(2));
       const counters = status.counters as { tunOut: { packets: number }; drops: Record<string, number> };

@@ -22,13 +22,18 @@ Trace('a ping traced on the sending node: outbound route/neighbor/FDB/encap, inb
     const [n1, n2] = lab.nodes;
     for (const node of lab.nodes) await overlay.startAgent(node);
     await overlay.waitForRoutes(n1, 1);
+    await overlay.waitForRoutes(n2, 1); // the reply needs n2's route back, which a loaded machine may give late
     const target = formatIPv4((await overlay.subnetOf(n2)).address);
     const pcap = join(dir, 'trace.pcap');
     const tracer = spawn(process.execPath, [CLI_PATH, 'trace', '--socket', overlay.agents.get('n1')!.statusSocket, '--proto', 'icmp', '--count', '3', '--json', '--pcap', pcap], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     tracer.stdout.on('data', (chunk) => (out += chunk));
     const exited = new Promise<number | null>((resolve) => tracer.on('exit', resolve));
-    await new Promise((resolve) => setTimeout(resolve, 500)); // let the trace attach
+    // Let the trace attach: the CLI takes a second or more to start on a busy machine, so ask the agent, don't guess.
+    for (const deadline = Date.now() + 10_000; ((await overlay.status(n1)).traceClients ?? []).length === 0; ) {
+      if (Date.now() > deadline) throw new Error('the trace client did not attach within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     assert.is((await ping(lab, n1, target, { count: 1 })).received, 1);
     await ping(lab, n1, '10.17.99.1', { count: 1, replyTimeoutSeconds: 1 });
     const timeout = setTimeout(() => tracer.kill(), 10_000);

@@ -1,14 +1,34 @@
 // `vxtun agent`: run this node of the overlay until SIGINT/SIGTERM.
 import { hostname } from 'node:os';
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { Agent } from '../../control/agent';
+import { DEFAULT_DF_MODE, DF_MODES, type DfMode } from '../../dataplane/outer-df';
 import { DEFAULT_PREFIX } from '../../control/lease';
-import { type LogLevel, consoleLogger } from '../../control/log';
+import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
 import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf } from '../parse';
 import { storeOption } from '../store-option';
+
+/** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
+const STOP_DEADLINE_MS = 5000;
+
+/**
+ * The process-level last resort. These handlers should never fire: every timer, stream and request handler of the
+ * agent catches what it calls. If one does, it logs one line (no stack), starts `shutdown(1)` (the normal stop,
+ * bounded in time) or, when a stop is already under way (`stopping()`), exits 1 at once.
+ */
+export function installLastResort(log: Logger, stopping: () => boolean, shutdown: (code: number) => void): void {
+  const lastResort = (what: unknown): void => {
+    log.error('internal error: the agent stops (please report this)', { error: what instanceof Error ? what.message : String(what) });
+    if (stopping()) process.exit(1);
+    shutdown(1);
+  };
+  process.on('uncaughtException', lastResort);
+  process.on('unhandledRejection', lastResort);
+}
 
 export function agentCommand(program: Command): void {
   storeOption(
@@ -18,13 +38,19 @@ export function agentCommand(program: Command): void {
       .requiredOption('--public-ip <ip>', "this node's underlay address (flannel's PublicIP)", ipv4Address)
       .option('--tun <name>', 'TUN device name', 'vxtun0')
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
+      .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (default)", true)
+      .option('--no-ip-masq', 'install no masquerade rules; FLANNEL_IPMASQ=false, so the CNI bridge plugin masquerades (also pod-to-pod traffic to other nodes)')
+      .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
+      .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
+      .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
+      .option('--bird-dir <path>', "bgp: our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>)")
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
       .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
@@ -33,42 +59,76 @@ export function agentCommand(program: Command): void {
     if (opts.nodeName === undefined && /^localhost(\.|$)/.test(hostname())) {
       log.warn('the host name is localhost: nodes sharing a name take each other\'s lease; give each a --node-name');
     }
-    const agent = await Agent.start({
+    let starting: Promise<Agent> | undefined;
+    let server: Server | undefined;
+    let metrics: Server | undefined;
+    let stopping = false;
+
+    /** The one way out once started: close the API, stop the agent (bounded in time), exit with `code`. */
+    const shutdown = (code: number): void => {
+      if (stopping) return;
+      stopping = true;
+      server?.close();
+      metrics?.close();
+      // An agent still starting is stopped once it has started (a failed start has nothing to stop); a store that
+      // hangs cannot hold us past the deadline.
+      const stopped = (starting ?? Promise.reject(new Error('not started'))).then(
+        (agent) => agent.stop(),
+        () => undefined,
+      );
+      const deadline = new Promise<void>((resolve) => setTimeout(resolve, STOP_DEADLINE_MS));
+      Promise.race([stopped, deadline]).then(
+        () => process.exit(code),
+        (err: Error) => {
+          log.error('stop failed', { error: err.message });
+          process.exit(code === 0 ? 1 : code);
+        },
+      );
+    };
+    const stop = (signal: string): void => {
+      if (!stopping) log.info('stopping', { signal });
+      shutdown(0);
+    };
+    const onFatal = (error: Error): void => {
+      if (stopping) return;
+      log.error('the agent can no longer serve and stops', { error: error.message });
+      shutdown(1);
+    };
+    installLastResort(log, () => stopping, shutdown);
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+
+    starting = Agent.start({
       storeUrl: opts.store,
       prefix: opts.prefix,
       publicIp: opts.publicIp,
       tunName: opts.tun,
       subnetFile: opts.subnetFile,
+      ipMasq: opts.ipMasq !== false,
+      ipMasqTool: opts.ipMasqTool,
+      ipMasqResyncMs: opts.ipMasqResync * 1000,
       leaseTtlSeconds: opts.leaseTtl,
       nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
+      df: opts.df as DfMode,
+      birdDir: opts.birdDir,
       log,
+      onFatal,
     });
+    const started = await starting;
+    if (stopping) return; // a signal or a fatal error came while starting: shutdown() stops it
     const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
-    const server = await serveAgentApi(socketPath, {
-      status: () => agent.status(),
-      trace: (filter, withBytes, send) => agent.trace({ filter, withBytes, onJourney: send }),
-    });
-    const metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => agent.status());
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info('stopping', { signal });
-      server.close();
-      metrics?.close();
-      agent.stop().then(
-        () => process.exit(0),
-        (err: Error) => {
-          log.error('stop failed', { error: err.message });
-          process.exit(1);
-        },
-      );
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
+    server = await serveAgentApi(
+      socketPath,
+      {
+        status: () => started.status(),
+        trace: (filter, withBytes, send) => started.trace({ filter, withBytes, onJourney: send }),
+      },
+      { log },
+    );
+    metrics = opts.metrics === undefined ? undefined : await serveMetrics(opts.metrics.host, opts.metrics.port, () => started.status(), log);
   });
 }

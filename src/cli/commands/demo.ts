@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { runIperf } from '../../lab/iperf';
 import { ping } from '../../lab/ping';
-import type { Lab, LabNode } from '../../lab/topology';
+import { detachPod, podStateDir } from '../../lab/pods';
+import type { InNamespace, Lab } from '../../lab/topology';
 import { streamTrace, traceQuery } from '../../control/status-server';
 import { formatJourney } from '../../trace/format';
 import type { Journey } from '../../trace/journey';
@@ -36,50 +37,57 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
   say('vxtun demo: an overlay network run by user-space agents, one per node.');
   say('Each "node" is a network namespace; a bridge between them is the underlay (192.0.2.0/24). Each node runs');
   say('`vxtun agent`, which takes a /24 of 10.17.0.0/16 from a shared store, owns a TUN device, and wraps every');
-  say('packet for another node\'s subnet in VXLAN (UDP port 4789) itself, in TypeScript.');
+  say('packet for another node\'s subnet in VXLAN (UDP port 4789) itself, in TypeScript. Each node has a pod: a');
+  say('namespace attached by the real CNI plugins (bridge + host-local) from the subnet.env the agent wrote, as');
+  say('flannel\'s CNI plugin attaches pods on a Kubernetes node.');
   say('');
   let built: OverlayLab | undefined;
   let failed = 0;
   try {
-    say('[1/5] Building 3 nodes and starting their agents');
+    say('[1/5] Building 3 nodes, starting their agents, attaching a pod to each');
     built = await buildOverlayLab({ name: DEMO_LAB_NAME, nodes: 3, backend: 'vxlan', persistent: false, say: (line) => say(`      ${line}`) });
     const { lab, record } = built;
     say(`      overlay ready in ${built.readySeconds.toFixed(1)} s: every agent has a route to the 2 other nodes`);
     say(formatNodeTable(record).replace(/^/gm, '    '));
-    say('      (pod address: an address in the node\'s subnet, as a pod would have; traffic to it crosses the overlay)');
+    say('      (each pod: eth0 with an address from its node\'s lease, MTU from subnet.env, gateway cni0; pods reach each');
+    say('      other with their own addresses, because the agents masquerade only what leaves the cluster network)');
     say('');
 
-    say('[2/5] Ping between every pair of pods (3 echo requests each, through the agents)');
-    for (const from of record.nodes) {
-      for (const to of record.nodes) {
+    say('[2/5] Ping between every pair of pods (3 echo requests each, pod to pod through the agents)');
+    for (const from of built.pods) {
+      for (const to of built.pods) {
         if (from === to) continue;
-        const result = await ping(lab, lab.node(Number(from.name.slice(1))), to.pod, { count: 3, intervalSeconds: 0.1 });
+        const result = await ping(lab, from, to.address, { count: 3, intervalSeconds: 0.1 });
         const ok = result.received === result.transmitted;
         if (!ok) failed++;
         const rtt = result.rtt ? `, rtt avg ${result.rtt.avgMs.toFixed(2)} ms (max ${result.rtt.maxMs.toFixed(2)})` : '';
-        say(`      ${ok ? 'ok  ' : 'FAIL'} ${from.name} -> ${to.name} pod ${to.pod.padEnd(15)} ${result.received}/${result.transmitted} replies${rtt}`);
+        say(`      ${ok ? 'ok  ' : 'FAIL'} ${from.name} -> ${to.name} ${to.address.padEnd(15)} ${result.received}/${result.transmitted} replies${rtt}`);
       }
     }
     say('');
 
-    const [n1, n2] = record.nodes;
-    say(`[3/5] One ping traced hop by hop in ${n1!.name}'s agent (vxtun trace): the request leaving, the reply arriving`);
+    const [n1] = record.nodes;
+    const [p1, p2] = built.pods;
+    say(`[3/5] One ping from pod ${p1!.name} to pod ${p2!.name}, traced hop by hop in ${n1!.name}'s agent (vxtun trace): the request leaving, the reply arriving`);
     try {
-      const journeys = await tracePing(lab, lab.node(1), built.overlay.agents.get(n1!.name)!.statusSocket, n2!.pod);
+      const journeys = await tracePing(lab, p1!, built.overlay.agents.get(n1!.name)!.statusSocket, p2!.address);
       for (const journey of journeys) say(formatJourney(journey).trimEnd().replace(/^/gm, '      '));
       if (journeys.length < 2) throw new Error(`traced ${journeys.length} of 2 packets`);
+      const source = journeys[0]!.inner?.src;
+      if (source !== p1!.address) throw new Error(`the request left ${n1!.name} from ${source}, not from pod ${p1!.name} (${p1!.address}): NATed`);
+      say(`      the request left ${n1!.name} with the pod's own address, ${source}: no NAT between pods (Kubernetes requires it)`);
     } catch (error) {
       failed++;
       say(`      FAIL ${(error as Error).message}`);
     }
     say('');
 
-    say(`[4/5] TCP throughput, ${n1!.name} -> pod of ${n2!.name} (${n2!.pod}), iperf3 for ${IPERF_SECONDS} s`);
+    say(`[4/5] TCP throughput, pod ${p1!.name} -> pod ${p2!.name} (${p2!.address}), iperf3 for ${IPERF_SECONDS} s`);
     try {
-      const tcp = await runIperf(lab, { server: lab.node(2), client: lab.node(1), address: n2!.pod, seconds: IPERF_SECONDS });
+      const tcp = await runIperf(lab, { server: p2!, client: p1!, address: p2!.address, seconds: IPERF_SECONDS });
       const retransmits = tcp.retransmits === null ? '' : `, ${tcp.retransmits} retransmits`;
       say(`      ${tcp.gbitPerSecond.toFixed(2)} Gbit/s (${(tcp.bytes / 1e6).toFixed(0)} MB in ${tcp.seconds.toFixed(1)} s${retransmits})`);
-      say('      every packet went TUN -> agent (VXLAN encapsulation) -> bridge -> agent (decapsulation) -> TUN');
+      say('      every packet went pod -> cni0 -> TUN -> agent (VXLAN encapsulation) -> bridge -> agent (decapsulation) -> TUN -> cni0 -> pod');
     } catch (error) {
       failed++;
       say(`      FAIL ${(error as Error).message}`);
@@ -89,7 +97,13 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
     failed++;
     say(`      FAIL ${(error as Error).message}`);
   } finally {
-    say('[5/5] Removing the lab (agents, namespaces, devices, files)');
+    say('[5/5] Removing the lab (pods with CNI DEL, agents, namespaces, devices, files)');
+    for (const pod of built?.pods ?? []) {
+      await detachPod(pod, podStateDir(built!.overlay.workDir, pod.node)).catch((error: Error) => {
+        failed++;
+        say(`      FAIL CNI DEL of ${pod.name}: ${error.message}`);
+      });
+    }
     await built?.overlay.close().catch(() => undefined);
     await built?.lab.destroy();
     await destroyLab(DEMO_LAB_NAME);
@@ -112,7 +126,7 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
 }
 
 /** Attaches to an agent's trace, sends one ping, and returns the journeys of the request and its reply. */
-async function tracePing(lab: Lab, from: LabNode, socket: string, target: string): Promise<Journey[]> {
+async function tracePing(lab: Lab, from: InNamespace, socket: string, target: string): Promise<Journey[]> {
   const journeys: Journey[] = [];
   let stream: { close(): void } | undefined;
   const finished = new Promise<void>((resolve, reject) => {

@@ -5,13 +5,16 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import type { Command } from 'commander';
 import { Overlay, type LabRecord, type LabRecordNode, agentIdentity, readLabRecord, stopRecordedAgents, writeLabRecord } from '../../lab/overlay';
-import { addPodAddress } from '../../lab/pods';
+import { type Pod, attachPod, detachPod, podStateDir } from '../../lab/pods';
 import {
-  type Lab, createLab, destroyLab, hubNamespace, isLabOwnerAlive, listLabStates, listNamespaces, nodeNamespace,
+  type Lab, createLab, destroyLab, hubNamespace, isLabOwnerAlive, labNamespacePattern, labWorkDir, listLabStates, listNamespaces,
   processStartTime, readLabState,
 } from '../../lab/topology';
+import { IpMasq, runCommand } from '../../control/ip-masq';
 import { DEFAULT_PREFIX, parseSubnetKey, subnetsPrefix } from '../../control/lease';
+import { writeSubnetEnv } from '../../control/subnet-env';
 import { type Cidr, formatCidr, formatIPv4, parseCidr } from '../../wire/address';
+import { BGP_ENCAPS, type BgpEncap } from '../../control/network-config';
 import { integerIn, oneOf } from '../parse';
 
 export const DEFAULT_LAB_NAME = 'vxt-lab';
@@ -21,7 +24,13 @@ const KERNEL_SUBNET_START = '10.17.250.0/24'; // far from where leases usually l
 export interface OverlayLabOptions {
   name: string;
   nodes: number;
-  backend: 'vxlan' | 'ipip';
+  backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
+  /** bgp: Calico's encapsulation choice (default none: kernel routes via each node, like Calico's BGP mode). */
+  bgpEncap?: BgpEncap;
+  /** Pods per node, attached with the real CNI plugins as flannel's CNI plugin would (default 1; 0 for none). */
+  pods?: number;
+  /** Extra `vxtun agent` arguments for every agent (e.g. ['--no-ip-masq']). */
+  agentArgs?: string[];
   /** The last node runs the kernel's VXLAN device as flannel programs it (the overlay then uses port 8472). */
   kernelPeer?: boolean;
   /** 'etcd': a real etcd on the lab's underlay, in the hub namespace (192.0.2.2:2379); default an embedded store. */
@@ -39,6 +48,8 @@ export interface OverlayLab {
   record: LabRecord;
   /** From the first agent's start until every agent routes to every other node. */
   readySeconds: number;
+  /** Every pod, node by node. */
+  pods: Pod[];
 }
 
 export function requireRoot(what: string): void {
@@ -47,7 +58,7 @@ export function requireRoot(what: string): void {
   }
 }
 
-/** Builds the namespaces, starts the agents (and the kernel node), waits for a full mesh, adds pod addresses. */
+/** Builds the namespaces, starts the agents (and the kernel node), waits for a full mesh, attaches the pods. */
 export async function buildOverlayLab(options: OverlayLabOptions): Promise<OverlayLab> {
   const say = options.say ?? (() => undefined);
   if (options.kernelPeer && options.backend !== 'vxlan') throw new Error('--kernel-peer needs --backend vxlan (this kernel has no ipip module)');
@@ -57,6 +68,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
   try {
     overlay = await Overlay.create(lab, {
       backend: options.backend,
+      ...(options.backend === 'bgp' ? { bgp: { encap: options.bgpEncap } } : {}),
       port: options.kernelPeer ? 8472 : undefined,
       store: options.store,
       storeUrl: options.storeUrl,
@@ -66,7 +78,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
     const agentNodes = lab.nodes.filter((node) => node !== kernelNode);
     const started = Date.now();
     say(`starting ${agentNodes.length} vxtun agent${agentNodes.length === 1 ? '' : 's'}...`);
-    const handles = await Promise.all(agentNodes.map((node) => overlay!.startAgent(node)));
+    const handles = await Promise.all(agentNodes.map((node) => overlay!.startAgent(node, [...(options.agentArgs ?? [])])));
     const subnets = new Map<string, Cidr>();
     for (const node of agentNodes) subnets.set(node.name, await overlay.subnetOf(node));
     if (kernelNode !== undefined) {
@@ -74,13 +86,21 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
       say(`programming the kernel's VXLAN device in ${kernelNode.name} as flanneld would (${subnet})...`);
       await overlay.addKernelNode(kernelNode, subnet);
       subnets.set(kernelNode.name, parseCidr(subnet));
+      await prepareKernelNodeForPods(overlay, kernelNode, parseCidr(subnet));
     }
     await Promise.all(agentNodes.map((node) => overlay!.waitForRoutes(node, lab.nodes.length - 1, 15_000)));
     const readySeconds = (Date.now() - started) / 1000;
+    const podCount = options.pods ?? 1;
+    if (podCount > 0) say(`attaching ${podCount} pod${podCount === 1 ? '' : 's'} per node with the CNI bridge and host-local plugins, configured from subnet.env as flannel's CNI plugin does...`);
+    const pods: Pod[] = [];
     const recordNodes: LabRecordNode[] = [];
     for (const node of lab.nodes) {
       const subnet = subnets.get(node.name)!;
-      const pod = await addPodAddress(lab, node, formatIPv4(subnet.address + 1));
+      const nodePods: Pod[] = [];
+      for (let j = 1; j <= podCount; j++) {
+        nodePods.push(await attachPod(lab, node, j, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) }));
+      }
+      pods.push(...nodePods);
       const handle = handles.find((h) => h.node === node);
       recordNodes.push({
         name: node.name,
@@ -89,13 +109,15 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
         kind: handle ? 'vxtun' : 'kernel',
         subnet: formatCidr(subnet),
         tunAddress: formatIPv4(subnet.address),
-        pod: pod.address,
+        pod: nodePods[0]?.address ?? '',
+        pods: nodePods,
         ...(handle ? { ...agentIdentity(handle), logFile: handle.logFile, statusSocket: handle.statusSocket } : {}),
       });
     }
     const record: LabRecord = {
       name: lab.name,
       backend: options.backend,
+      ...(options.backend === 'bgp' ? { bgpEncap: options.bgpEncap ?? 'none' } : {}),
       network: overlay.network,
       vni: overlay.vni,
       port: overlay.port,
@@ -104,7 +126,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
       nodes: recordNodes,
     };
     if (options.persistent) writeLabRecord(record);
-    return { lab, overlay, record, readySeconds };
+    return { lab, overlay, record, readySeconds, pods };
   } catch (error) {
     say(`failed: ${(error as Error).message}; removing lab ${lab.name}`);
     if (overlay) {
@@ -120,6 +142,40 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
   }
 }
 
+/**
+ * A kernel VXLAN node has no vxtun agent: write its subnet.env and install the masquerade rules as flanneld
+ * --ip-masq would there, so that its pods behave like every other node's.
+ */
+async function prepareKernelNodeForPods(overlay: Overlay, node: Lab['nodes'][number], subnet: Cidr): Promise<void> {
+  const network = parseCidr(overlay.network);
+  await writeSubnetEnv(overlay.subnetFile(node), { network, subnet, mtu: 1450, ipMasq: true });
+  await IpMasq.start({
+    networks: { network, subnet },
+    log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
+    run: (file, args, input) => runCommand('ip', ['netns', 'exec', node.netns, file, ...args], input),
+    resyncMs: 0, // nobody to keep them: the rules go with the node's namespace
+  });
+}
+
+/**
+ * CNI DEL for every recorded pod of a lab (`lab down`), as kubelet tears pods down; returns how many were detached.
+ * Failures are collected, not thrown: the namespaces go anyway.
+ */
+export async function detachRecordedPods(record: LabRecord, workDir: string, say: (line: string) => void = () => undefined): Promise<number> {
+  let detached = 0;
+  for (const node of record.nodes) {
+    for (const pod of node.pods ?? []) {
+      try {
+        await detachPod(pod, podStateDir(workDir, node.name));
+        detached++;
+      } catch (error) {
+        say(`CNI DEL of pod ${pod.name} failed (its namespace is removed anyway): ${(error as Error).message}`);
+      }
+    }
+  }
+  return detached;
+}
+
 async function freeKernelSubnet(overlay: Overlay): Promise<string> {
   const taken = await overlay.withStore(async (store) =>
     new Set((await store.list(subnetsPrefix(DEFAULT_PREFIX))).kvs.map((kv) => parseSubnetKey(kv.key)).filter((c) => c !== undefined).map((c) => formatCidr(c))));
@@ -133,11 +189,13 @@ async function freeKernelSubnet(overlay: Overlay): Promise<string> {
 
 /** The node table, as `lab up`, `lab ls` and the demo print it. */
 export function formatNodeTable(record: LabRecord): string {
-  const header = ['node', 'namespace', 'underlay IP', 'subnet', 'TUN/VTEP address', 'pod address', 'runs'];
+  const header = ['node', 'namespace', 'underlay IP', 'subnet', record.backend === 'host-gw' ? 'overlay device' : 'TUN/VTEP address', 'pods (name address)', 'runs'];
   const rows = record.nodes.map((n) => [
     n.name, n.netns, n.underlayIp, n.subnet,
-    `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
-    n.pod,
+    record.backend === 'host-gw' ? 'none (host-gw)'
+      : record.backend === 'bgp' && (record.bgpEncap ?? 'none') === 'none' ? 'none (BIRD routes)'
+        : `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
+    (n.pods ?? []).map((p) => `${p.name} ${p.address}`).join(', ') || n.pod || '-',
     n.kind === 'vxtun' ? `vxtun agent${n.pid !== undefined ? ` pid ${n.pid}${isRunning(n) ? '' : ' (NOT RUNNING)'}` : ''}` : 'kernel VXLAN',
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
@@ -152,7 +210,10 @@ function isRunning(node: LabRecordNode): boolean {
 }
 
 function describeOverlay(record: LabRecord): string {
-  const encap = record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}` : 'IP-in-IP';
+  const encap =
+    record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}`
+      : record.backend === 'ipip' ? 'IP-in-IP'
+        : record.backend === 'bgp' ? `BGP (a bird2 per node, full mesh), encap ${record.bgpEncap ?? 'none'}` : 'host-gw (kernel routes, no tunnel)';
   return `${record.nodes.length} nodes, ${encap}, network ${record.network}`;
 }
 
@@ -164,14 +225,24 @@ function usageHints(record: LabRecord): string {
   const flag = nameFlag(record.name);
   const [a, b] = record.nodes;
   const lines = ['', 'Try it:'];
-  if (a && b) {
-    lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${b.pod}      # ${a.name} -> pod of ${b.name}, through the overlay`);
-    lines.push(`  vxtun lab exec${flag} ${b.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${a.name} -- iperf3 -c ${b.pod} -t 3`);
+  const podA = a?.pods?.[0];
+  const podB = b?.pods?.[0];
+  if (podA && podB) {
+    lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address}      # pod ${podA.name} -> pod ${podB.name}, through the overlay`);
+    lines.push(`  vxtun lab exec${flag} ${podB.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${podA.name} -- iperf3 -c ${podB.address} -t 3`);
+    lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # the sender's own pod address arrives: no NAT between pods`);
+  } else if (a && b) {
+    const target = b.pod || (record.backend === 'host-gw' ? b.underlayIp : b.tunAddress);
+    lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${target}      # ${a.name} -> ${b.name} (no pods: --pods N attaches some)`);
   }
   const agent = record.nodes.find((n) => n.kind === 'vxtun' && n.statusSocket);
   if (agent) {
     lines.push(`  vxtun status --socket ${agent.statusSocket}   # ${agent.name}'s routes, neighbors, FDB, counters`);
-    lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${record.backend === 'vxlan' ? `udp port ${record.port}` : 'ip proto 4'}`);
+    const filter = record.backend === 'vxlan' ? `udp port ${record.port}` : record.backend === 'ipip' ? 'ip proto 4' : record.backend === 'bgp' ? "'tcp port 179 or ip proto 4'" : 'net 10.0.0.0/8';
+    lines.push(`  vxtun lab exec${flag} ${agent.name} -- tcpdump -ni eth0 ${filter}`);
+    if (record.backend === 'bgp' && agent.statusSocket) {
+      lines.push(`  birdc -s ${agent.statusSocket.replace(/[^/]+$/, `${agent.name}-bird/bird.ctl`)} show protocols   # ${agent.name}'s BGP sessions`);
+    }
     if (agent.logFile) lines.push(`  agent logs: ${agent.logFile.replace(/[^/]+$/, '')}n<i>.log`);
   }
   if (record.storeUrl.startsWith('etcd://')) {
@@ -201,14 +272,18 @@ export function labCommand(program: Command): void {
 
   lab
     .command('up')
-    .description('build a lab: N namespaces on a bridge, one vxtun agent each (left running), pod addresses')
+    .description('build a lab: N namespaces on a bridge, one vxtun agent each (left running), pods attached by the CNI plugins')
     .option('--name <name>', 'lab name, prefix of its namespaces (must start with vxt-)', DEFAULT_LAB_NAME)
     .option('--nodes <n>', 'number of nodes', integerIn(1, 64), 3)
-    .option('--backend <type>', 'vxlan or ipip', oneOf(['vxlan', 'ipip'] as const), 'vxlan')
+    .option('--backend <type>', 'vxlan, ipip, host-gw or bgp (a bird2 per node, Calico\'s BGP mode)', oneOf(['vxlan', 'ipip', 'host-gw', 'bgp'] as const), 'vxlan')
+    .option('--encap <mode>', 'bgp: none (kernel routes), ipip or ipip-crosssubnet', oneOf(BGP_ENCAPS))
+    .option('--pods <n>', 'pods per node, each a namespace attached by the CNI bridge + host-local plugins (/usr/lib/cni)', integerIn(0, 16), 1)
+    .option('--no-ip-masq', "agents leave masquerade to the CNI bridge plugin (FLANNEL_IPMASQ=false): pod-to-pod traffic is NATed, as without flanneld's --ip-masq")
     .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
     .option('--store <etcd|url>', '"etcd": a real etcd on the lab\'s underlay (hub namespace, 192.0.2.2:2379); or a file: URL (default: an embedded store in the lab directory)')
     .action(async (opts) => {
       requireRoot('vxtun lab up');
+      if (opts.encap !== undefined && opts.backend !== 'bgp') throw new Error('--encap is for --backend bgp (vxlan and ipip always encapsulate)');
       const store = opts.store === undefined ? {} : storeOption(opts.store);
       const name: string = opts.name;
       if (readLabState(name) !== undefined || (await listNamespaces()).includes(hubNamespace(name))) {
@@ -224,7 +299,8 @@ export function labCommand(program: Command): void {
       const say = (line: string): void => void process.stdout.write(`${line}\n`);
       say(`building lab ${name}: ${opts.nodes} namespaces on a bridge (underlay 192.0.2.0/24)...`);
       const built = await buildOverlayLab({
-        name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
+        name, nodes: opts.nodes, backend: opts.backend, bgpEncap: opts.encap, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
+        pods: opts.pods, agentArgs: opts.ipMasq === false ? ['--no-ip-masq'] : [],
       });
       process.removeListener('SIGINT', interrupted);
       process.removeListener('SIGTERM', interrupted);
@@ -245,7 +321,7 @@ export function labCommand(program: Command): void {
       const name: string = opts.name;
       const state = readLabState(name);
       const record = readLabRecord(name);
-      const namespaces = (await listNamespaces()).filter((ns) => ns === hubNamespace(name) || new RegExp(`^${name.replace(/\./g, '\\.')}-n\\d+$`).test(ns));
+      const namespaces = (await listNamespaces()).filter((ns) => ns === hubNamespace(name) || labNamespacePattern(name).test(ns));
       if (state === undefined && record === undefined && namespaces.length === 0) {
         process.stdout.write(`no lab named ${name}\n`);
         return;
@@ -253,16 +329,18 @@ export function labCommand(program: Command): void {
       if (state !== undefined && !state.persistent && isLabOwnerAlive(state)) {
         throw new Error(`lab ${name} belongs to running process ${state.ownerPid} (a test or a demo), which removes it itself`);
       }
+      // As kubelet would: the pods' networks are torn down (CNI DEL) before the node goes.
+      const detached = record ? await detachRecordedPods(record, labWorkDir(name), (line) => void process.stderr.write(`${line}\n`)) : 0;
       const stopped = record ? await stopRecordedAgents(record) : 0;
       await destroyLab(name);
       const left = (await listNamespaces()).filter((ns) => namespaces.includes(ns));
       if (left.length > 0) throw new Error(`could not remove namespaces ${left.join(', ')} (see \`ip netns pids\`)`);
-      process.stdout.write(`lab ${name} removed: ${stopped} agent${stopped === 1 ? '' : 's'} stopped, ${namespaces.length} namespaces deleted\n`);
+      process.stdout.write(`lab ${name} removed: ${detached} pod${detached === 1 ? '' : 's'} detached (CNI DEL), ${stopped} agent${stopped === 1 ? '' : 's'} stopped, ${namespaces.length} namespaces deleted\n`);
     });
 
   lab
     .command('exec <node> <command> [args...]')
-    .description("run a command in a node's namespace, e.g. `vxtun lab exec n1 -- ping 10.17.3.1`")
+    .description("run a command in a node's or a pod's namespace, e.g. `vxtun lab exec n1-p1 -- ping 10.17.3.2`")
     .option('--name <name>', 'lab name', DEFAULT_LAB_NAME)
     .passThroughOptions()
     .action(async (nodeName: string, command: string, args: string[], opts) => {
@@ -275,13 +353,12 @@ export function labCommand(program: Command): void {
       }
       const name: string = opts.name;
       const present = await listNamespaces();
-      const nodes = present.filter((ns) => ns.startsWith(`${name}-n`) && /^n\d+$/.test(ns.slice(name.length + 1))).map((ns) => ns.slice(name.length + 1));
-      if (!present.includes(hubNamespace(name)) && nodes.length === 0) throw new Error(`no lab named ${name} (start one with \`vxtun lab up${nameFlag(name)}\`)`);
-      const match = /^n(\d+)$/.exec(nodeName);
-      if (match === null || !nodes.includes(nodeName)) {
-        throw new Error(`lab ${name} has no node "${nodeName}" (its nodes: ${nodes.sort().join(', ') || 'none'})`);
+      const places = present.filter((ns) => labNamespacePattern(name).test(ns)).map((ns) => ns.slice(name.length + 1));
+      if (!present.includes(hubNamespace(name)) && places.length === 0) throw new Error(`no lab named ${name} (start one with \`vxtun lab up${nameFlag(name)}\`)`);
+      if (!places.includes(nodeName)) {
+        throw new Error(`lab ${name} has no node "${nodeName}" (its nodes and pods: ${places.sort().join(', ') || 'none'})`);
       }
-      const child = spawn('ip', ['netns', 'exec', nodeNamespace(name, Number(match[1])), command, ...args], { stdio: 'inherit' });
+      const child = spawn('ip', ['netns', 'exec', `${name}-${nodeName}`, command, ...args], { stdio: 'inherit' });
       // Ctrl-C reaches the command through the terminal; we only wait for it.
       const ignore = (): void => undefined;
       process.on('SIGINT', ignore);

@@ -3,6 +3,7 @@
 import { readdirSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { AgentStatus } from '../../control/agent';
+import { formatBgpStatus } from '../../control/bgp/bgp-metrics';
 import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
 import { ipv4Address } from '../parse';
@@ -21,17 +22,35 @@ export function findSocket(publicIp?: number): string {
   throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip or --socket`);
 }
 
+function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
+  if (!m.enabled) return 'off (--no-ip-masq: FLANNEL_IPMASQ=false, the CNI bridge plugin masquerades, pod-to-pod included)';
+  const where = m.tool !== undefined ? `${m.tool}, ${m.where}` : 'no firewall tool';
+  const restored = m.restored > 0 ? `, restored ${m.restored} time${m.restored === 1 ? '' : 's'}` : '';
+  return `on, ${where}: ${m.state.toUpperCase() === 'INSTALLED' ? 'installed' : m.state.toUpperCase()}${restored}${m.problem ? ` (${m.problem})` : ''}`;
+}
+
 export function formatStatus(s: AgentStatus): string {
   const lines: string[] = [];
   const dev = s.tun?.name ?? s.underlay.device;
   const backend = s.network.backend;
   const backendText =
-    backend.type === 'vxlan' ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}` : backend.type;
+    backend.type === 'vxlan'
+      ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}`
+      : backend.type === 'bgp' ? `bgp as ${backend.as} encap ${backend.encap}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
   lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
   lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
-  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (host-gw: the kernel forwards)`);
+  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
+  if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
+  if (s.node !== undefined) {
+    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : `OFF: ${s.node.warning ?? ''}`}`);
+  }
+  if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
+  if (s.bgp) lines.push(...formatBgpStatus(s.bgp));
+  for (const t of s.traceClients ?? []) {
+    lines.push(`trace    a client attached: ${t.sentJourneys} journeys sent, ${t.droppedJourneys} dropped (client too slow), ${t.queuedBytes} bytes queued`);
+  }
   if (s.configMismatch) {
     lines.push(`CONFIG MISMATCH: the store's network config differs from the running one (restart the agent to use it): ${s.configMismatch.differences.join('; ')}`);
     lines.push(`  stored  ${s.configMismatch.stored}`);
@@ -59,6 +78,8 @@ export function formatStatus(s: AgentStatus): string {
     tunOut: { packets: number; bytes: number };
     arpReplies: number;
     icmpErrors: number;
+    gsoFallbacks?: number;
+    gsoFallbackPeers?: number;
     drops: Record<string, number>;
   };
   lines.push('', 'traffic          packets        bytes');
@@ -66,6 +87,7 @@ export function formatStatus(s: AgentStatus): string {
     `  ${name.padEnd(14)} ${String(f.packets).padStart(8)} ${String(f.bytes).padStart(12)}`;
   lines.push(row('tun in', c.tunIn), row('underlay out', c.underlayOut), row('underlay in', c.underlayIn), row('tun out', c.tunOut));
   lines.push(`  arp replies ${c.arpReplies}, icmp errors sent ${c.icmpErrors}`);
+  if (c.gsoFallbacks) lines.push(`  UDP GSO refused by the kernel ${c.gsoFallbacks} times; peers sending one by one until their retry: ${c.gsoFallbackPeers ?? 0}`);
   const drops = Object.entries(c.drops);
   lines.push('', `drops (${drops.reduce((sum, [, n]) => sum + n, 0)})`);
   for (const [reason, n] of drops.sort()) lines.push(`  ${reason.padEnd(30)} ${n}`);

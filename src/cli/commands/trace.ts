@@ -34,20 +34,32 @@ export function traceCommand(program: Command): void {
       const pcap = opts.pcap === undefined ? undefined : PcapWriter.open(opts.pcap);
       const query = traceQuery({ host: opts.host, src: opts.src, dst: opts.dst, protocol: opts.proto, withBytes: pcap !== undefined });
       let seen = 0;
+      let dropped = 0;
+      let waiting = false;
       await new Promise<void>((resolve, reject) => {
-        const stream = streamTrace(
-          path,
-          query,
-          (journey) => {
+        const stream = streamTrace(path, query, {
+          onJourney: (journey) => {
             if (opts.count !== undefined && seen >= opts.count) return;
             seen++;
             if (pcap) writeJourney(pcap, journey);
             const { packet: _p, frame: _f, ...shown } = journey;
-            process.stdout.write(opts.json ? `${JSON.stringify(shown)}\n` : formatJourney(journey));
+            // A slow reader of our output (a pager, a pipe) slows our reading of the agent: it drops, we stay small.
+            if (!process.stdout.write(opts.json ? `${JSON.stringify(shown)}\n` : formatJourney(journey)) && !waiting) {
+              waiting = true;
+              stream.pause();
+              process.stdout.once('drain', () => {
+                waiting = false;
+                stream.resume();
+              });
+            }
             if (opts.count !== undefined && seen >= opts.count) stop();
           },
-          (error) => (error && seen < (opts.count ?? Infinity) ? reject(error) : resolve()),
-        );
+          onDropped: (count) => {
+            dropped += count;
+            process.stderr.write(`${count} journeys dropped: the trace client was too slow\n`);
+          },
+          onEnd: (error) => (error && seen < (opts.count ?? Infinity) ? reject(error) : resolve()),
+        });
         // Closing our end ends the stream without an 'end' event: settle here, or the loop empties with the promise open.
         function stop(): void {
           stream.close();
@@ -56,6 +68,6 @@ export function traceCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       }).finally(() => pcap?.close());
-      if (!opts.json) process.stderr.write(`${seen} packet${seen === 1 ? '' : 's'} traced${pcap ? `, written to ${opts.pcap}` : ''}\n`);
+      if (!opts.json) process.stderr.write(`${seen} packet${seen === 1 ? '' : 's'} traced${dropped > 0 ? `, ${dropped} dropped by the agent (this client read too slowly)` : ''}${pcap ? `, written to ${opts.pcap}` : ''}\n`);
     });
 }

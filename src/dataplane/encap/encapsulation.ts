@@ -1,7 +1,7 @@
 // An encapsulation turns an inner IPv4 packet into an underlay datagram and back. The engine owns the loops, the
 // batches and the TUN; an encapsulation owns the outer headers and the checks that belong to them.
 import type { PacketBatch } from '../../io/batch';
-import type { IPv4, Mac } from '../../wire/address';
+import type { Cidr, IPv4, Mac } from '../../wire/address';
 import type { Counters } from '../counters';
 import type { EncapName, ForwardingTables, Route } from '../tables';
 
@@ -9,6 +9,8 @@ import type { EncapName, ForwardingTables, Route } from '../tables';
 export interface LocalVtep {
   /** Overlay address of the TUN: the lease's .0, as flannel gives flannel.1. */
   readonly vtepIp: IPv4;
+  /** Our lease: decapsulated packets are accepted only for inner destinations inside it (vtepIp included). */
+  readonly subnet: Cidr;
   readonly vtepMac: Mac;
   readonly underlayIp: IPv4;
   readonly vni: number;
@@ -38,7 +40,9 @@ export interface Encapsulation {
   encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean;
   /**
    * Validates a datagram received from `source` and returns the offset of the inner IPv4 packet, or -1 when the
-   * datagram was dropped (counted) or consumed here (an ARP request answered onto `replies`).
+   * datagram was dropped (counted) or consumed here (an ARP request answered onto `replies`). The engine has already
+   * checked that `source` holds a lease; the inner addresses are the engine's to check (admission.ts).
+   * Pushing onto a full `replies` is refused by the batch: count the drop.
    */
   decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, replies: PacketBatch, counters: Counters): number;
 }

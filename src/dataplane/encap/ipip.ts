@@ -21,20 +21,17 @@ export class IpipEncapsulation implements Encapsulation {
     return true;
   }
 
-  encapsulate(_slab: Buffer, off: number, len: number, route: Route, _tables: ForwardingTables, out: PacketBatch): boolean {
+  encapsulate(_slab: Buffer, off: number, len: number, route: Route, _tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean {
     this.nextHop = route.gateway;
-    out.push(off, len, route.gateway, 0);
-    return true;
+    if (out.push(off, len, route.gateway, 0)) return true;
+    counters.drops.count('underlay', 'batch-full');
+    return false;
   }
 
-  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, _replies: PacketBatch, counters: Counters): number {
+  decapsulate(slab: Buffer, off: number, len: number, _source: IPv4, _tables: ForwardingTables, _replies: PacketBatch, counters: Counters): number {
     const problem = checkIpip(slab, off, len);
     if (problem !== undefined) {
       counters.drops.count('ipip', problem);
-      return -1;
-    }
-    if (!tables.isKnownVtep(source)) {
-      counters.drops.count('underlay', 'unknown-vtep');
       return -1;
     }
     return ipipInnerOffset(slab, off);

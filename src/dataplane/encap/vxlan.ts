@@ -1,7 +1,8 @@
 // VXLAN (RFC 7348) over a UDP socket: we write the 8-byte VXLAN header and the inner Ethernet header into the
-// headroom; the kernel adds UDP and the outer IPv4 header. Inbound we check the I flag, the VNI, that the sender is a
-// known VTEP (Calico's allowlist) and the inner destination MAC, and answer ARP for our VTEP address, as a kernel
-// vxlan device with `proxy` would, for peers that ask instead of using permanent neighbor entries.
+// headroom; the kernel adds UDP and the outer IPv4 header. Inbound (after the engine checked that the sender holds a
+// lease, Calico's allowlist) we check the I flag, the VNI, that the inner source MAC is not our own (a loop, as the
+// Linux vxlan driver drops in vxlan_rcv / vxlan_set_mac) and the inner destination MAC, and answer ARP for our VTEP
+// address, as a kernel vxlan device with `proxy` would, for peers that ask instead of using permanent neighbor entries.
 import type { PacketBatch } from '../../io/batch';
 import { type IPv4, BROADCAST_MAC } from '../../wire/address';
 import { ARP_REPLY, ARP_REQUEST, ArpView, checkArp } from '../../wire/arp';
@@ -50,11 +51,12 @@ export class VxlanEncapsulation implements Encapsulation {
   encapsulate(slab: Buffer, off: number, len: number, route: Route, tables: ForwardingTables, out: PacketBatch, counters: Counters): boolean {
     const start = off - ENCAP_LEN;
     if (!this.writeHeaders(slab, start, route, tables, counters)) return false;
-    out.push(start, len + ENCAP_LEN, this.nextHop, this.nextHopPort);
-    return true;
+    if (out.push(start, len + ENCAP_LEN, this.nextHop, this.nextHopPort)) return true;
+    counters.drops.count('underlay', 'batch-full');
+    return false;
   }
 
-  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, replies: PacketBatch, counters: Counters): number {
+  decapsulate(slab: Buffer, off: number, len: number, source: IPv4, _tables: ForwardingTables, replies: PacketBatch, counters: Counters): number {
     const problem = checkVxlan(slab, off, len);
     if (problem !== undefined) {
       counters.drops.count('vxlan', problem);
@@ -64,16 +66,17 @@ export class VxlanEncapsulation implements Encapsulation {
       counters.drops.count('vxlan', 'wrong-vni');
       return -1;
     }
-    if (!tables.isKnownVtep(source)) {
-      counters.drops.count('underlay', 'unknown-vtep');
-      return -1;
-    }
     const ethOff = off + VXLAN_HEADER_LEN;
     if (len < ENCAP_LEN) {
       counters.drops.count('ethernet', 'truncated');
       return -1;
     }
     const eth = this.ethernet.wrap(slab, ethOff);
+    if (eth.source === this.local.vtepMac) {
+      // Our own frame came back (a loop in the underlay, or a peer forging our MAC).
+      counters.drops.count('ethernet', 'loop');
+      return -1;
+    }
     const etherType = eth.etherType;
     if (etherType === ETHERTYPE_IPV4) {
       if (eth.destination !== this.local.vtepMac) {
@@ -108,7 +111,7 @@ export class VxlanEncapsulation implements Encapsulation {
       counters.drops.count('arp', 'not-for-us');
       return;
     }
-    if (replies.count >= replies.capacity) {
+    if (replies.full) {
       counters.drops.count('arp', 'reply-batch-full');
       return;
     }
