@@ -1,72 +1,23 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { BufferPool } from '../../src/buf/pool';
 import { createEncapsulation } from '../../src/dataplane/encap';
 import { Engine } from '../../src/dataplane/engine';
-import type { EncapName } from '../../src/dataplane/tables';
-import { FakeNetwork, FakeSocket, FakeTun } from '../../src/io/fake';
-import { type Cidr, type IPv4, type Mac, parseCidr, parseMac } from '../../src/wire/address';
+import { FakeNetwork } from '../../src/io/fake';
+import { type Mac, parseMac } from '../../src/wire/address';
 import { ARP_REPLY, ARP_REQUEST, emitArp, parseArp } from '../../src/wire/arp';
 import { ETHERTYPE_ARP, emitEthernet, parseEthernet } from '../../src/wire/ethernet';
 import { ICMP_DEST_UNREACHABLE, ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, parseIcmp } from '../../src/wire/icmp';
 import { IPV4_HEADER_LEN, parseIpv4 } from '../../src/wire/ipv4';
 import { emitIpipOuter } from '../../src/wire/ipip';
 import { emitVxlan, parseVxlan } from '../../src/wire/vxlan';
+import { type FakeNode, NETWORK, PORT, VNI, fakePair, learnPeer, makeFakeNode } from '../support/fake-nodes';
 import { echoRequest, ip, udpPacket } from '../support/packets';
-
-const NETWORK = parseCidr('10.17.0.0/16');
-const PORT = 4789;
-const VNI = 1;
-
-interface TestNode {
-  subnet: Cidr;
-  underlayIp: IPv4;
-  mac: Mac;
-  tun: FakeTun;
-  socket: FakeSocket;
-  pool: BufferPool;
-  engine: Engine;
-}
-
-function makeNode(network: FakeNetwork, encap: EncapName, index: number, options: { vni?: number; poolSize?: number } = {}): TestNode {
-  const subnet = parseCidr(`10.17.${index}.0/24`);
-  const underlayIp = ip(`192.0.2.${10 + index}`);
-  const mac = parseMac(`02:00:00:00:00:0${index}`);
-  const tun = new FakeTun(`vxtun${index}`, 1450);
-  const socket = encap === 'vxlan' ? network.udp(underlayIp, PORT) : network.raw(underlayIp);
-  const pool = new BufferPool(options.poolSize ?? 256);
-  const local = { vtepIp: subnet.address, subnet, vtepMac: mac, underlayIp, vni: options.vni ?? VNI, port: PORT };
-  const engine = new Engine({ tun, socket, encap: createEncapsulation(encap, local), pool, local, overlayMtu: 1450, network: NETWORK });
-  return { subnet, underlayIp, mac, tun, socket, pool, engine };
-}
-
-/** Programs `from`'s tables for `to`, as lease sync would. */
-function learn(from: TestNode, to: TestNode, encap: EncapName): void {
-  const t = from.engine.tables;
-  if (encap === 'vxlan') {
-    t.neighbors.set(to.subnet.address, to.mac);
-    t.fdb.set(to.mac, to.underlayIp);
-    t.routes.set(to.subnet, { subnet: to.subnet, gateway: to.subnet.address, encap });
-  } else {
-    t.routes.set(to.subnet, { subnet: to.subnet, gateway: to.underlayIp, encap });
-  }
-  t.addVtep(to.underlayIp, to.subnet);
-}
-
-function pair(encap: EncapName): { net: FakeNetwork; a: TestNode; b: TestNode } {
-  const net = new FakeNetwork();
-  const a = makeNode(net, encap, 1);
-  const b = makeNode(net, encap, 2);
-  learn(a, b, encap);
-  learn(b, a, encap);
-  return { net, a, b };
-}
 
 /**
  * Lets the engines' readiness callbacks run until the fakes are quiet. The fakes wake engines with setImmediate, so
  * this counts event-loop turns, not milliseconds: a loaded machine slows it down but cannot cut it short.
  */
-async function settle(..._nodes: TestNode[]): Promise<void> {
+async function settle(..._nodes: FakeNode[]): Promise<void> {
   for (let turn = 0; turn < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
@@ -74,7 +25,7 @@ const Engine_ = suite('engine');
 
 for (const encap of ['vxlan', 'ipip'] as const) {
   Engine_(`${encap}: a packet crosses from one TUN to the other, both ways, unchanged`, async () => {
-    const { a, b } = pair(encap);
+    const { a, b } = fakePair(encap);
     a.engine.start();
     b.engine.start();
     const ping = echoRequest(ip('10.17.1.0'), ip('10.17.2.0'));
@@ -91,7 +42,7 @@ for (const encap of ['vxlan', 'ipip'] as const) {
 }
 
 Engine_('vxlan: the wire carries RFC 7348 framing: I flag, VNI, inner Ethernet to the peer VTEP MAC', async () => {
-  const { net, a, b } = pair('vxlan');
+  const { net, a, b } = fakePair('vxlan');
   a.engine.start();
   a.tun.inject(echoRequest(ip('10.17.1.0'), ip('10.17.2.0')));
   await settle(a, b);
@@ -108,7 +59,7 @@ Engine_('vxlan: the wire carries RFC 7348 framing: I flag, VNI, inner Ethernet t
 });
 
 Engine_('no route: ICMP net unreachable goes back into the TUN and the drop is counted', async () => {
-  const { a } = pair('vxlan');
+  const { a } = fakePair('vxlan');
   a.engine.start();
   const lost = echoRequest(ip('10.17.1.0'), ip('10.17.99.1'));
   a.tun.inject(lost);
@@ -126,7 +77,7 @@ Engine_('no route: ICMP net unreachable goes back into the TUN and the drop is c
 });
 
 Engine_('DF packet over the overlay MTU: ICMP fragmentation needed carrying the MTU', async () => {
-  const { a, b } = pair('vxlan');
+  const { a, b } = fakePair('vxlan');
   a.engine.start();
   b.engine.start();
   a.tun.inject(echoRequest(ip('10.17.1.0'), ip('10.17.2.5'), 1500, { dontFragment: true }));
@@ -140,7 +91,7 @@ Engine_('DF packet over the overlay MTU: ICMP fragmentation needed carrying the 
 });
 
 Engine_('vxlan inbound: wrong VNI, clear I flag, unknown VTEP, foreign MAC, garbage: dropped by reason, nothing crashes', async () => {
-  const { a, b } = pair('vxlan');
+  const { a, b } = fakePair('vxlan');
   b.engine.start();
   const inner = echoRequest(ip('10.17.1.0'), ip('10.17.2.0'));
   const frame = (vni: number, dstMac: Mac): Buffer => {
@@ -173,7 +124,7 @@ Engine_('vxlan inbound: wrong VNI, clear I flag, unknown VTEP, foreign MAC, garb
 });
 
 Engine_('vxlan inbound: an ARP request for our VTEP address is answered to the asker', async () => {
-  const { net, a, b } = pair('vxlan');
+  const { net, a, b } = fakePair('vxlan');
   b.engine.start();
   const f = Buffer.alloc(8 + 14 + 28);
   emitVxlan({ vni: VNI }, f, 0);
@@ -194,7 +145,7 @@ Engine_('vxlan inbound: an ARP request for our VTEP address is answered to the a
 });
 
 Engine_('ipip inbound: not protocol 4, unknown sender, corrupt outer header: dropped by reason', async () => {
-  const { a, b } = pair('ipip');
+  const { a, b } = fakePair('ipip');
   b.engine.start();
   // A datagram from an address b does not know, as the kernel would hand it to the raw socket.
   const inner = echoRequest(ip('10.17.1.0'), ip('10.17.2.0'));
@@ -212,7 +163,7 @@ Engine_('ipip inbound: not protocol 4, unknown sender, corrupt outer header: dro
 });
 
 Engine_('a sustained run reuses pool slots: no slot leaks, the slab is never replaced', async () => {
-  const { a, b } = pair('vxlan');
+  const { a, b } = fakePair('vxlan');
   a.engine.start();
   b.engine.start();
   const slabA = a.pool.slab;
@@ -229,10 +180,10 @@ Engine_('a sustained run reuses pool slots: no slot leaks, the slab is never rep
 
 Engine_('pool exhaustion is backpressure: nothing is read until slots return, nothing is lost from the TUN', async () => {
   const net = new FakeNetwork();
-  const a = makeNode(net, 'vxlan', 1, { poolSize: 4 });
-  const b = makeNode(net, 'vxlan', 2);
-  learn(a, b, 'vxlan');
-  learn(b, a, 'vxlan');
+  const a = makeFakeNode(net, 'vxlan', 1, { poolSize: 4 });
+  const b = makeFakeNode(net, 'vxlan', 2);
+  learnPeer(a, b, 'vxlan');
+  learnPeer(b, a, 'vxlan');
   a.engine.start();
   b.engine.start();
   for (let i = 0; i < 50; i++) a.tun.inject(echoRequest(ip('10.17.1.0'), ip('10.17.2.0'), 32, { sequence: i }));
@@ -243,10 +194,10 @@ Engine_('pool exhaustion is backpressure: nothing is read until slots return, no
 
 Engine_('source-port entropy: each inner flow keeps one outer source port, and flows spread over the senders', async () => {
   const net = new FakeNetwork();
-  const a = makeNode(net, 'vxlan', 1);
-  const b = makeNode(net, 'vxlan', 2);
-  learn(a, b, 'vxlan');
-  learn(b, a, 'vxlan');
+  const a = makeFakeNode(net, 'vxlan', 1);
+  const b = makeFakeNode(net, 'vxlan', 2);
+  learnPeer(a, b, 'vxlan');
+  learnPeer(b, a, 'vxlan');
   const senders = [a.socket, net.udp(a.underlayIp, 40001), net.udp(a.underlayIp, 40002), net.udp(a.underlayIp, 40003)];
   const local = { vtepIp: a.subnet.address, subnet: a.subnet, vtepMac: a.mac, underlayIp: a.underlayIp, vni: VNI, port: PORT };
   const engine = new Engine({ tun: a.tun, socket: a.socket, senders, encap: createEncapsulation('vxlan', local), pool: a.pool, local, overlayMtu: 1450, network: NETWORK, tables: a.engine.tables });
