@@ -311,6 +311,8 @@ export interface LabRecord {
   vni: number;
   port: number;
   storeUrl: string;
+  /** False when the agents run with --no-ip-masq (the CNI bridge plugin NATs pod-to-pod traffic); absent: true. */
+  ipMasq?: boolean;
   createdAt: string;
   nodes: LabRecordNode[];
 }
@@ -345,7 +347,7 @@ export function agentIdentity(handle: AgentHandle): { pid?: number; pidStartTime
  * `graceMs`; returns how many were still running. Whatever remains is killed with the lab's namespaces.
  */
 export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Promise<number> {
-  const running = record.nodes.filter((n) => n.pid !== undefined && isSameProcess(n.pid, n.pidStartTime ?? null));
+  const running = record.nodes.filter(isRecordedAgentAlive);
   for (const node of running) {
     try {
       process.kill(node.pid!, 'SIGTERM');
@@ -362,5 +364,28 @@ export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Pr
 
 function isSameProcess(pid: number, startTime: string | null): boolean {
   const now = processStartTime(pid);
-  return now !== null && (startTime === null || now === startTime);
+  return now !== null && (startTime === null || now === startTime) && !isZombie(pid);
+}
+
+/**
+ * True while a node's recorded agent runs: its pid is alive (not a zombie, which a container's pid 1 may never
+ * reap), started when recorded, and is a `vxtun agent` (its command line says so), not another process given the pid.
+ */
+export function isRecordedAgentAlive(node: LabRecordNode): boolean {
+  if (node.kind !== 'vxtun' || node.pid === undefined || !isSameProcess(node.pid, node.pidStartTime ?? null)) return false;
+  try {
+    const argv = readFileSync(`/proc/${node.pid}/cmdline`, 'utf8').split('\0');
+    return argv.includes('agent') && argv.some((arg) => arg.endsWith(join('cli', 'main.js')));
+  } catch {
+    return false; // gone since
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return true;
+  }
 }
