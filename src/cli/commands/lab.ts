@@ -2,7 +2,9 @@
 // `lab up` leaves its agents running (detached, logs in /run/vxtun/labs/<name>/) and exits; `lab down` removes
 // everything the lab made, also after a crash, from the lab's state file and record.
 import { spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import {
   Overlay, type LabRecord, type LabRecordNode, agentIdentity, isRecordedAgentAlive, readLabRecord, stopRecordedAgents, writeLabRecord,
@@ -313,6 +315,30 @@ export function usageHints(record: LabRecord): string {
   return lines.join('\n');
 }
 
+/**
+ * Why `command` cannot run, as a shell would see it (a node's namespace shares our file system and PATH), or undefined.
+ */
+function commandProblem(command: string): { message: string; code: number } | undefined {
+  const executable = (path: string): boolean | undefined => {
+    try {
+      if (!statSync(path).isFile()) return false;
+    } catch {
+      return undefined; // not there
+    }
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').map((dir) => join(dir || '.', command));
+  const found = candidates.map(executable);
+  if (found.includes(true)) return undefined;
+  if (found.includes(false)) return { message: 'not an executable file', code: 126 };
+  return { message: command.includes('/') ? 'no such file' : 'command not found', code: 127 };
+}
+
 function storeOption(value: string): { store: 'etcd' } | { storeUrl: string } {
   if (value === 'etcd') return { store: 'etcd' };
   if (/^etcd:/i.test(value)) {
@@ -425,6 +451,12 @@ export function labCommand(program: Command): void {
       if (!present.includes(hubNamespace(name)) && places.length === 0) throw new Error(`no lab named ${name} (start one with \`vxtun lab up${nameFlag(name)}\`)`);
       if (!places.includes(nodeName)) {
         throw new Error(`lab ${name} has no node "${nodeName}" (its nodes and pods: ${places.sort().join(', ') || 'none'})`);
+      }
+      // As a shell does: 127 for a command not found, 126 for one found but not executable (ip would say 1 for both).
+      const missing = commandProblem(command);
+      if (missing !== undefined) {
+        process.stderr.write(`vxtun: ${command}: ${missing.message}\n`);
+        process.exit(missing.code);
       }
       const child = spawn('ip', ['netns', 'exec', `${name}-${nodeName}`, command, ...args], { stdio: 'inherit' });
       // Ctrl-C reaches the command through the terminal; we only wait for it.
