@@ -356,15 +356,17 @@ export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Pr
     }
   }
   const deadline = Date.now() + graceMs;
+  // Until each is reaped, not only exited: whoever checks next with kill(pid, 0) must not see it (zombies answer it).
   while (Date.now() < deadline && running.some((n) => isSameProcess(n.pid!, n.pidStartTime ?? null))) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return running.length;
 }
 
+/** The process is still there, reaped or not (a zombie is, and still answers kill(pid, 0)). */
 function isSameProcess(pid: number, startTime: string | null): boolean {
   const now = processStartTime(pid);
-  return now !== null && (startTime === null || now === startTime) && !isZombie(pid);
+  return now !== null && (startTime === null || now === startTime);
 }
 
 /**
@@ -372,7 +374,7 @@ function isSameProcess(pid: number, startTime: string | null): boolean {
  * reap), started when recorded, and is a `vxtun agent` (its command line says so), not another process given the pid.
  */
 export function isRecordedAgentAlive(node: LabRecordNode): boolean {
-  if (node.kind !== 'vxtun' || node.pid === undefined || !isSameProcess(node.pid, node.pidStartTime ?? null)) return false;
+  if (node.kind !== 'vxtun' || node.pid === undefined || !isSameProcess(node.pid, node.pidStartTime ?? null) || isZombie(node.pid)) return false;
   try {
     const argv = readFileSync(`/proc/${node.pid}/cmdline`, 'utf8').split('\0');
     return argv.includes('agent') && argv.some((arg) => arg.endsWith(join('cli', 'main.js')));
