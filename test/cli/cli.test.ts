@@ -1,6 +1,6 @@
 // The built CLI as a user meets it: flags checked before anything runs, clear errors, non-zero exits.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -82,8 +82,14 @@ Cli('store get/ls/del of a store directory that does not exist say so and create
   assert.not.ok(existsSync(missing));
 });
 
-Cli('trace --pcap names the file it could not open and why', () => {
-  const r = vxtun('trace', '--socket', join(dir, 'none.sock'), '--pcap', join(dir, 'no', 'x.pcap'));
+Cli('trace --pcap names the file it could not open and why; without an agent it creates no file', () => {
+  const pcap = join(dir, 'x.pcap');
+  const noAgent = vxtun('trace', '--socket', join(dir, 'none.sock'), '--pcap', pcap);
+  assert.is(noAgent.status, 1);
+  assert.match(noAgent.stderr, /no agent is listening on/);
+  assert.not.ok(existsSync(pcap));
+  writeFileSync(join(dir, 'agent.sock'), ''); // stands in for a socket: the pcap is opened before connecting
+  const r = vxtun('trace', '--socket', join(dir, 'agent.sock'), '--pcap', join(dir, 'no', 'x.pcap'));
   assert.is(r.status, 1);
   assert.match(r.stderr, `cannot open the pcap file ${join(dir, 'no', 'x.pcap')}: its directory does not exist`);
 });

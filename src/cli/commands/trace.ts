@@ -1,5 +1,6 @@
 // `vxtun trace`: attach to a running agent and print each packet's journey, hop by hop (or JSON lines), optionally
 // writing inner and outer packets to a pcap. The agent traces only while someone is attached.
+import { existsSync } from 'node:fs';
 import { InvalidArgumentError, type Command } from 'commander';
 import { streamTrace, traceQuery } from '../../control/status-server';
 import { formatJourney } from '../../trace/format';
@@ -46,6 +47,8 @@ export function traceCommand(program: Command): void {
     .option('--socket <path>', 'the agent socket to attach to', unixSocketPath)
     .action(async (opts) => {
       const path: string = opts.socket ?? findSocket(opts.publicIp);
+      // Before the pcap is created (or truncated): no agent, no file.
+      if (!existsSync(path)) throw new Error(`no agent is listening on ${path}: is "vxtun agent" running?`);
       const pcap = opts.pcap === undefined ? undefined : openPcap(opts.pcap);
       const query = traceQuery({ host: opts.host, src: opts.src, dst: opts.dst, protocol: opts.proto, withBytes: pcap !== undefined });
       let seen = 0;
