@@ -23,7 +23,31 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * When the reader of our output goes away (`vxtun lab ls | head -3`), stop as Ctrl-C would: commands with something
+ * to clean up (lab up, demo, agent, trace) handle SIGINT, so run their handlers; the others have nothing to undo and
+ * exit 0. Writes after that go nowhere (the stream is destroyed), so cleanup that prints still runs. Any other output
+ * error is one line on stderr and exit 1.
+ */
+export function stopWhenOutputCloses(): void {
+  let stopping = false;
+  const onError = (stream: 'stdout' | 'stderr') => (error: NodeJS.ErrnoException): void => {
+    if (stopping) return;
+    stopping = true;
+    if (error.code === 'EPIPE') {
+      if (process.listenerCount('SIGINT') > 0) process.emit('SIGINT', 'SIGINT');
+      else process.exit(0);
+      return;
+    }
+    if (stream === 'stdout') process.stderr.write(`vxtun: cannot write the output: ${error.message}\n`);
+    process.exit(1);
+  };
+  process.stdout.on('error', onError('stdout'));
+  process.stderr.on('error', onError('stderr'));
+}
+
 export async function main(): Promise<void> {
+  stopWhenOutputCloses();
   const program = buildProgram();
   program.exitOverride();
   try {

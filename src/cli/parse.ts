@@ -1,5 +1,6 @@
 // Option parsers for commander: each names the option and the bad value, so a typo fails before anything starts.
 import { InvalidArgumentError } from 'commander';
+import { validateTunOptions } from '../io/tun';
 import { type IPv4, type Mac, parseCidr, parseIPv4, parseMac } from '../wire/address';
 
 export function integerIn(min: number, max: number): (value: string) => number {
@@ -64,4 +65,35 @@ export function nodeName(value: string): string {
     throw new InvalidArgumentError(`expected a node name like node-1 or node-1.example.com (letters, digits, '.', '_', '-'), got "${value}"`);
   }
   return value;
+}
+
+/** A TUN device name as Linux takes it (1-15 characters of letters, digits, '_', '.', '-'), checked as the TUN will. */
+export function tunName(value: string): string {
+  try {
+    validateTunOptions({ name: value, mtu: 1500 });
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value;
+}
+
+/** Linux's sun_path holds 108 bytes, the last a NUL: a longer socket path fails only at bind(), after the agent started. */
+const MAX_UNIX_SOCKET_PATH = 107;
+
+export function unixSocketPath(value: string): string {
+  if (value.length === 0) throw new InvalidArgumentError('expected a socket path, got ""');
+  if (Buffer.byteLength(value) > MAX_UNIX_SOCKET_PATH) {
+    throw new InvalidArgumentError(`socket path too long: Linux allows ${MAX_UNIX_SOCKET_PATH} bytes, "${value}" has ${Buffer.byteLength(value)}`);
+  }
+  return value;
+}
+
+/** A store URL: file:PATH or etcd://HOST:PORT (memory: for tests). A bare path gets the file: it probably meant. */
+export function storeUrl(value: string): string {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(value)?.[1]?.toLowerCase();
+  if (scheme === 'file' || scheme === 'etcd' || scheme === 'memory') return value;
+  if (scheme === undefined && /^[/.~]/.test(value)) {
+    throw new InvalidArgumentError(`unknown store type "${value}": for a store directory write file:${value}`);
+  }
+  throw new InvalidArgumentError(`unknown store type "${scheme ?? value}" in "${value}" (expected file:PATH or etcd://HOST:PORT)`);
 }

@@ -311,6 +311,8 @@ export interface LabRecord {
   vni: number;
   port: number;
   storeUrl: string;
+  /** False when the agents run with --no-ip-masq (the CNI bridge plugin NATs pod-to-pod traffic); absent: true. */
+  ipMasq?: boolean;
   createdAt: string;
   nodes: LabRecordNode[];
 }
@@ -345,7 +347,7 @@ export function agentIdentity(handle: AgentHandle): { pid?: number; pidStartTime
  * `graceMs`; returns how many were still running. Whatever remains is killed with the lab's namespaces.
  */
 export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Promise<number> {
-  const running = record.nodes.filter((n) => n.pid !== undefined && isSameProcess(n.pid, n.pidStartTime ?? null));
+  const running = record.nodes.filter(isRecordedAgentAlive);
   for (const node of running) {
     try {
       process.kill(node.pid!, 'SIGTERM');
@@ -354,13 +356,38 @@ export async function stopRecordedAgents(record: LabRecord, graceMs = 3_000): Pr
     }
   }
   const deadline = Date.now() + graceMs;
+  // Until each is reaped, not only exited: whoever checks next with kill(pid, 0) must not see it (zombies answer it).
   while (Date.now() < deadline && running.some((n) => isSameProcess(n.pid!, n.pidStartTime ?? null))) {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   return running.length;
 }
 
+/** The process is still there, reaped or not (a zombie is, and still answers kill(pid, 0)). */
 function isSameProcess(pid: number, startTime: string | null): boolean {
   const now = processStartTime(pid);
   return now !== null && (startTime === null || now === startTime);
+}
+
+/**
+ * True while a node's recorded agent runs: its pid is alive (not a zombie, which a container's pid 1 may never
+ * reap), started when recorded, and is a `vxtun agent` (its command line says so), not another process given the pid.
+ */
+export function isRecordedAgentAlive(node: LabRecordNode): boolean {
+  if (node.kind !== 'vxtun' || node.pid === undefined || !isSameProcess(node.pid, node.pidStartTime ?? null) || isZombie(node.pid)) return false;
+  try {
+    const argv = readFileSync(`/proc/${node.pid}/cmdline`, 'utf8').split('\0');
+    return argv.includes('agent') && argv.some((arg) => arg.endsWith(join('cli', 'main.js')));
+  } catch {
+    return false; // gone since
+  }
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return true;
+  }
 }

@@ -102,7 +102,8 @@ export function labWorkDir(labName: string): string {
   return join(LAB_STATE_DIR, labName);
 }
 
-function checkLabName(name: string): void {
+/** Throws unless `name` can name a lab (it goes into file names and `ip netns` arguments). */
+export function checkLabName(name: string): void {
   // The name goes into file names and `ip netns` arguments: keep it to a safe alphabet.
   if (!name.startsWith(LAB_PREFIX) || !/^[a-z0-9][a-z0-9.-]*$/i.test(name) || name.length > 48) {
     throw new Error(`invalid lab name "${name}": must start with "${LAB_PREFIX}" and use letters, digits, '-' and '.'`);

@@ -1,6 +1,6 @@
 // The built CLI as a user meets it: flags checked before anything runs, clear errors, non-zero exits.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -41,7 +41,7 @@ Cli('init refuses to change an existing config without --force, and names the wa
 
 Cli('bad flags and values name the problem and exit non-zero before doing anything', () => {
   const cases: [string[], RegExp][] = [
-    [['init', '--store', 'x', '--network', '10.17.0.1/16'], /host bits set/],
+    [['init', '--store', store, '--network', '10.17.0.1/16'], /host bits set/],
     [['init', '--network', '10.17.0.0/16', '--backend', 'udp'], /expected one of vxlan, ipip, host-gw/],
     [['init', '--network', '10.17.0.0/16', '--vni', '99999999'], /0 to 16777215/],
     [['agent', '--public-ip', '300.1.1.1'], /IPv4 address/],
@@ -49,6 +49,11 @@ Cli('bad flags and values name the problem and exit non-zero before doing anythi
     [['agent', '--public-ip', '192.0.2.1', '--node-name', 'two words'], /expected a node name like node-1/],
     [['agent', '--public-ip', '192.0.2.1', '--node-name', ''], /expected a node name like node-1/],
     [['store', 'ls', '--store', 'redis://x'], /unknown store type "redis"/],
+    [['store', 'ls', '--store', '/tmp/x'], /for a store directory write file:\/tmp\/x/],
+    [['agent', '--public-ip', '192.0.2.1', '--tun', 'thisnameistoolongforlinux'], /option '--tun <name>' argument .*TUN name "thisnameistoolongforlinux" is too long/], // at parsing: before any lease
+    [['agent', '--public-ip', '192.0.2.1', '--tun', 'a b'], /may only contain letters/],
+    [['agent', '--public-ip', '192.0.2.1', '--status-socket', `/tmp/${'s'.repeat(120)}`], /socket path too long/],
+    [['trace', '--proto', 'xyz'], /expected icmp, tcp, udp or a protocol number/],
   ];
   for (const [args, message] of cases) {
     const r = vxtun(...args);
@@ -65,6 +70,34 @@ Cli('store put/ls/del round trip; a missing key is an error', () => {
   const missing = vxtun('store', 'get', '--store', store, '/a/b');
   assert.is(missing.status, 1);
   assert.match(missing.stderr, /key not found: \/a\/b/);
+});
+
+Cli('store get/ls/del of a store directory that does not exist say so and create nothing', () => {
+  const missing = join(dir, 'nowhere');
+  for (const args of [['ls'], ['get', '/a'], ['del', '/a']]) {
+    const r = vxtun('store', ...args, '--store', `file:${missing}`);
+    assert.is(r.status, 1, args.join(' '));
+    assert.match(r.stderr, `no store at ${missing}: the directory does not exist`);
+  }
+  assert.not.ok(existsSync(missing));
+});
+
+Cli('trace --pcap names the file it could not open and why; without an agent it creates no file', () => {
+  const pcap = join(dir, 'x.pcap');
+  const noAgent = vxtun('trace', '--socket', join(dir, 'none.sock'), '--pcap', pcap);
+  assert.is(noAgent.status, 1);
+  assert.match(noAgent.stderr, /no agent is listening on/);
+  assert.not.ok(existsSync(pcap));
+  writeFileSync(join(dir, 'agent.sock'), ''); // stands in for a socket: the pcap is opened before connecting
+  const r = vxtun('trace', '--socket', join(dir, 'agent.sock'), '--pcap', join(dir, 'no', 'x.pcap'));
+  assert.is(r.status, 1);
+  assert.match(r.stderr, `cannot open the pcap file ${join(dir, 'no', 'x.pcap')}: its directory does not exist`);
+});
+
+Cli('agent --help marks --public-ip required and shows one default for --ip-masq', () => {
+  const help = vxtun('agent', '--help').stdout.replace(/\s+/g, ' ');
+  assert.match(help, "--public-ip <ip> required:");
+  assert.not.match(help, '(default) (default: true)');
 });
 
 Cli('agent without a network config, or with an address not on this host, says what to do', () => {

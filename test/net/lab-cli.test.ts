@@ -1,6 +1,6 @@
 // The built CLI as a user runs it: `vxtun lab up|exec|ls|down` as separate processes (embedded store or etcd), and
 // `vxtun demo`.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -127,6 +127,11 @@ Cli('lab down after agents were killed (a crash) still removes everything', asyn
     const up = vxtun(['lab', 'up', '--name', name, '--nodes', '2', '--backend', 'ipip']);
     assert.is(up.status, 0, show(up));
     for (const node of readLabRecord(name)!.nodes) process.kill(node.pid!, 'SIGKILL');
+    const ls = vxtun(['lab', 'ls']);
+    assert.is(ls.status, 0, show(ls));
+    const pid = readLabRecord(name)!.nodes[0]!.pid!;
+    assert.match(ls.stdout, `vxtun agent EXITED (was pid ${pid})`);
+    assert.match(ls.stdout, `\`vxtun lab down --name ${name}\`, then \`vxtun lab up --name ${name}\` with the options it was built with (--nodes 2 --backend ipip)`);
     const down = vxtun(['lab', 'down', '--name', name]);
     assert.is(down.status, 0, show(down));
     assert.equal(await labNamespaces(name), []);
@@ -166,6 +171,26 @@ Cli('lab up --store etcd: etcd runs on the lab underlay (hub, 192.0.2.2), pods p
     // Killed with the hub namespace; its new parent (pid 1) reaps it a moment later.
     for (const pid of [...etcdPids, ...record.nodes.map((n) => n.pid!)]) assert.ok(await goneSoon(pid), `process ${pid} stopped`);
     assert.not.ok(existsSync(labWorkDir(name)), 'work dir (with etcd data) removed');
+  } finally {
+    await destroyLab(name);
+  }
+});
+
+Cli('lab up into a reader that quits after the first line (| head -1) removes the half-built lab, without a stack trace', async () => {
+  const name = `vxt-clp${process.pid}`;
+  try {
+    const child = spawn(process.execPath, [CLI_PATH, 'lab', 'up', '--name', name, '--nodes', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const code = await new Promise<number | null>((resolve) => child.once('close', (exitCode) => resolve(exitCode)));
+    clearTimeout(timer);
+    assert.is(code, 130, stderr); // as after Ctrl-C
+    assert.not.match(stderr, /\n\s+at /, 'no stack trace');
+    assert.match(stderr, `interrupted: removing lab ${name}`);
+    assert.equal(await labNamespaces(name), []);
+    assert.not.ok(existsSync(labStatePath(name)), 'state file removed');
   } finally {
     await destroyLab(name);
   }

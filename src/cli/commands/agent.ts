@@ -9,7 +9,7 @@ import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
-import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf } from '../parse';
+import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
 import { storeOption } from '../store-option';
 
 /** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
@@ -35,10 +35,10 @@ export function agentCommand(program: Command): void {
     program
       .command('agent')
       .description('run this node: acquire a subnet, forward its overlay traffic, follow the other nodes')
-      .requiredOption('--public-ip <ip>', "this node's underlay address (flannel's PublicIP)", ipv4Address)
-      .option('--tun <name>', 'TUN device name', 'vxtun0')
+      .requiredOption('--public-ip <ip>', "required: this node's underlay address (flannel's PublicIP)", ipv4Address)
+      .option('--tun <name>', 'TUN device name (1-15 letters, digits, "_", ".", "-")', tunName, 'vxtun0')
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
-      .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (default)", true)
+      .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (the default)")
       .option('--no-ip-masq', 'install no masquerade rules; FLANNEL_IPMASQ=false, so the CNI bridge plugin masquerades (also pod-to-pod traffic to other nodes)')
       .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
       .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
@@ -52,7 +52,7 @@ export function agentCommand(program: Command): void {
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--bird-dir <path>', "bgp: our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>)")
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
-      .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)')
+      .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)', unixSocketPath)
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
     const log = consoleLogger(opts.logLevel as LogLevel);

@@ -2,13 +2,17 @@
 // `lab up` leaves its agents running (detached, logs in /run/vxtun/labs/<name>/) and exits; `lab down` removes
 // everything the lab made, also after a crash, from the lab's state file and record.
 import { spawn } from 'node:child_process';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import type { Command } from 'commander';
-import { Overlay, type LabRecord, type LabRecordNode, agentIdentity, readLabRecord, stopRecordedAgents, writeLabRecord } from '../../lab/overlay';
+import {
+  Overlay, type LabRecord, type LabRecordNode, agentIdentity, isRecordedAgentAlive, readLabRecord, stopRecordedAgents, writeLabRecord,
+} from '../../lab/overlay';
 import { type Pod, attachPod, detachPod, podStateDir } from '../../lab/pods';
 import {
-  type Lab, createLab, destroyLab, hubNamespace, isLabOwnerAlive, labNamespacePattern, labWorkDir, listLabStates, listNamespaces,
-  processStartTime, readLabState,
+  type Lab, checkLabName, createLab, destroyLab, hubNamespace, isLabOwnerAlive, labNamespacePattern, labWorkDir, listLabStates,
+  listNamespaces, readLabState,
 } from '../../lab/topology';
 import { IpMasq, runCommand } from '../../control/ip-masq';
 import { DEFAULT_PREFIX, parseSubnetKey, subnetsPrefix } from '../../control/lease';
@@ -58,11 +62,23 @@ export function requireRoot(what: string): void {
   }
 }
 
+/** Throws what would make buildOverlayLab refuse, before anything is made or printed. */
+export function checkOverlayLabOptions(options: Pick<OverlayLabOptions, 'name' | 'nodes' | 'backend' | 'kernelPeer'>): void {
+  checkLabName(options.name);
+  if (options.kernelPeer && options.backend !== 'vxlan') {
+    // The kernel node is what kernel-vxlan.ts programs: flannel's vxlan backend (a flannel.<VNI> device, port 8472).
+    const why = options.backend === 'ipip'
+      ? 'the kernel node is programmed as flannel\'s vxlan backend does; an IP-in-IP kernel peer is not built by the lab (and this kernel has no ipip module)'
+      : `the kernel node is a VXLAN device programmed as flannel's vxlan backend does, and a ${options.backend} lab has no tunnel for it to talk to (its routes are plain kernel routes${options.backend === 'bgp' ? ' from BGP' : ''})`;
+    throw new Error(`--kernel-peer needs --backend vxlan: ${why}`);
+  }
+  if (options.kernelPeer && options.nodes < 2) throw new Error('--kernel-peer needs at least 2 nodes (one vxtun node and the kernel one)');
+}
+
 /** Builds the namespaces, starts the agents (and the kernel node), waits for a full mesh, attaches the pods. */
 export async function buildOverlayLab(options: OverlayLabOptions): Promise<OverlayLab> {
   const say = options.say ?? (() => undefined);
-  if (options.kernelPeer && options.backend !== 'vxlan') throw new Error('--kernel-peer needs --backend vxlan (this kernel has no ipip module)');
-  if (options.kernelPeer && options.nodes < 2) throw new Error('--kernel-peer needs at least 2 nodes (one vxtun node and the kernel one)');
+  checkOverlayLabOptions(options);
   const lab = await createLab({ name: options.name, nodes: options.nodes, persistent: options.persistent });
   let overlay: Overlay | undefined;
   try {
@@ -122,6 +138,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
       vni: overlay.vni,
       port: overlay.port,
       storeUrl: overlay.storeUrl,
+      ...((options.agentArgs ?? []).includes('--no-ip-masq') ? { ipMasq: false } : {}),
       createdAt: new Date().toISOString(),
       nodes: recordNodes,
     };
@@ -196,17 +213,24 @@ export function formatNodeTable(record: LabRecord): string {
       : record.backend === 'bgp' && (record.bgpEncap ?? 'none') === 'none' ? 'none (BIRD routes)'
         : `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
     (n.pods ?? []).map((p) => `${p.name} ${p.address}`).join(', ') || n.pod || '-',
-    n.kind === 'vxtun' ? `vxtun agent${n.pid !== undefined ? ` pid ${n.pid}${isRunning(n) ? '' : ' (NOT RUNNING)'}` : ''}` : 'kernel VXLAN',
+    n.kind !== 'vxtun' ? 'kernel VXLAN'
+      : n.pid === undefined ? 'vxtun agent'
+        : isRecordedAgentAlive(n) ? `vxtun agent pid ${n.pid}` : `vxtun agent EXITED (was pid ${n.pid})`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`;
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-function isRunning(node: LabRecordNode): boolean {
-  if (node.pid === undefined) return false;
-  const now = processStartTime(node.pid);
-  return now !== null && (node.pidStartTime == null || now === node.pidStartTime);
+/** For `lab ls`: which agents have exited, where their logs are, and how to get them back. */
+export function exitedAgentsNote(record: LabRecord): string | undefined {
+  const exited = record.nodes.filter((n) => n.kind === 'vxtun' && n.pid !== undefined && !isRecordedAgentAlive(n));
+  if (exited.length === 0) return undefined;
+  const flag = nameFlag(record.name);
+  const logs = exited.map((n) => `${n.name}${n.logFile ? ` (log ${n.logFile})` : ''}`).join(', ');
+  // The lab cannot restart one node's agent: its pods, routes and lease are rebuilt with the whole lab.
+  return `  agent${exited.length === 1 ? '' : 's'} exited: ${logs}. The lab cannot restart one node's agent: ` +
+    `\`vxtun lab down${flag}\`, then \`vxtun lab up${flag}\` with the options it was built with (${describeOptions(record)})`;
 }
 
 function describeOverlay(record: LabRecord): string {
@@ -217,20 +241,58 @@ function describeOverlay(record: LabRecord): string {
   return `${record.nodes.length} nodes, ${encap}, network ${record.network}`;
 }
 
+/** The `lab up` options a record was built with, as far as the record tells. */
+function describeOptions(record: LabRecord): string {
+  const options = [`--nodes ${record.nodes.length}`];
+  if (record.backend !== 'vxlan') options.push(`--backend ${record.backend}`);
+  if (record.backend === 'bgp' && (record.bgpEncap ?? 'none') !== 'none') options.push(`--encap ${record.bgpEncap}`);
+  const pods = record.nodes[0]?.pods?.length ?? 0;
+  if (pods !== 1) options.push(`--pods ${pods}`);
+  if (record.ipMasq === false) options.push('--no-ip-masq');
+  if (record.nodes.some((n) => n.kind === 'kernel')) options.push('--kernel-peer');
+  if (record.storeUrl.startsWith('etcd://')) options.push('--store etcd');
+  return options.join(' ');
+}
+
+/** The address MASQUERADE gives a pod's packet to another node: the outgoing device's (TUN or underlay), when known. */
+function natSource(record: LabRecord, node: LabRecordNode): string {
+  if (record.backend === 'vxlan' || record.backend === 'ipip') return ` ${node.tunAddress}`;
+  if (record.backend === 'host-gw' || (record.bgpEncap ?? 'none') === 'none') return ` ${node.underlayIp}`;
+  return '';
+}
+
+/** How a packet from one node's pod reaches another's, for the hints. */
+function pathOf(record: LabRecord): string {
+  switch (record.backend) {
+    case 'vxlan': return 'through the overlay (VXLAN)';
+    case 'ipip': return 'through the overlay (IP-in-IP)';
+    case 'host-gw': return "routed by the kernel via the other node's underlay address (host-gw: no tunnel)";
+    case 'bgp': {
+      const encap = record.bgpEncap ?? 'none';
+      return encap === 'none' ? 'routed by the kernel along the BGP routes BIRD learned (no tunnel)'
+        : encap === 'ipip' ? 'along the BGP routes BIRD learned, in IP-in-IP'
+          : 'along the BGP routes BIRD learned (one underlay subnet: ipip-crosssubnet does not encapsulate)';
+    }
+  }
+}
+
 function nameFlag(name: string): string {
   return name === DEFAULT_LAB_NAME ? '' : ` --name ${name}`;
 }
 
-function usageHints(record: LabRecord): string {
+export function usageHints(record: LabRecord): string {
   const flag = nameFlag(record.name);
   const [a, b] = record.nodes;
   const lines = ['', 'Try it:'];
   const podA = a?.pods?.[0];
   const podB = b?.pods?.[0];
   if (podA && podB) {
-    lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address}      # pod ${podA.name} -> pod ${podB.name}, through the overlay`);
+    lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address}      # pod ${podA.name} -> pod ${podB.name}, ${pathOf(record)}`);
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${podA.name} -- iperf3 -c ${podB.address} -t 3`);
-    lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # the sender's own pod address arrives: no NAT between pods`);
+    lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # ${
+      record.ipMasq === false
+        ? `NATed: ${a!.name}'s own address${natSource(record, a!)} arrives, not ${podA.name}'s (--no-ip-masq: the CNI bridge plugin masquerades pod-to-pod traffic)`
+        : "the sender's own pod address arrives: no NAT between pods"}`);
   } else if (a && b) {
     const target = b.pod || (record.backend === 'host-gw' ? b.underlayIp : b.tunAddress);
     lines.push(`  vxtun lab exec${flag} ${a.name} -- ping -c 3 ${target}      # ${a.name} -> ${b.name} (no pods: --pods N attaches some)`);
@@ -251,6 +313,30 @@ function usageHints(record: LabRecord): string {
   }
   lines.push(`  vxtun lab down${flag}                         # remove everything`);
   return lines.join('\n');
+}
+
+/**
+ * Why `command` cannot run, as a shell would see it (a node's namespace shares our file system and PATH), or undefined.
+ */
+function commandProblem(command: string): { message: string; code: number } | undefined {
+  const executable = (path: string): boolean | undefined => {
+    try {
+      if (!statSync(path).isFile()) return false;
+    } catch {
+      return undefined; // not there
+    }
+    try {
+      accessSync(path, fsConstants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const candidates = command.includes('/') ? [command] : (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':').map((dir) => join(dir || '.', command));
+  const found = candidates.map(executable);
+  if (found.includes(true)) return undefined;
+  if (found.includes(false)) return { message: 'not an executable file', code: 126 };
+  return { message: command.includes('/') ? 'no such file' : 'command not found', code: 127 };
 }
 
 function storeOption(value: string): { store: 'etcd' } | { storeUrl: string } {
@@ -282,22 +368,30 @@ export function labCommand(program: Command): void {
     .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
     .option('--store <etcd|url>', '"etcd": a real etcd on the lab\'s underlay (hub namespace, 192.0.2.2:2379); or a file: URL (default: an embedded store in the lab directory)')
     .action(async (opts) => {
-      requireRoot('vxtun lab up');
+      const name: string = opts.name;
+      checkOverlayLabOptions({ name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer) });
       if (opts.encap !== undefined && opts.backend !== 'bgp') throw new Error('--encap is for --backend bgp (vxlan and ipip always encapsulate)');
       const store = opts.store === undefined ? {} : storeOption(opts.store);
-      const name: string = opts.name;
+      requireRoot('vxtun lab up');
       if (readLabState(name) !== undefined || (await listNamespaces()).includes(hubNamespace(name))) {
         throw new Error(`lab ${name} already exists: see it with \`vxtun lab ls\`, remove it with \`vxtun lab down${nameFlag(name)}\``);
       }
       // Ctrl-C while building: remove the half-built lab rather than leave it for `lab down`.
+      // The build goes on meanwhile and may add a namespace after a pass listed them: pass again until none is left.
       const interrupted = (): void => {
         process.stderr.write(`\ninterrupted: removing lab ${name}...\n`);
-        destroyLab(name).finally(() => process.exit(130));
+        const removeAll = async (): Promise<void> => {
+          for (let pass = 0; pass < 3; pass++) {
+            await destroyLab(name);
+            if (!(await listNamespaces()).some((ns) => ns === hubNamespace(name) || labNamespacePattern(name).test(ns))) return;
+          }
+        };
+        removeAll().catch(() => undefined).finally(() => process.exit(130));
       };
       process.once('SIGINT', interrupted);
       process.once('SIGTERM', interrupted);
       const say = (line: string): void => void process.stdout.write(`${line}\n`);
-      say(`building lab ${name}: ${opts.nodes} namespaces on a bridge (underlay 192.0.2.0/24)...`);
+      say(`building lab ${name}: ${opts.nodes} node namespace${opts.nodes === 1 ? '' : 's'} on a bridge (underlay 192.0.2.0/24)...`);
       const built = await buildOverlayLab({
         name, nodes: opts.nodes, backend: opts.backend, bgpEncap: opts.encap, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
         pods: opts.pods, agentArgs: opts.ipMasq === false ? ['--no-ip-masq'] : [],
@@ -335,7 +429,7 @@ export function labCommand(program: Command): void {
       await destroyLab(name);
       const left = (await listNamespaces()).filter((ns) => namespaces.includes(ns));
       if (left.length > 0) throw new Error(`could not remove namespaces ${left.join(', ')} (see \`ip netns pids\`)`);
-      process.stdout.write(`lab ${name} removed: ${detached} pod${detached === 1 ? '' : 's'} detached (CNI DEL), ${stopped} agent${stopped === 1 ? '' : 's'} stopped, ${namespaces.length} namespaces deleted\n`);
+      process.stdout.write(`lab ${name} removed: ${detached} pod${detached === 1 ? '' : 's'} detached (CNI DEL), ${stopped} agent${stopped === 1 ? '' : 's'} stopped, ${namespaces.length} namespace${namespaces.length === 1 ? '' : 's'} deleted\n`);
     });
 
   lab
@@ -357,6 +451,12 @@ export function labCommand(program: Command): void {
       if (!present.includes(hubNamespace(name)) && places.length === 0) throw new Error(`no lab named ${name} (start one with \`vxtun lab up${nameFlag(name)}\`)`);
       if (!places.includes(nodeName)) {
         throw new Error(`lab ${name} has no node "${nodeName}" (its nodes and pods: ${places.sort().join(', ') || 'none'})`);
+      }
+      // As a shell does: 127 for a command not found, 126 for one found but not executable (ip would say 1 for both).
+      const missing = commandProblem(command);
+      if (missing !== undefined) {
+        process.stderr.write(`vxtun: ${command}: ${missing.message}\n`);
+        process.exit(missing.code);
       }
       const child = spawn('ip', ['netns', 'exec', `${name}-${nodeName}`, command, ...args], { stdio: 'inherit' });
       // Ctrl-C reaches the command through the terminal; we only wait for it.
@@ -387,7 +487,10 @@ export function labCommand(program: Command): void {
         const live = state.namespaces.filter((ns) => present.has(ns)).length;
         const owner = state.persistent ? 'lab up' : `process ${state.ownerPid}${isLabOwnerAlive(state) ? '' : ' (gone)'}`;
         process.stdout.write(`${state.name}  made ${state.createdAt} by ${owner}, ${live}/${state.namespaces.length} namespaces present\n`);
-        if (record) process.stdout.write(`  ${describeOverlay(record)}\n${formatNodeTable(record)}\n`);
+        if (record) {
+          const note = exitedAgentsNote(record);
+          process.stdout.write(`  ${describeOverlay(record)}\n${formatNodeTable(record)}\n${note === undefined ? '' : `${note}\n`}`);
+        }
         else process.stdout.write(`  namespaces: ${state.namespaces.join(', ')}\n`);
       }
     });

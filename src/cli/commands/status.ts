@@ -6,7 +6,8 @@ import type { AgentStatus } from '../../control/agent';
 import { formatBgpStatus } from '../../control/bgp/bgp-metrics';
 import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
-import { ipv4Address } from '../parse';
+import { LAB_STATE_DIR } from '../../lab/topology';
+import { ipv4Address, unixSocketPath } from '../parse';
 
 /** The agent socket to talk to: by public IP, or the only one on this host. */
 export function findSocket(publicIp?: number): string {
@@ -18,7 +19,12 @@ export function findSocket(publicIp?: number): string {
     // no directory: no agent ever ran here
   }
   if (sockets.length === 1) return `${STATUS_DIR}/${sockets[0]}`;
-  if (sockets.length === 0) throw new Error(`no agent status socket in ${STATUS_DIR}: is "vxtun agent" running on this host?`);
+  if (sockets.length === 0) {
+    throw new Error(
+      `no agent status socket in ${STATUS_DIR}: is "vxtun agent" running on this host? ` +
+        `(a lab's agents answer on ${LAB_STATE_DIR}/<lab>/<node>.sock, e.g. --socket ${LAB_STATE_DIR}/vxt-lab/n1.sock; \`vxtun lab ls\` lists the labs)`,
+    );
+  }
   throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip or --socket`);
 }
 
@@ -100,7 +106,7 @@ export function statusCommand(program: Command): void {
     .command('status')
     .description("show this node's lease, network, route/neighbor/FDB tables and counters")
     .option('--public-ip <ip>', 'the agent to ask, by its public IP (when several run on this host)', ipv4Address)
-    .option('--socket <path>', 'the agent status socket to ask')
+    .option('--socket <path>', 'the agent status socket to ask', unixSocketPath)
     .option('--json', 'print JSON')
     .action(async (opts) => {
       const status = (await fetchStatus(opts.socket ?? findSocket(opts.publicIp))) as AgentStatus;

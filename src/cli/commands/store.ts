@@ -10,7 +10,7 @@ export function storeCommand(program: Command): void {
       const kv = await s.get(key);
       if (kv === undefined) throw new Error(`key not found: ${key}`);
       process.stdout.write(`${kv.value}\n`);
-    }),
+    }, { mustExist: true }),
   );
   storeOption(
     store
@@ -25,7 +25,7 @@ export function storeCommand(program: Command): void {
   storeOption(store.command('del <key>').description('delete a key')).action(async (key: string, opts) =>
     withStore(opts.store, async (s) => {
       if (!(await s.delete(key))) throw new Error(`key not found: ${key}`);
-    }),
+    }, { mustExist: true }),
   );
   storeOption(
     store
@@ -36,6 +36,6 @@ export function storeCommand(program: Command): void {
     withStore(opts.store, async (s) => {
       const { kvs } = await s.list(prefix ?? '/');
       for (const kv of kvs) process.stdout.write(opts.values ? `${kv.key} ${kv.value}\n` : `${kv.key}\n`);
-    }),
+    }, { mustExist: true }),
   );
 }

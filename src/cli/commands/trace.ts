@@ -1,19 +1,35 @@
 // `vxtun trace`: attach to a running agent and print each packet's journey, hop by hop (or JSON lines), optionally
 // writing inner and outer packets to a pcap. The agent traces only while someone is attached.
-import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { InvalidArgumentError, type Command } from 'commander';
 import { streamTrace, traceQuery } from '../../control/status-server';
 import { formatJourney } from '../../trace/format';
 import { writeJourney } from '../../trace/journey-pcap';
 import { PcapWriter } from '../../trace/pcap';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../wire/ipv4';
-import { integerIn, ipv4Address } from '../parse';
+import { integerIn, ipv4Address, unixSocketPath } from '../parse';
 import { findSocket } from './status';
 
 const PROTOCOLS: Record<string, number> = { icmp: IPPROTO_ICMP, tcp: IPPROTO_TCP, udp: IPPROTO_UDP };
 
 function protocol(value: string): number {
-  if (value in PROTOCOLS) return PROTOCOLS[value];
-  return integerIn(0, 255)(value);
+  const name = value.toLowerCase();
+  if (Object.hasOwn(PROTOCOLS, name)) return PROTOCOLS[name]!;
+  if (/^\d+$/.test(value)) return integerIn(0, 255)(value);
+  throw new InvalidArgumentError(`expected icmp, tcp, udp or a protocol number from 0 to 255, got "${value}"`);
+}
+
+/** The pcap file, or an error that names it and says why it could not be opened. */
+function openPcap(path: string): PcapWriter {
+  try {
+    return PcapWriter.open(path);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'its directory does not exist'
+      : e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied'
+        : e.code === 'EISDIR' ? 'it is a directory' : e.message;
+    throw new Error(`cannot open the pcap file ${path}: ${why}`);
+  }
 }
 
 export function traceCommand(program: Command): void {
@@ -28,10 +44,12 @@ export function traceCommand(program: Command): void {
     .option('--json', 'print one JSON object per packet')
     .option('--pcap <file>', 'also write inner and outer packets to this pcap file (Wireshark, tshark)')
     .option('--public-ip <ip>', 'the agent to attach to, by its public IP (when several run on this host)', ipv4Address)
-    .option('--socket <path>', 'the agent socket to attach to')
+    .option('--socket <path>', 'the agent socket to attach to', unixSocketPath)
     .action(async (opts) => {
       const path: string = opts.socket ?? findSocket(opts.publicIp);
-      const pcap = opts.pcap === undefined ? undefined : PcapWriter.open(opts.pcap);
+      // Before the pcap is created (or truncated): no agent, no file.
+      if (!existsSync(path)) throw new Error(`no agent is listening on ${path}: is "vxtun agent" running?`);
+      const pcap = opts.pcap === undefined ? undefined : openPcap(opts.pcap);
       const query = traceQuery({ host: opts.host, src: opts.src, dst: opts.dst, protocol: opts.proto, withBytes: pcap !== undefined });
       let seen = 0;
       let dropped = 0;

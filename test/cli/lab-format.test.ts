@@ -1,0 +1,60 @@
+// What `lab up` and `lab ls` print about a lab, from its record: no root, no namespaces.
+import { spawnSync } from 'node:child_process';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { checkOverlayLabOptions, exitedAgentsNote, formatNodeTable, usageHints } from '../../src/cli/commands/lab';
+import type { LabRecord, LabRecordNode } from '../../src/lab/overlay';
+
+function node(i: number, extra: Partial<LabRecordNode> = {}): LabRecordNode {
+  return {
+    name: `n${i}`, netns: `vxt-t-n${i}`, underlayIp: `192.0.2.${10 + i}`, kind: 'vxtun', subnet: `10.17.${i}.0/24`, tunAddress: `10.17.${i}.0`,
+    pod: `10.17.${i}.2`, pods: [{ name: `n${i}-p1`, node: `n${i}`, netns: `vxt-t-n${i}-p1`, address: `10.17.${i}.2` } as never],
+    statusSocket: `/run/vxtun/labs/vxt-t/n${i}.sock`, logFile: `/run/vxtun/labs/vxt-t/n${i}.log`, ...extra,
+  };
+}
+
+function record(extra: Partial<LabRecord> = {}, nodes = [node(1), node(2)]): LabRecord {
+  return { name: 'vxt-t', backend: 'vxlan', network: '10.17.0.0/16', vni: 1, port: 4789, storeUrl: 'file:/x', createdAt: '', nodes, ...extra };
+}
+
+const Format = suite('lab format');
+
+Format('an agent whose pid is gone, or is not a vxtun agent, shows as exited, with the way back', () => {
+  const gone = spawnSync(process.execPath, ['-e', '']).pid; // exited and reaped
+  const notAnAgent = process.pid; // alive, but this test runner
+  const r = record({}, [node(1, { pid: gone }), node(2, { pid: notAnAgent, pidStartTime: null })]);
+  const table = formatNodeTable(r);
+  assert.match(table, `vxtun agent EXITED (was pid ${gone})`);
+  assert.match(table, `vxtun agent EXITED (was pid ${notAnAgent})`);
+  const note = exitedAgentsNote(r) ?? '';
+  assert.match(note, 'agents exited: n1 (log /run/vxtun/labs/vxt-t/n1.log), n2');
+  assert.match(note, '`vxtun lab down --name vxt-t`, then `vxtun lab up --name vxt-t` with the options it was built with (--nodes 2)');
+  assert.is(exitedAgentsNote(record()), undefined); // no pids recorded: nothing to say
+});
+
+Format('hints: NAT with --no-ip-masq, kernel routes for host-gw, BGP routes for bgp', () => {
+  assert.match(usageHints(record()), "the sender's own pod address arrives: no NAT between pods");
+  assert.match(usageHints(record()), 'through the overlay (VXLAN)');
+  const nat = usageHints(record({ ipMasq: false }));
+  assert.match(nat, "NATed: n1's own address 10.17.1.0 arrives, not n1-p1's");
+  assert.not.match(nat, 'no NAT');
+  const hostGw = usageHints(record({ backend: 'host-gw', ipMasq: false }));
+  assert.match(hostGw, 'routed by the kernel');
+  assert.match(hostGw, "n1's own address 192.0.2.11 arrives");
+  assert.not.match(hostGw, 'through the overlay');
+  const bgp = usageHints(record({ backend: 'bgp', bgpEncap: 'none' }));
+  assert.match(bgp, 'BGP routes');
+  assert.not.match(bgp, 'through the overlay');
+});
+
+Format('lab options are refused before anything is made, with the real reason', () => {
+  assert.throws(() => checkOverlayLabOptions({ name: 'bad', nodes: 2, backend: 'vxlan' }), /invalid lab name "bad"/);
+  for (const backend of ['host-gw', 'bgp'] as const) {
+    assert.throws(() => checkOverlayLabOptions({ name: 'vxt-t', nodes: 2, backend, kernelPeer: true }), (e: Error) =>
+      /--kernel-peer needs --backend vxlan/.test(e.message) && !/ipip module/.test(e.message));
+  }
+  assert.throws(() => checkOverlayLabOptions({ name: 'vxt-t', nodes: 1, backend: 'vxlan', kernelPeer: true }), /at least 2 nodes/);
+  checkOverlayLabOptions({ name: 'vxt-t', nodes: 2, backend: 'vxlan', kernelPeer: true });
+});
+
+Format.run();
