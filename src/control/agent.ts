@@ -235,7 +235,7 @@ export class Agent {
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       agent.nodeLock = nodeLock;
       agent.underlayWatch = new UnderlayWatch(publicIp, log);
-      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
+      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined, ownPublicIp: options.publicIp });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       agent.masq = masq;
       return agent;
