@@ -32,6 +32,7 @@ import type { NetworkConfig } from './network-config';
 import { NodeLock } from './node-lock';
 import type { TraceClientStatus } from './status-server';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
+import { unusableUnderlayAddress } from './special-addresses';
 import { UnderlayWatch } from './underlay-watch';
 import { deriveVtepMac } from './vtep-mac';
 
@@ -109,6 +110,17 @@ export interface AgentStatus {
   bgp?: BgpStatus;
 }
 
+/**
+ * Refuses options no agent can run with, before anything on the node changes. An underlay address that is loopback,
+ * multicast or reserved would be written into our lease and programmed by every other node as our VTEP.
+ */
+export function checkAgentOptions(options: Pick<AgentOptions, 'publicIp'>): void {
+  const unusable = unusableUnderlayAddress(options.publicIp);
+  if (unusable !== undefined) {
+    throw new Error(`--public-ip ${unusable}: other nodes cannot reach this node there; pass this host's address on the network the nodes share`);
+  }
+}
+
 /** The encapsulating half of a node: absent for host-gw. */
 interface DataPlane {
   engine: Engine;
@@ -168,6 +180,7 @@ export class Agent {
   }
 
   static async start(options: AgentOptions): Promise<Agent> {
+    checkAgentOptions(options);
     const log = options.log;
     // Before anything changes on this node: a second agent would take over (or delete) the first one's routes.
     const nodeLock = await NodeLock.acquire();
@@ -235,7 +248,7 @@ export class Agent {
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       agent.nodeLock = nodeLock;
       agent.underlayWatch = new UnderlayWatch(publicIp, log);
-      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined });
+      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined, ownPublicIp: options.publicIp });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       agent.masq = masq;
       return agent;

@@ -9,21 +9,25 @@
 // Checks, in order (the first that fails is the reason):
 //   1. key and value parse (lease.ts; flannel's subnet key pattern and LeaseAttrs)
 //   2. BackendType is ours (flannel: "Leases of another BackendType are ignored by a backend")
-//   3. vxlan: the VNI, when the lease names one, is ours (our check: flannel does not compare VNIs, and flannel
+//   3. the PublicIP can be a node's underlay address (not loopback, multicast, 0.0.0.0/8 or 240.0.0.0/4: VXLAN to them
+//      loops back into this host, goes out as multicast or nowhere; special-addresses.ts) and is not this node's own
+//      (packets for that subnet would come back to us). Two other leases naming one PublicIP are left alone: harmless.
+//   4. vxlan: the VNI, when the lease names one, is ours (our check: flannel does not compare VNIs, and flannel
 //      before the VNI field wrote only {"VtepMAC":...}, so an absent VNI passes); a VtepMAC is present
-//   4. the subnet is inside Network
-//   5. it overlaps neither our subnet nor an accepted lease
-//   6. its length is SubnetLen (flannel's isSubnetConfigCompat; flannel only ever writes SubnetLen leases)
-//   7. vxlan: its VTEP MAC is neither ours nor an accepted lease's
-// A conflict between two leases (5, 7) goes to the one accepted first; when both are new (a snapshot), to the lease of
+//   5. the subnet is inside Network
+//   6. it overlaps neither our subnet nor an accepted lease
+//   7. its length is SubnetLen (flannel's isSubnetConfigCompat; flannel only ever writes SubnetLen leases)
+//   8. vxlan: its VTEP MAC is neither ours nor an accepted lease's
+// A conflict between two leases (6, 8) goes to the one accepted first; when both are new (a snapshot), to the lease of
 // the right length, then to the older write (lower store revision), then to the lower key. Refused leases are checked
 // again whenever an accepted lease leaves or changes, so the loser of a conflict is accepted once the winner is gone.
 // Without checks (no config given) only rule 1 applies: what parses passes, as before the gate existed.
-import { type Cidr, type Mac, cidrContains, cidrEquals, formatCidr, formatIPv4, formatMac, prefixMask } from '../wire/address';
+import { type Cidr, type IPv4, type Mac, cidrContains, cidrEquals, formatCidr, formatIPv4, formatMac, prefixMask } from '../wire/address';
 import { type Lease, leaseAttrsEqual, subnetsOverlap } from './lease';
 import type { LeaseRecord } from './lease-store';
 import type { Logger } from './log';
 import type { NetworkConfig } from './network-config';
+import { unusableUnderlayAddress } from './special-addresses';
 
 export interface LeaseEvent {
   /** 'added' for a subnet already known replaces it (a node restarted with a new VTEP MAC, or renewed). */
@@ -38,6 +42,8 @@ export interface LeaseChecks {
   ownSubnet: Cidr;
   /** Our VTEP MAC (vxlan): another lease carrying it is refused. */
   ownVtepMac?: Mac;
+  /** Our underlay address: another lease naming it is refused. */
+  ownPublicIp?: IPv4;
 }
 
 export interface RefusedLease {
@@ -128,6 +134,9 @@ export class LeaseValidator {
     if (cidrEquals(subnet, checks.ownSubnet)) return undefined;
     const backend = checks.config.backend;
     if (attrs.backendType !== backend.type) return `backend type ${JSON.stringify(attrs.backendType)} is not ours (${JSON.stringify(backend.type)})`;
+    const unusable = unusableUnderlayAddress(attrs.publicIp);
+    if (unusable !== undefined) return `PublicIP ${unusable}, not a node's underlay address`;
+    if (attrs.publicIp === checks.ownPublicIp) return `PublicIP ${formatIPv4(attrs.publicIp)} names this node's own address`;
     const mac = attrs.backendData?.vtepMac;
     if (backend.type === 'vxlan') {
       const vni = attrs.backendData?.vni;

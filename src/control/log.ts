@@ -22,7 +22,6 @@ function formatValue(value: unknown): string {
   if (value instanceof Error) return JSON.stringify(value.message);
   if (typeof value === 'string') return /^[\w./:@+-]+$/.test(value) ? value : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
-  if (value === undefined) return 'undefined';
   try {
     return JSON.stringify(value);
   } catch {
@@ -30,11 +29,12 @@ function formatValue(value: unknown): string {
   }
 }
 
-/** Formats one event as `level=info msg="..." key=value ...` (no trailing newline). */
+/** Formats one event as `level=info msg="..." key=value ...` (no trailing newline); undefined fields are left out. */
 export function formatLogLine(level: LogLevel, msg: string, fields?: LogFields): string {
   let line = `level=${level} msg=${JSON.stringify(msg)}`;
   if (fields) {
-    for (const key of Object.keys(fields)) line += ` ${key}=${formatValue(fields[key])}`;
+    // A field that does not apply (no VTEP MAC on bgp, no port on ipip) is left out, not printed as `undefined`.
+    for (const key of Object.keys(fields)) if (fields[key] !== undefined) line += ` ${key}=${formatValue(fields[key])}`;
   }
   return line;
 }

@@ -4,6 +4,7 @@
 // bird2, docs/bgp.md); flanneld does not know it.
 
 import { Cidr, IPv4, cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from '../wire/address';
+import { unusablePodNetwork } from './special-addresses';
 
 export type BackendConfig =
   | { type: 'vxlan'; vni: number; port: number; directRouting: boolean; mtu?: number }
@@ -129,6 +130,9 @@ function parseNetwork(obj: JsonObject): Cidr {
     return fail(`Network ${show(value)} is not an IPv4 CIDR such as "10.17.0.0/16"`);
   }
   if (network.address === 0 && network.prefixLength === 0) fail(`Network ${show(value)} is empty; give a CIDR such as "10.17.0.0/16"`);
+  // Not a flannel check: flannel would lease such subnets, and their packets would never leave the node.
+  const unusable = unusablePodNetwork(network);
+  if (unusable !== undefined) fail(`Network ${unusable}: a pod network cannot be loopback, multicast or reserved; choose a private range such as "10.17.0.0/16"`);
   return network;
 }
 

@@ -171,7 +171,8 @@ export class EtcdStore implements Store {
   /** @internal An error as the user should read it. */
   describeError(what: string, error: unknown): StoreError {
     if (error instanceof StoreError) return error;
-    const detail = error instanceof Error ? error.message : String(error);
+    // gRPC ends some messages with a label it had nothing for ("... 127.0.0.1:2379. Resolution note: "): cut it off.
+    const detail = (error instanceof Error ? error.message : String(error)).trimEnd().replace(/(?:[.;,]\s*[A-Z][A-Za-z ]*:)+$/, '');
     if (this.closed) return new StoreError(`store ${this.url} is closed`, 'INVALID');
     if (isUnavailable(error)) {
       return new StoreError(

@@ -90,6 +90,42 @@ checks('each rule refuses with its reason; valid leases pass', () => {
   assert.match(reasons['10.17.3.0-24'], /^lease value is not valid JSON/);
 });
 
+checks('a PublicIP that cannot be an underlay address, or that is ours, is refused; a PublicIP shared by two others is not', () => {
+  const v = new LeaseValidator(recordingLogger(), { ...CHECKS, ownPublicIp: parseIPv4('192.0.2.11') });
+  const accepted = v.snapshot([
+    record(key('10.17.2.0/24'), vxlan('127.0.0.1', '66:00:00:00:00:02')),
+    record(key('10.17.3.0/24'), vxlan('0.0.0.0', '66:00:00:00:00:03')),
+    record(key('10.17.4.0/24'), vxlan('0.1.2.3', '66:00:00:00:00:04')),
+    record(key('10.17.5.0/24'), vxlan('224.0.0.5', '66:00:00:00:00:05')),
+    record(key('10.17.6.0/24'), vxlan('255.255.255.255', '66:00:00:00:00:06')),
+    record(key('10.17.7.0/24'), vxlan('240.0.0.1', '66:00:00:00:00:07')),
+    record(key('10.17.8.0/24'), vxlan('192.0.2.11', '66:00:00:00:00:08')),
+    record(key('10.17.9.0/24'), vxlan('192.0.2.19', '66:00:00:00:00:09')),
+    record(key('10.17.10.0/24'), vxlan('192.0.2.19', '66:00:00:00:00:10')), // a real node's address twice: harmless
+    record(key('10.17.11.0/24'), vxlan('223.255.255.254', '66:00:00:00:00:11')),
+    record(key('10.17.1.0/24'), vxlan('192.0.2.11', '66:00:00:00:00:01')), // our own lease passes (consumers skip it)
+  ]);
+  assert.equal(accepted.map((l) => formatCidr(l.subnet)).sort(), ['10.17.1.0/24', '10.17.10.0/24', '10.17.11.0/24', '10.17.9.0/24']);
+  const reasons = Object.fromEntries(v.refused.map((r) => [r.key.slice(`${DEFAULT_PREFIX}/subnets/`.length), r.reason]));
+  assert.equal(reasons, {
+    '10.17.2.0-24': 'PublicIP 127.0.0.1 is a loopback address (127.0.0.0/8), not a node\'s underlay address',
+    '10.17.3.0-24': 'PublicIP 0.0.0.0 is the unspecified address, not a node\'s underlay address',
+    '10.17.4.0-24': 'PublicIP 0.1.2.3 is a "this network" address (0.0.0.0/8), not a node\'s underlay address',
+    '10.17.5.0-24': 'PublicIP 224.0.0.5 is a multicast address (224.0.0.0/4), not a node\'s underlay address',
+    '10.17.6.0-24': 'PublicIP 255.255.255.255 is the broadcast address, not a node\'s underlay address',
+    '10.17.7.0-24': 'PublicIP 240.0.0.1 is a reserved address (240.0.0.0/4), not a node\'s underlay address',
+    '10.17.8.0-24': 'PublicIP 192.0.2.11 names this node\'s own address',
+  });
+});
+
+checks('a host-gw lease naming a loopback PublicIP is refused too', () => {
+  const config = parseNetworkConfig('{"Network":"10.17.0.0/16","Backend":{"Type":"host-gw"}}');
+  const v = new LeaseValidator(recordingLogger(), { config, ownSubnet: OWN, ownPublicIp: parseIPv4('192.0.2.11') });
+  const events = v.put(record(key('10.17.2.0/24'), { publicIp: parseIPv4('127.0.0.1'), backendType: 'host-gw' }));
+  assert.equal(events, []);
+  assert.equal(v.refused.map((r) => r.reason), ['PublicIP 127.0.0.1 is a loopback address (127.0.0.0/8), not a node\'s underlay address']);
+});
+
 checks('a shorter lease covering an accepted one is refused as overlapping it', () => {
   const v = new LeaseValidator(recordingLogger(), CHECKS);
   v.snapshot([B()]);

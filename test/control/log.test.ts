@@ -11,9 +11,14 @@ test('one line per event: level, quoted msg, key=value with values quoted only w
   );
   assert.is(
     formatLogLine('warn', 'renew failed', { error: new Error('store "etcd" down'), extra: { a: 1 }, gone: undefined }),
-    'level=warn msg="renew failed" error="store \\"etcd\\" down" extra={"a":1} gone=undefined',
+    'level=warn msg="renew failed" error="store \\"etcd\\" down" extra={"a":1}',
   );
   assert.is(formatLogLine('error', 'x'), 'level=error msg="x"');
+  // The bgp agent's "lease acquired": no VTEP MAC, no node name.
+  assert.is(
+    formatLogLine('info', 'lease acquired', { subnet: '10.17.1.0/24', node: undefined, publicIp: '192.0.2.1', vtepMac: undefined }),
+    'level=info msg="lease acquired" subnet=10.17.1.0/24 publicIp=192.0.2.1',
+  );
 });
 
 test('consoleLogger drops events below its level and ends each line with a newline', () => {

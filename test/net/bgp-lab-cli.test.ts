@@ -27,7 +27,7 @@ Cli('init --backend bgp writes the JSON; bgp flags with another backend are refu
     assert.match(ok.out, /\{"Network":"10\.60\.0\.0\/16","Backend":\{"Type":"bgp","AS":65001,"Encap":"ipip-crosssubnet","RouteReflectors":\["192\.0\.2\.2","192\.0\.2\.3"\],"GracefulRestart":0,"BFD":true\}\}/);
     const wrong = vxtun(['init', '--store', store, '--network', '10.60.0.0/16', '--backend', 'vxlan', '--encap', 'ipip', '--force']);
     assert.is.not(wrong.status, 0);
-    assert.match(wrong.out, /--encap is for --backend bgp only/);
+    assert.match(wrong.out, /--encap applies to the bgp backend only/);
     const bad = vxtun(['init', '--store', store, '--network', '10.60.0.0/16', '--backend', 'bgp', '--encap', 'vxlan', '--force']);
     assert.is.not(bad.status, 0);
     assert.match(bad.out, /expected one of none, ipip, ipip-crosssubnet, got "vxlan"/);

@@ -192,6 +192,9 @@ Bgp('graceful restart on: routes are kept through a bird restart, no ping lost; 
     const ms = await within(`n1 to withdraw ${n3Subnet}`, 3_000, async () => (await routeTo(lab, n1, n3Subnet)) === '');
     assert.ok(ms < 3_000);
     assert.is((await lab.exec(n3, 'ip', ['route', 'show', 'table', 'all', 'proto', 'bird'])).stdout.trim(), '', 'no stale proto bird route on the stopped node');
+    // Encap none never creates the IP-in-IP table: nothing to flush there is no error; fields that do not apply are left out.
+    assert.not.match(overlay.log(n3), /level=error/, `n3 stopped without an error:\n${overlay.log(n3)}`);
+    assert.not.match(overlay.log(n3), /=undefined/, 'no log field printed as undefined');
     assert.is((await run('ip', ['netns', 'pids', n3.netns])).stdout.trim(), '', 'no bird (nor anything else) left running in n3');
     // n1 says why the session is down, in its log and its status (BIRD's own reason), and stays ready (one peer up).
     await within('n1 to see Mesh_192_0_2_13 down', 10_000, async () => {

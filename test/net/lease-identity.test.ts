@@ -6,7 +6,7 @@ import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, subnetKey } from '..
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
 import type { Lab, LabNode } from '../../src/lab/topology';
-import { formatIPv4, parseIPv4, parseMac } from '../../src/wire/address';
+import { formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
 
 const Net = suite('lease checks and node identity in namespaces');
@@ -95,6 +95,32 @@ Net('a node restarted with a new public IP keeps its subnet and VTEP MAC; its le
     });
     assert.is(await pingOnce(lab, a, formatIPv4(subnet.address)), 3, 'A -> B at its new address');
     assert.is(await pingOnce(lab, b, formatIPv4((await overlay.subnetOf(a)).address)), 3, 'B -> A');
+  });
+});
+
+Net('leases naming a loopback or multicast PublicIP, or this node\'s own address, are refused and never programmed', async () => {
+  await withOverlay('pubip', 2, { backend: 'vxlan' }, async (lab, overlay) => {
+    await startAll(overlay, lab.nodes);
+    const [a, b] = lab.nodes;
+    const written: Array<[string, string, string]> = [
+      ['10.17.250.0/24', '127.0.0.1', 'PublicIP 127.0.0.1 is a loopback address (127.0.0.0/8), not a node\'s underlay address'],
+      ['10.17.251.0/24', '224.0.0.5', 'PublicIP 224.0.0.5 is a multicast address (224.0.0.0/4), not a node\'s underlay address'],
+      ['10.17.252.0/24', a.underlayIp, `PublicIP ${a.underlayIp} names this node's own address`],
+    ];
+    const keyOf = (subnet: string) => subnetKey(DEFAULT_PREFIX, parseCidr(subnet));
+    await overlay.withStore(async (store) => {
+      for (const [i, [subnet, publicIp]] of written.entries()) {
+        const attrs = { publicIp: parseIPv4(publicIp), backendType: 'vxlan', backendData: { vni: 1, vtepMac: parseMac(`66:00:00:00:00:5${i}`) } };
+        await store.put(keyOf(subnet), formatLeaseAttrs(attrs));
+      }
+    });
+    await waitFor('A to refuse all three', 3000, async () => (await overlay.status(a)).refusedLeases.length === 3);
+    const status = await overlay.status(a);
+    assert.equal(status.refusedLeases, written.map(([subnet, , reason]) => ({ key: keyOf(subnet), reason })).sort((x, y) => (x.key < y.key ? -1 : 1)));
+    assert.equal(status.fdb.map((f) => f.dst), [b.underlayIp], "A's FDB holds B only");
+    // On B, A's address is another node's: only the two unusable ones are refused.
+    await waitFor('B to refuse two', 3000, async () => (await overlay.status(b)).refusedLeases.length === 2);
+    assert.is(await pingOnce(lab, a, formatIPv4((await overlay.subnetOf(b)).address)), 3, 'A -> B');
   });
 });
 

@@ -101,6 +101,7 @@ test('an etcd nobody listens for fails fast with UNAVAILABLE and the next step',
     const error = await rejects(() => store.get('/k'), new RegExp(`etcd at 127\\.0\\.0\\.1:${port} is unreachable.*etcdctl`));
     assert.instance(error, StoreError);
     assert.is((error as StoreError).code, 'UNAVAILABLE');
+    assert.not.match(error.message, /: \)/, 'no empty trailing fragment');
     assert.ok(Date.now() - started < 4000, `took ${Date.now() - started} ms`);
     await rejects(() => store.put('/k', 'v', { ifAbsent: true }), /is unreachable/);
 
@@ -111,6 +112,19 @@ test('an etcd nobody listens for fails fast with UNAVAILABLE and the next step',
     watch.close();
   } finally {
     await store.close();
+  }
+});
+
+test('the unreachable message leaves out the empty fragments gRPC ends its detail with', () => {
+  const store = new EtcdStore(['127.0.0.1:1']);
+  try {
+    const grpc = '14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ';
+    const { message } = store.describeError('get', new Error(grpc));
+    assert.match(message, '(14 UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1); check');
+    assert.not.match(message, 'Resolution note');
+    assert.match(store.describeError('get', new Error('connect ECONNREFUSED 127.0.0.1:1')).message, '(connect ECONNREFUSED 127.0.0.1:1); check');
+  } finally {
+    void store.close();
   }
 });
 

@@ -2,10 +2,36 @@
 import type { Command } from 'commander';
 import { LeaseManager } from '../../control/lease-manager';
 import { DEFAULT_PREFIX, configKey } from '../../control/lease';
-import { BGP_ENCAPS, type BackendOptions, formatNetworkConfig, parseNetworkConfig } from '../../control/network-config';
+import { BGP_ENCAPS, type BackendOptions, type BackendType, formatNetworkConfig, parseNetworkConfig } from '../../control/network-config';
 import { parseCidr } from '../../wire/address';
 import { cidr, integerIn, ipv4List, oneOf } from '../parse';
 import { storeOption, withStore } from '../store-option';
+
+/** The backend-specific options of `vxtun init` (commander's names) and the backends that use them. */
+const BACKEND_OPTIONS: ReadonlyArray<{ name: string; flag: string; backends: readonly BackendType[] }> = [
+  { name: 'vni', flag: '--vni', backends: ['vxlan'] },
+  { name: 'port', flag: '--port', backends: ['vxlan'] },
+  { name: 'directRouting', flag: '--direct-routing', backends: ['vxlan', 'ipip'] },
+  { name: 'as', flag: '--as', backends: ['bgp'] },
+  { name: 'encap', flag: '--encap', backends: ['bgp'] },
+  { name: 'routeReflectors', flag: '--route-reflectors', backends: ['bgp'] },
+  { name: 'gracefulRestart', flag: '--graceful-restart', backends: ['bgp'] },
+  { name: 'bfd', flag: '--bfd', backends: ['bgp'] },
+];
+
+/**
+ * Why an option given on the command line (`given(name)`) does not apply to `backend`, e.g. "--vni applies to the
+ * vxlan backend only"; undefined when every given option applies. Written into the config, such an option would be
+ * ignored by every agent, so the user's intent would be silently lost.
+ */
+export function inapplicableOption(backend: BackendType, given: (name: string) => boolean): string | undefined {
+  for (const option of BACKEND_OPTIONS) {
+    if (given(option.name) && !option.backends.includes(backend)) {
+      return `${option.flag} applies to the ${option.backends.join(' and ')} backend${option.backends.length > 1 ? 's' : ''} only`;
+    }
+  }
+  return undefined;
+}
 
 export function initCommand(program: Command): void {
   storeOption(
@@ -25,12 +51,11 @@ export function initCommand(program: Command): void {
       .option('--bfd', 'bgp: BFD on every session, to notice a dead peer in under a second')
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--force', 'replace an existing config'),
-  ).action(async (opts) =>
-    withStore(opts.store, async (store) => {
-      const bgpOnly = ['as', 'encap', 'routeReflectors', 'gracefulRestart', 'bfd'].filter((name) => opts[name] !== undefined);
-      if (opts.backend !== 'bgp' && bgpOnly.length > 0) {
-        throw new Error(`--${bgpOnly[0]!.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} is for --backend bgp only`);
-      }
+  ).action(async (opts, command: Command) => {
+    // Before the store is opened: --vni and --port have defaults, so only what the user typed counts.
+    const inapplicable = inapplicableOption(opts.backend, (name) => command.getOptionValueSource(name) === 'cli');
+    if (inapplicable !== undefined) throw new Error(inapplicable);
+    return withStore(opts.store, async (store) => {
       const backend: BackendOptions =
         opts.backend === 'vxlan'
           ? { type: 'vxlan' as const, vni: opts.vni, port: opts.port, directRouting: Boolean(opts.directRouting) }
@@ -48,6 +73,6 @@ export function initCommand(program: Command): void {
         throw err;
       }
       process.stdout.write(`${configKey(opts.prefix)} = ${json}\n`);
-    }),
-  );
+    });
+  });
 }

@@ -157,20 +157,35 @@ function describe(route: BirdKernelRoute): string {
   return `${formatCidr(route.subnet)}>${route.gateway}`;
 }
 
+/** Runs `ip` with these arguments; rejects with the child's error (its `stderr` attached) when it fails. */
+export type IpCommand = (args: string[]) => Promise<{ stdout: string }>;
+
+const runIp: IpCommand = (args) => run('ip', args, { timeout: 10_000 });
+
+/** iproute2's answer for a table nobody ever created (encap none never creates the IP-in-IP table). */
+const NO_SUCH_TABLE = /FIB table does not exist/;
+
 /**
  * Deletes the `proto bird` routes inside `network` from the main table and from `ipipTable`: what BIRD leaves behind
- * with `persist` once the agent has stopped it. Returns how many were deleted; a route already gone is no error.
+ * with `persist` once the agent has stopped it. Returns how many were deleted; a route already gone, or a table that
+ * does not exist, is no error: there is nothing to delete.
  */
-export async function flushBirdRoutes(network: Cidr, ipipTable: number): Promise<number> {
+export async function flushBirdRoutes(network: Cidr, ipipTable: number, ip: IpCommand = runIp): Promise<number> {
   let deleted = 0;
   for (const table of ['main', String(ipipTable)]) {
-    const { stdout } = await run('ip', ['-json', 'route', 'show', 'table', table, 'root', formatCidr(network), 'proto', 'bird'], { timeout: 10_000 });
+    let stdout: string;
+    try {
+      ({ stdout } = await ip(['-json', 'route', 'show', 'table', table, 'root', formatCidr(network), 'proto', 'bird']));
+    } catch (err) {
+      if (NO_SUCH_TABLE.test(String((err as { stderr?: string }).stderr))) continue;
+      throw err;
+    }
     const rows = JSON.parse(stdout || '[]') as IpRouteJson[];
     for (const row of rows) {
       if (row.dst === undefined) continue;
       const args = ['route', 'del', ...(row.type && row.type !== 'unicast' ? [row.type] : []), row.dst, 'table', table, 'proto', 'bird'];
       try {
-        await run('ip', args, { timeout: 10_000 });
+        await ip(args);
         deleted++;
       } catch (err) {
         if (!/No such process/.test(String((err as { stderr?: string }).stderr))) throw err;

@@ -4,7 +4,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatBgpMetrics, formatBgpStatus } from '../../../src/control/bgp/bgp-metrics';
 import { type BgpStatus, hintFor } from '../../../src/control/bgp/bgp-node';
-import { parseBirdRoutes } from '../../../src/control/bgp/bird-routes';
+import { type IpCommand, flushBirdRoutes, parseBirdRoutes } from '../../../src/control/bgp/bird-routes';
 import { parseProtocols } from '../../../src/control/bgp/birdc';
 import { formatCidr, formatIPv4, parseCidr } from '../../../src/wire/address';
 
@@ -85,6 +85,44 @@ test('parseBirdRoutes: gateways by table, blackholes and routes outside the netw
   assert.equal(routes.main.map(show), ['10.60.2.0/24 via 192.0.2.12']);
   assert.equal(routes.ipip.map(show), ['10.60.3.0/24 via 198.51.100.13', '10.60.4.0/24 via 192.0.2.14']);
   assert.equal(parseBirdRoutes('', parseCidr('10.60.0.0/16'), 201), { main: [], ipip: [] });
+});
+
+/** `ip` as iproute2 6.1 answers: routes per table, and the error of a table nobody created. */
+function fakeIp(tables: Record<string, object[]>, calls: string[][]): IpCommand {
+  return async (args) => {
+    calls.push(args);
+    const table = args[args.indexOf('table') + 1]!;
+    if (args[0] === '-json') {
+      if (tables[table] === undefined) {
+        throw Object.assign(new Error(`Command failed: ip ${args.join(' ')}`), { stderr: 'Error: ipv4: FIB table does not exist.\nDump terminated\n' });
+      }
+      return { stdout: JSON.stringify(tables[table]) };
+    }
+    return { stdout: '' };
+  };
+}
+
+test('flushBirdRoutes: a table that does not exist (encap none never makes one) has nothing to delete', async () => {
+  const calls: string[][] = [];
+  const ip = fakeIp({ main: [{ dst: '10.60.2.0/24', gateway: '192.0.2.12' }, { type: 'blackhole', dst: '10.60.1.0/24' }] }, calls);
+  assert.is(await flushBirdRoutes(parseCidr('10.60.0.0/16'), 201, ip), 2);
+  assert.equal(calls.filter((a) => a[0] === 'route').map((a) => a.join(' ')), [
+    'route del 10.60.2.0/24 table main proto bird',
+    'route del blackhole 10.60.1.0/24 table main proto bird',
+  ]);
+  assert.is(await flushBirdRoutes(parseCidr('10.60.0.0/16'), 201, fakeIp({}, [])), 0);
+});
+
+test('flushBirdRoutes: other failures of `ip` still fail', async () => {
+  const ip: IpCommand = async () => {
+    throw Object.assign(new Error('Command failed: ip -json route show'), { stderr: 'RTNETLINK answers: Operation not permitted\n' });
+  };
+  try {
+    await flushBirdRoutes(parseCidr('10.60.0.0/16'), 201, ip);
+    assert.unreachable('should have thrown');
+  } catch (err) {
+    assert.match((err as Error).message, 'Command failed');
+  }
 });
 
 const STATUS: BgpStatus = {
