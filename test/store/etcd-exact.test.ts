@@ -291,7 +291,7 @@ test('without a progress notification the same episode does ask for a resync (th
     await etcd.compact((await store.list(quiet)).revision);
     assert.is(watch.resumeRevision, before, 'no progress: the resume point stayed');
     watch.dropStream();
-    await eventually('a resync', () => log.resyncs === 1, 10_000);
+    await eventually('a resync', () => log.resyncs === 1, 30_000);
     watch.close();
   } finally {
     await store.close();
