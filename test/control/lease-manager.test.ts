@@ -408,6 +408,32 @@ keep('a subnet taken by another node calls onLost and stops', () =>
   }),
 );
 
+for (const [what, strayKey, strayValue] of [
+  ['an unparseable value in a /25 inside it', (s: string) => s.replace(/\.0\/24$/, '.128-25'), 'garbage'],
+  ['a refused /16 covering it', () => '10.17.0.0-16', formatLeaseAttrs(vxlanAttrs('192.0.2.7', '66:00:00:00:00:07'))],
+  ['a duplicate of it under another key spelling', (s: string) => `dup/${s.replace('/', '-')}`, formatLeaseAttrs(vxlanAttrs('192.0.2.8', '66:00:00:00:00:08'))],
+] as const) {
+  keep(`our lease deleted while ${what} exists: re-created, not lost`, () =>
+    withStore(async (store, clock) => {
+      const m = manager(store, clock, { ttlSeconds: 100 });
+      const lease = await m.acquire(vxlanAttrs('192.0.2.1'));
+      const lost: Error[] = [];
+      const keeper = m.keep(lease, { onLost: (_l, err) => lost.push(err) });
+      try {
+        await settle();
+        const k = subnetKey(DEFAULT_PREFIX, lease.subnet);
+        await store.put(`${DEFAULT_PREFIX}/subnets/${strayKey(formatCidr(lease.subnet))}`, strayValue);
+        await store.delete(k);
+        await settle();
+        assert.is(lost.length, 0, lost[0]?.message);
+        assert.equal(await valueAt(store, k), lease.attrs, 're-created');
+      } finally {
+        keeper.stop();
+      }
+    }),
+  );
+}
+
 keep('after a failed renewal, retries every retrySeconds; a lease that expired meanwhile is re-created', () =>
   withStore(async (memory, clock) => {
     const store = new FlakyStore(memory);
