@@ -40,7 +40,7 @@ let revision = 100;
 /** A store entry as the watch would read it; each call is a later write (a higher revision). */
 function record(k: string, value: string | LeaseAttrs): LeaseRecord {
   const text = typeof value === 'string' ? value : formatLeaseAttrs(value);
-  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, hasTtl: false }, 0);
+  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, hasTtl: false }, 0, DEFAULT_PREFIX);
 }
 
 function show(events: LeaseEvent[]): string[] {
@@ -88,6 +88,23 @@ checks('each rule refuses with its reason; valid leases pass', () => {
     '10.17.12.0-24': 'VTEP MAC 66:00:00:00:00:01 is ours',
   });
   assert.match(reasons['10.17.3.0-24'], /^lease value is not valid JSON/);
+});
+
+checks('a duplicate under another spelling of the key is refused and takes part in no conflict, whatever its revision', () => {
+  const v = new LeaseValidator(recordingLogger(), CHECKS);
+  const dir = record(`${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, vxlan('192.0.2.66', '66:00:00:00:00:66'));
+  const zeros = record(`${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, vxlan('192.0.2.67', '66:00:00:00:00:13'));
+  const real = record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13')); // the newest write
+  assert.equal(v.snapshot([zeros, dir, real]).map((l) => formatCidr(l.subnet)), ['10.17.13.0/24']);
+  assert.equal(v.refused, [
+    { key: `${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+    { key: `${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+  ]);
+  assert.equal(v.put(record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13'))).length, 1, 'a rewrite of the winner keeps it');
+  assert.equal(v.delete(key('10.17.13.0/24')).map((e) => e.type), ['removed'], 'the duplicates do not take its place');
+  assert.is(v.leases.length, 0);
+  const dual = record(`${key('10.17.14.0/24')}&fc00::-64`, vxlan('192.0.2.25', '66:00:00:00:00:25'));
+  assert.equal(v.put(dual).map((e) => e.type), ['added'], "flannel's dual-stack key is canonical");
 });
 
 checks('a shorter lease covering an accepted one is refused as overlapping it', () => {
