@@ -37,7 +37,10 @@ export interface LeaseContext {
 /** One key under <prefix>/subnets/: a lease, or the reason it is not one. */
 export interface LeaseRecord {
   key: string;
-  /** The store revision of the value (modRevision): orders records deterministically when nothing else does. */
+  /**
+   * The key's create revision: orders conflicting leases, older first. Stable: a renewal or restart rewrites the key
+   * (a new modRevision) but keeps its creation, so precedence never flips to a younger duplicate.
+   */
   revision: number;
   /** The subnet the key names; absent when it names none or is not its canonical key (see recordFromKeyValue). */
   subnet?: Cidr;
@@ -69,19 +72,19 @@ export function isCanonicalSubnetKey(key: string, prefix: string, subnet: Cidr):
  */
 export function recordFromKeyValue(kv: KeyValue, now: number, prefix: string): LeaseRecord {
   const subnet = parseSubnetKey(kv.key);
-  if (!subnet) return { key: kv.key, revision: kv.modRevision, kv, error: 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)' };
+  if (!subnet) return { key: kv.key, revision: kv.createRevision, kv, error: 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)' };
   if (!isCanonicalSubnetKey(kv.key, prefix, subnet)) {
     const error = `not the canonical key of ${formatCidr(subnet)} (expected ${subnetKey(prefix, subnet)})`;
-    return { key: kv.key, revision: kv.modRevision, kv, error };
+    return { key: kv.key, revision: kv.createRevision, kv, error };
   }
   try {
     const attrs = parseLeaseAttrs(kv.value);
     const lease: Lease = { subnet, attrs };
     // Only get() knows the seconds left (a listing or a watch event says whether there is a TTL, not how long).
     if (kv.ttlSeconds !== undefined) lease.expiresAt = now + kv.ttlSeconds * 1000;
-    return { key: kv.key, revision: kv.modRevision, subnet, lease, kv };
+    return { key: kv.key, revision: kv.createRevision, subnet, lease, kv };
   } catch (err) {
-    return { key: kv.key, revision: kv.modRevision, subnet, kv, error: errorText(err) };
+    return { key: kv.key, revision: kv.createRevision, subnet, kv, error: errorText(err) };
   }
 }
 

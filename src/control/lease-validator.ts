@@ -154,7 +154,7 @@ export class LeaseValidator {
 
   // ---- internals ----------------------------------------------------------------------------------------
 
-  /** The right length first (a stray /25 never outranks the /24 it lies in), then older writes, then by key. */
+  /** The right length first (a stray /25 never outranks the /24 it lies in), then older keys (create revision), then by key. */
   private compare(a: LeaseRecord, b: LeaseRecord): number {
     const subnetLen = this.checks?.config.subnetLen;
     const fits = (r: LeaseRecord): number => (r.subnet?.prefixLength === subnetLen ? 0 : 1);

@@ -40,7 +40,7 @@ let revision = 100;
 /** A store entry as the watch would read it; each call is a later write (a higher revision). */
 function record(k: string, value: string | LeaseAttrs): LeaseRecord {
   const text = typeof value === 'string' ? value : formatLeaseAttrs(value);
-  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, hasTtl: false }, 0, DEFAULT_PREFIX);
+  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, createRevision: revision, hasTtl: false }, 0, DEFAULT_PREFIX);
 }
 
 function show(events: LeaseEvent[]): string[] {
@@ -248,6 +248,30 @@ tables('a stray lease listed at start (before B in key order) is refused and B i
       assertBReachable(f.t, 'after the stray lease was deleted');
     } finally {
       f.close();
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+tables('a VTEP MAC conflict stays with the older key after the winner is rewritten (renewed, restarted): every fresh listing agrees', async () => {
+  const store = new MemoryStore({ sweepIntervalMs: 0 });
+  try {
+    const winner = key('10.17.5.0/24');
+    await store.put(winner, formatLeaseAttrs(vxlan('192.0.2.15', '66:00:00:00:00:05')), { ttlSeconds: 600 });
+    await store.put(key('10.17.6.0/24'), formatLeaseAttrs(vxlan('192.0.2.16', '66:00:00:00:00:05')), { ttlSeconds: 600 });
+    const before = await follow(store);
+    before.close();
+    assert.equal(before.refused(), [`${key('10.17.6.0/24')} VTEP MAC 66:00:00:00:00:05 is already used by 10.17.5.0/24 of 192.0.2.15`]);
+    // The winner renews (a newer modRevision than the duplicate's); an agent that starts now must still pick it.
+    const kv = (await store.get(winner))!;
+    await store.put(winner, kv.value, { ttlSeconds: 600, ifModRevision: kv.modRevision });
+    const after = await follow(store);
+    try {
+      assert.equal(after.refused(), before.refused());
+      assert.is(after.t.fdb.get(parseMac('66:00:00:00:00:05')), parseIPv4('192.0.2.15'), 'the MAC still leads to the older key');
+    } finally {
+      after.close();
     }
   } finally {
     await store.close();
