@@ -649,6 +649,31 @@ function named(name: string, publicIp: string, mac = '66:00:00:00:00:01'): Lease
   return { ...vxlanAttrs(publicIp, mac), nodeName: name };
 }
 
+identity('a restart keeps the subnet of subnet.env when its lease is ours, though another lease (foreign PublicIP) names us', () =>
+  withStore(async (store, clock) => {
+    const rogue = named('node-a', '192.0.2.66', '66:00:00:00:00:66');
+    await store.put(key('10.17.1.0/24'), formatLeaseAttrs(rogue), { ttlSeconds: 600 });
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1')), { ttlSeconds: 600 });
+    const log = recordingLogger();
+    const lease = await manager(store, clock, { log }).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(lease.subnet), '10.17.9.0/24', 'where our pods live');
+    assert.equal(await valueAt(store, key('10.17.1.0/24')), rogue, 'the other lease is left alone');
+    const warning = log.records.find((r) => r.level === 'warn' && /more than one lease names our node/.test(r.msg));
+    assert.is(warning?.fields?.others, key('10.17.1.0/24'));
+
+    // An unnamed lease of our PublicIP at subnet.env's subnet (flanneld wrote it) is ours too, and comes first.
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(vxlanAttrs('192.0.2.1')), { ttlSeconds: 600 });
+    const again = await manager(store, clock).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(again.subnet), '10.17.9.0/24');
+
+    // Not ours there (another node's): the lease naming us elsewhere is ours, as before.
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-b', '192.0.2.2')), { ttlSeconds: 600 });
+    const elsewhere = await manager(store, clock).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(elsewhere.subnet), '10.17.1.0/24');
+    assert.equal(await valueAt(store, key('10.17.9.0/24')), named('node-b', '192.0.2.2'), "another node's lease is never taken");
+  }),
+);
+
 identity('a node back with a new public IP finds its lease by name and rewrites it in place (same key, compare-and-swap)', () =>
   withStore(async (store, clock) => {
     await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1', '66:00:00:00:00:0a')), { ttlSeconds: 600 });
