@@ -36,6 +36,8 @@ export interface LeaseChecks {
   config: NetworkConfig;
   /** Our lease's subnet: leases naming exactly it pass through (consumers skip them); overlapping ones are refused. */
   ownSubnet: Cidr;
+  /** Our node name (VxtunNodeName): another lease naming it is not ours and no other node's either; refused. */
+  ownNodeName?: string;
   /** Our VTEP MAC (vxlan): another lease carrying it is refused. */
   ownVtepMac?: Mac;
 }
@@ -126,6 +128,8 @@ export class LeaseValidator {
     if (checks === undefined) return undefined;
     const { subnet, attrs } = record.lease;
     if (cidrEquals(subnet, checks.ownSubnet)) return undefined;
+    // A second lease carrying our node name is a stray or forged write: acquire kept the other one (lease-acquire.ts).
+    if (checks.ownNodeName !== undefined && attrs.nodeName === checks.ownNodeName) return `names this node (${checks.ownNodeName}), whose lease is ${formatCidr(checks.ownSubnet)}`;
     const backend = checks.config.backend;
     if (attrs.backendType !== backend.type) return `backend type ${JSON.stringify(attrs.backendType)} is not ours (${JSON.stringify(backend.type)})`;
     const mac = attrs.backendData?.vtepMac;

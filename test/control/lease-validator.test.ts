@@ -107,6 +107,15 @@ checks('a duplicate under another spelling of the key is refused and takes part 
   assert.equal(v.put(dual).map((e) => e.type), ['added'], "flannel's dual-stack key is canonical");
 });
 
+checks('a lease naming our node at another subnet is refused; without our name in the checks it is a lease like any other', () => {
+  const forged = () => record(key('10.17.4.0/24'), { ...vxlan('192.0.2.66', '66:00:00:00:00:66'), nodeName: 'node-a' });
+  const v = new LeaseValidator(recordingLogger(), { ...CHECKS, ownNodeName: 'node-a' });
+  const ours = record(key('10.17.1.0/24'), { ...vxlan('192.0.2.11', '66:00:00:00:00:01'), nodeName: 'node-a' });
+  assert.equal(v.snapshot([forged(), ours, B()]).map((l) => formatCidr(l.subnet)).sort(), ['10.17.1.0/24', '10.17.2.0/24']);
+  assert.equal(v.refused, [{ key: key('10.17.4.0/24'), reason: 'names this node (node-a), whose lease is 10.17.1.0/24' }]);
+  assert.equal(new LeaseValidator(recordingLogger(), CHECKS).snapshot([forged()]).length, 1);
+});
+
 checks('a shorter lease covering an accepted one is refused as overlapping it', () => {
   const v = new LeaseValidator(recordingLogger(), CHECKS);
   v.snapshot([B()]);
