@@ -90,32 +90,6 @@ checks('each rule refuses with its reason; valid leases pass', () => {
   assert.match(reasons['10.17.3.0-24'], /^lease value is not valid JSON/);
 });
 
-checks('a duplicate under another spelling of the key is refused and takes part in no conflict, whatever its revision', () => {
-  const v = new LeaseValidator(recordingLogger(), CHECKS);
-  const dir = record(`${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, vxlan('192.0.2.66', '66:00:00:00:00:66'));
-  const zeros = record(`${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, vxlan('192.0.2.67', '66:00:00:00:00:13'));
-  const real = record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13')); // the newest write
-  assert.equal(v.snapshot([zeros, dir, real]).map((l) => formatCidr(l.subnet)), ['10.17.13.0/24']);
-  assert.equal(v.refused, [
-    { key: `${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
-    { key: `${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
-  ]);
-  assert.equal(v.put(record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13'))).length, 1, 'a rewrite of the winner keeps it');
-  assert.equal(v.delete(key('10.17.13.0/24')).map((e) => e.type), ['removed'], 'the duplicates do not take its place');
-  assert.is(v.leases.length, 0);
-  const dual = record(`${key('10.17.14.0/24')}&fc00::-64`, vxlan('192.0.2.25', '66:00:00:00:00:25'));
-  assert.equal(v.put(dual).map((e) => e.type), ['added'], "flannel's dual-stack key is canonical");
-});
-
-checks('a lease naming our node at another subnet is refused; without our name in the checks it is a lease like any other', () => {
-  const forged = () => record(key('10.17.4.0/24'), { ...vxlan('192.0.2.66', '66:00:00:00:00:66'), nodeName: 'node-a' });
-  const v = new LeaseValidator(recordingLogger(), { ...CHECKS, ownNodeName: 'node-a' });
-  const ours = record(key('10.17.1.0/24'), { ...vxlan('192.0.2.11', '66:00:00:00:00:01'), nodeName: 'node-a' });
-  assert.equal(v.snapshot([forged(), ours, B()]).map((l) => formatCidr(l.subnet)).sort(), ['10.17.1.0/24', '10.17.2.0/24']);
-  assert.equal(v.refused, [{ key: key('10.17.4.0/24'), reason: 'names this node (node-a), whose lease is 10.17.1.0/24' }]);
-  assert.equal(new LeaseValidator(recordingLogger(), CHECKS).snapshot([forged()]).length, 1);
-});
-
 checks('a shorter lease covering an accepted one is refused as overlapping it', () => {
   const v = new LeaseValidator(recordingLogger(), CHECKS);
   v.snapshot([B()]);
@@ -186,6 +160,32 @@ checks('without checks only what does not parse is refused (the watch for tools,
   const accepted = v.snapshot([B(), STRAY(), record(key('10.17.3.0/24'), 'garbage')]);
   assert.is(accepted.length, 2);
   assert.equal(v.refused.map((r) => r.key), [key('10.17.3.0/24')]);
+});
+
+checks('a duplicate under another spelling of the key is refused and takes part in no conflict, whatever its revision', () => {
+  const v = new LeaseValidator(recordingLogger(), CHECKS);
+  const dir = record(`${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, vxlan('192.0.2.66', '66:00:00:00:00:66'));
+  const zeros = record(`${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, vxlan('192.0.2.67', '66:00:00:00:00:13'));
+  const real = record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13')); // the newest write
+  assert.equal(v.snapshot([zeros, dir, real]).map((l) => formatCidr(l.subnet)), ['10.17.13.0/24']);
+  assert.equal(v.refused, [
+    { key: `${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+    { key: `${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+  ]);
+  assert.equal(v.put(record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13'))).length, 1, 'a rewrite of the winner keeps it');
+  assert.equal(v.delete(key('10.17.13.0/24')).map((e) => e.type), ['removed'], 'the duplicates do not take its place');
+  assert.is(v.leases.length, 0);
+  const dual = record(`${key('10.17.14.0/24')}&fc00::-64`, vxlan('192.0.2.25', '66:00:00:00:00:25'));
+  assert.equal(v.put(dual).map((e) => e.type), ['added'], "flannel's dual-stack key is canonical");
+});
+
+checks('a lease naming our node at another subnet is refused; without our name in the checks it is a lease like any other', () => {
+  const forged = () => record(key('10.17.4.0/24'), { ...vxlan('192.0.2.66', '66:00:00:00:00:66'), nodeName: 'node-a' });
+  const v = new LeaseValidator(recordingLogger(), { ...CHECKS, ownNodeName: 'node-a' });
+  const ours = record(key('10.17.1.0/24'), { ...vxlan('192.0.2.11', '66:00:00:00:00:01'), nodeName: 'node-a' });
+  assert.equal(v.snapshot([forged(), ours, B()]).map((l) => formatCidr(l.subnet)).sort(), ['10.17.1.0/24', '10.17.2.0/24']);
+  assert.equal(v.refused, [{ key: key('10.17.4.0/24'), reason: 'names this node (node-a), whose lease is 10.17.1.0/24' }]);
+  assert.equal(new LeaseValidator(recordingLogger(), CHECKS).snapshot([forged()]).length, 1);
 });
 
 checks.run();
