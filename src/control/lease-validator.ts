@@ -7,7 +7,7 @@
 // when it expired, take them away. flannel relies on its own writers for this; a shared store needs a gate.
 //
 // Checks, in order (the first that fails is the reason):
-//   1. key and value parse (lease.ts; flannel's subnet key pattern and LeaseAttrs)
+//   1. key and value parse (lease.ts; flannel's subnet key pattern, in its canonical spelling, and LeaseAttrs)
 //   2. BackendType is ours (flannel: "Leases of another BackendType are ignored by a backend")
 //   3. vxlan: the VNI, when the lease names one, is ours (our check: flannel does not compare VNIs, and flannel
 //      before the VNI field wrote only {"VtepMAC":...}, so an absent VNI passes); a VtepMAC is present
