@@ -339,7 +339,7 @@ export class Agent {
         if (connected) log.info('store reachable again: catching up with lease changes', { store: this.store.url });
         else log.warn('store unreachable: forwarding goes on with the last known tables', { store: this.store.url, error: error?.message });
       },
-    }, { checks });
+    }, { checks: { ...checks, ownNodeName: this.lease.attrs.nodeName } }); // a lease naming us elsewhere is refused
     this.keeper = leases.keep(this.lease, {
       onRenewed: (renewed) => {
         this.lease = renewed;

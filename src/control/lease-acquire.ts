@@ -1,5 +1,7 @@
 // Acquiring this node's lease, in flannel's order (pkg/subnet/etcd/local_manager.go tryAcquireLease), with the node's
 // name put ahead of its address:
+//   0. the lease at the subnet in subnet.env, when it is ours (names our node, or names none and carries our PublicIP):
+//      our pods hold addresses of that subnet, so another lease naming us (a stray or hostile write) never moves us
 //   1. the lease that names our node (VxtunNodeName), even when its PublicIP is an old address of ours: rewritten in
 //      place with compare-and-swap, so a node whose address changed keeps its subnet and VTEP MAC (flannel#760)
 //   2. a lease that names no node and carries our PublicIP (one flanneld or an older vxtun wrote for us)
@@ -7,7 +9,7 @@
 //   4. a uniformly random free subnet between SubnetMin and SubnetMax
 // A key whose value does not parse still takes its subnet: it may be a node we cannot read, never a free subnet.
 // Another node's lease is never taken: a node whose lease expired and was given to another gets a new subnet.
-import { type Cidr, cidrContains, formatCidr, formatIPv4 } from '../wire/address';
+import { type Cidr, cidrContains, cidrEquals, formatCidr, formatIPv4 } from '../wire/address';
 import { type Lease, type LeaseAttrs, formatLeaseAttrs, subnetKey, subnetsOverlap, subnetsPrefix } from './lease';
 import { type LeaseContext, type LeaseRecord, listLeaseRecords } from './lease-store';
 import type { NetworkConfig } from './network-config';
@@ -54,14 +56,37 @@ export async function acquireLease(ctx: LeaseContext, config: NetworkConfig, att
   );
 }
 
-/** Our lease among the records: by node name first, then by PublicIP among leases that name no node. */
-export function findOwnLease(records: LeaseRecord[], attrs: LeaseAttrs): { record: LeaseRecord; by: 'node name' | 'public IP' } | undefined {
-  if (attrs.nodeName !== undefined) {
-    const named = records.find((r) => r.lease?.attrs.nodeName === attrs.nodeName);
+type OwnedBy = 'node name' | 'public IP';
+
+/** Why a lease is ours: it names our node, or it names none and carries our PublicIP (flannel's rule). */
+function ownedBy(lease: Lease, attrs: LeaseAttrs): OwnedBy | undefined {
+  if (attrs.nodeName !== undefined && lease.attrs.nodeName === attrs.nodeName) return 'node name';
+  if (lease.attrs.nodeName === undefined && lease.attrs.publicIp === attrs.publicIp) return 'public IP';
+  return undefined;
+}
+
+/**
+ * Our lease among the records: the one at `previousSubnet` (subnet.env) when it is ours, else by node name, then by
+ * PublicIP among leases that name no node. `alsoNamingUs` lists the other leases that carry our node name.
+ */
+export function findOwnLease(
+  records: LeaseRecord[],
+  attrs: LeaseAttrs,
+  previousSubnet?: Cidr,
+): { record: LeaseRecord; by: OwnedBy; alsoNamingUs: LeaseRecord[] } | undefined {
+  const naming = (r: LeaseRecord): boolean => attrs.nodeName !== undefined && r.lease?.attrs.nodeName === attrs.nodeName;
+  const found = ((): { record: LeaseRecord; by: OwnedBy } | undefined => {
+    if (previousSubnet !== undefined) {
+      const atPrevious = records.find((r) => r.lease !== undefined && cidrEquals(r.lease.subnet, previousSubnet));
+      const by = atPrevious && ownedBy(atPrevious.lease!, attrs);
+      if (by) return { record: atPrevious!, by };
+    }
+    const named = records.find(naming);
     if (named) return { record: named, by: 'node name' };
-  }
-  const byIp = records.find((r) => r.lease !== undefined && r.lease.attrs.nodeName === undefined && r.lease.attrs.publicIp === attrs.publicIp);
-  return byIp && { record: byIp, by: 'public IP' };
+    const byIp = records.find((r) => r.lease !== undefined && ownedBy(r.lease, attrs) === 'public IP');
+    return byIp && { record: byIp, by: 'public IP' };
+  })();
+  return found && { ...found, alsoNamingUs: records.filter((r) => r !== found.record && naming(r)) };
 }
 
 async function tryAcquire(
@@ -72,9 +97,16 @@ async function tryAcquire(
   records: LeaseRecord[],
 ): Promise<Lease | undefined> {
   const publicIp = formatIPv4(attrs.publicIp);
-  const own = findOwnLease(records, attrs);
+  const own = findOwnLease(records, attrs, previousSubnet);
   if (own) {
     const { record, by } = own;
+    if (own.alsoNamingUs.length > 0) {
+      ctx.log.warn('more than one lease names our node; keeping ours, the others are not ours (a stray or forged write?)', {
+        subnet: formatCidr(record.lease!.subnet),
+        node: attrs.nodeName,
+        others: own.alsoNamingUs.map((r) => r.key).join(' '),
+      });
+    }
     const old = record.lease!;
     const subnet = old.subnet;
     if (subnetFitsConfig(config, subnet) && record.key === subnetKey(ctx.prefix, subnet)) {

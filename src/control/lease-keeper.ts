@@ -1,11 +1,11 @@
 // Keeping this node's lease alive (flannel's RenewLease and the lease loop in pkg/subnet/watch.go / main.go): renewed
-// renewMarginSeconds before expiry, retried every retrySeconds after an error, re-created at once when deleted while
-// its subnet is still free, and given up (onLost) when another node holds the subnet.
+// renewMarginSeconds before expiry, retried every retrySeconds after an error, re-created at once when its key is
+// absent (deleted, expired), and given up (onLost) only when our own key holds another node's valid lease.
 import type { Watch } from '../store/store';
 import { formatCidr, formatIPv4 } from '../wire/address';
-import { type Lease, formatLeaseAttrs, isHeldBy, parseLeaseAttrs, subnetKey, subnetsOverlap } from './lease';
+import { type Lease, formatLeaseAttrs, isHeldBy, parseLeaseAttrs, subnetKey } from './lease';
 import { expiry } from './lease-acquire';
-import { type LeaseContext, errorText, listLeaseRecords } from './lease-store';
+import { type LeaseContext, errorText } from './lease-store';
 
 /** Our subnet is held by someone else now; renewing cannot get it back. */
 export class LeaseLostError extends Error {
@@ -39,8 +39,9 @@ function holderText(nodeName: string | undefined, publicIp: number): string {
 
 /**
  * Writes the lease again with a fresh TTL. A lease that vanished (deleted, or expired during an outage) is re-created
- * when its subnet is still free; one another node holds now (isHeldBy: another node name, or our name at another
- * address, i.e. a second process using our name) throws LeaseLostError.
+ * at once, if still absent (a node that wrote the key first wins: the next attempt reads its value). Only our own key
+ * decides; a valid lease of another node there (isHeldBy: another node name, or our name at another address, i.e. a
+ * second process using our name) throws LeaseLostError.
  */
 export async function renewLease(ctx: LeaseContext, lease: Lease): Promise<Lease> {
   const key = subnetKey(ctx.prefix, lease.subnet);
@@ -49,12 +50,9 @@ export async function renewLease(ctx: LeaseContext, lease: Lease): Promise<Lease
   for (let attempt = 1; attempt <= CAS_RETRIES; attempt++) {
     const kv = await ctx.store.get(key);
     if (!kv) {
-      const { records } = await listLeaseRecords(ctx);
-      const holder = records.find((r) => r.subnet !== undefined && subnetsOverlap(r.subnet, lease.subnet));
-      if (holder) {
-        const who = holder.lease ? `leased to ${holderText(holder.lease.attrs.nodeName, holder.lease.attrs.publicIp)}` : `held by ${holder.key}, whose value we cannot read,`;
-        throw new LeaseLostError(`lease ${subnet} was lost: ${formatCidr(holder.subnet!)} is ${who} now`);
-      }
+      // Only our own key decides: other keys overlapping our subnet (a stray /25, a refused /16, an unreadable value,
+      // a duplicate under another spelling) are refused by every validator and hold nothing; flannel's registry
+      // likewise re-creates the key (create-if-absent) on renew. A node that takes the subnet writes this very key.
       if (!(await ctx.store.put(key, value, { ttlSeconds: ctx.ttlSeconds, ifAbsent: true }))) continue;
       ctx.log.warn('our lease had vanished from the store; re-created it', { subnet });
       return { ...lease, expiresAt: expiry(ctx, ctx.ttlSeconds) };

@@ -2,8 +2,8 @@
 // reading of <prefix>/subnets/ into records that keep what could not be parsed (a key naming no subnet, a value that
 // is not a lease), because such a key still takes its subnet and still deserves a word in `vxtun status`.
 import type { KeyValue, Store } from '../store/store';
-import type { Cidr } from '../wire/address';
-import { Lease, parseLeaseAttrs, parseSubnetKey, subnetsPrefix } from './lease';
+import { type Cidr, formatCidr } from '../wire/address';
+import { Lease, parseLeaseAttrs, parseSubnetKey, subnetKey, subnetsPrefix } from './lease';
 import type { Logger } from './log';
 
 export interface Timers {
@@ -37,9 +37,12 @@ export interface LeaseContext {
 /** One key under <prefix>/subnets/: a lease, or the reason it is not one. */
 export interface LeaseRecord {
   key: string;
-  /** The store revision of the value (modRevision): orders records deterministically when nothing else does. */
+  /**
+   * The key's create revision: orders conflicting leases, older first. Stable: a renewal or restart rewrites the key
+   * (a new modRevision) but keeps its creation, so precedence never flips to a younger duplicate.
+   */
   revision: number;
-  /** The subnet the key names; absent when it names none. */
+  /** The subnet the key names; absent when it names none or is not its canonical key (see recordFromKeyValue). */
   subnet?: Cidr;
   /** Present when key and value both parse. */
   lease?: Lease;
@@ -53,18 +56,35 @@ export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Reads one store entry; never throws (what does not parse is described in `error`). */
-export function recordFromKeyValue(kv: KeyValue, now: number): LeaseRecord {
+/**
+ * Whether `key` is flannel's own spelling of the subnet's key: exactly subnetKey(prefix, subnet), directly under
+ * <prefix>/subnets/, optionally followed by flannel's dual-stack "&<ipv6>-<len>". parseSubnetKey alone also reads
+ * ".../subnets/dup/10.17.13.0-24" and "010.017.013.000-24": such duplicates would compete with the real key.
+ */
+export function isCanonicalSubnetKey(key: string, prefix: string, subnet: Cidr): boolean {
+  const canonical = subnetKey(prefix, subnet);
+  return key === canonical || (key.startsWith(canonical) && key[canonical.length] === '&');
+}
+
+/**
+ * Reads one store entry; never throws (what does not parse is described in `error`). A key that names a subnet in
+ * another spelling than the canonical one is not a lease and takes no subnet: it never competes with the real key.
+ */
+export function recordFromKeyValue(kv: KeyValue, now: number, prefix: string): LeaseRecord {
   const subnet = parseSubnetKey(kv.key);
-  if (!subnet) return { key: kv.key, revision: kv.modRevision, kv, error: 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)' };
+  if (!subnet) return { key: kv.key, revision: kv.createRevision, kv, error: 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)' };
+  if (!isCanonicalSubnetKey(kv.key, prefix, subnet)) {
+    const error = `not the canonical key of ${formatCidr(subnet)} (expected ${subnetKey(prefix, subnet)})`;
+    return { key: kv.key, revision: kv.createRevision, kv, error };
+  }
   try {
     const attrs = parseLeaseAttrs(kv.value);
     const lease: Lease = { subnet, attrs };
     // Only get() knows the seconds left (a listing or a watch event says whether there is a TTL, not how long).
     if (kv.ttlSeconds !== undefined) lease.expiresAt = now + kv.ttlSeconds * 1000;
-    return { key: kv.key, revision: kv.modRevision, subnet, lease, kv };
+    return { key: kv.key, revision: kv.createRevision, subnet, lease, kv };
   } catch (err) {
-    return { key: kv.key, revision: kv.modRevision, subnet, kv, error: errorText(err) };
+    return { key: kv.key, revision: kv.createRevision, subnet, kv, error: errorText(err) };
   }
 }
 
@@ -72,5 +92,5 @@ export function recordFromKeyValue(kv: KeyValue, now: number): LeaseRecord {
 export async function listLeaseRecords(ctx: LeaseContext): Promise<{ records: LeaseRecord[]; revision: number }> {
   const { kvs, revision } = await ctx.store.list(subnetsPrefix(ctx.prefix));
   const now = ctx.now();
-  return { records: kvs.map((kv) => recordFromKeyValue(kv, now)), revision };
+  return { records: kvs.map((kv) => recordFromKeyValue(kv, now, ctx.prefix)), revision };
 }

@@ -7,7 +7,7 @@
 // when it expired, take them away. flannel relies on its own writers for this; a shared store needs a gate.
 //
 // Checks, in order (the first that fails is the reason):
-//   1. key and value parse (lease.ts; flannel's subnet key pattern and LeaseAttrs)
+//   1. key and value parse (lease.ts; flannel's subnet key pattern, in its canonical spelling, and LeaseAttrs)
 //   2. BackendType is ours (flannel: "Leases of another BackendType are ignored by a backend")
 //   3. the PublicIP can be a node's underlay address (not loopback, multicast, 0.0.0.0/8 or 240.0.0.0/4: VXLAN to them
 //      loops back into this host, goes out as multicast or nowhere; special-addresses.ts) and is not this node's own
@@ -40,6 +40,8 @@ export interface LeaseChecks {
   config: NetworkConfig;
   /** Our lease's subnet: leases naming exactly it pass through (consumers skip them); overlapping ones are refused. */
   ownSubnet: Cidr;
+  /** Our node name (VxtunNodeName): another lease naming it is not ours and no other node's either; refused. */
+  ownNodeName?: string;
   /** Our VTEP MAC (vxlan): another lease carrying it is refused. */
   ownVtepMac?: Mac;
   /** Our underlay address: another lease naming it is refused. */
@@ -132,6 +134,8 @@ export class LeaseValidator {
     if (checks === undefined) return undefined;
     const { subnet, attrs } = record.lease;
     if (cidrEquals(subnet, checks.ownSubnet)) return undefined;
+    // A second lease carrying our node name is a stray or forged write: acquire kept the other one (lease-acquire.ts).
+    if (checks.ownNodeName !== undefined && attrs.nodeName === checks.ownNodeName) return `names this node (${checks.ownNodeName}), whose lease is ${formatCidr(checks.ownSubnet)}`;
     const backend = checks.config.backend;
     if (attrs.backendType !== backend.type) return `backend type ${JSON.stringify(attrs.backendType)} is not ours (${JSON.stringify(backend.type)})`;
     const unusable = unusableUnderlayAddress(attrs.publicIp);
@@ -163,7 +167,7 @@ export class LeaseValidator {
 
   // ---- internals ----------------------------------------------------------------------------------------
 
-  /** The right length first (a stray /25 never outranks the /24 it lies in), then older writes, then by key. */
+  /** The right length first (a stray /25 never outranks the /24 it lies in), then older keys (create revision), then by key. */
   private compare(a: LeaseRecord, b: LeaseRecord): number {
     const subnetLen = this.checks?.config.subnetLen;
     const fits = (r: LeaseRecord): number => (r.subnet?.prefixLength === subnetLen ? 0 : 1);

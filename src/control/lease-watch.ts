@@ -55,7 +55,7 @@ export async function watchLeases(ctx: LeaseContext, handlers: LeaseWatchHandler
         const out: LeaseEvent[] = [];
         const now = ctx.now();
         for (const event of events) {
-          out.push(...(event.type === 'put' ? validator.put(recordFromKeyValue(event.kv, now)) : validator.delete(event.key)));
+          out.push(...(event.type === 'put' ? validator.put(recordFromKeyValue(event.kv, now, ctx.prefix)) : validator.delete(event.key)));
         }
         if (out.length > 0) deliver('events', () => handlers.onEvents(out));
       },

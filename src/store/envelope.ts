@@ -1,10 +1,12 @@
 // The embedded store's on-disk format: one JSON envelope per key file, its file name, and how a damaged file is told
 // apart from a missing one.
 //
-//   keys/<encodeURIComponent(key)>.json   {key, value, modRevision, expiresAt?}       a live key
+//   keys/<encodeURIComponent(key)>.json   {key, value, modRevision, createRevision?, expiresAt?}  a live key
 //                                         {key, deleted: true, modRevision, deletedAt} a tombstone (see file-gc.ts)
 //
-// expiresAt and deletedAt are milliseconds since the epoch; modRevision is the store-wide revision of the write.
+// expiresAt and deletedAt are milliseconds since the epoch; modRevision is the store-wide revision of the write;
+// createRevision the one of the write that created the key (kept by rewrites; absent in files written before it
+// existed, read as modRevision).
 
 import { readFile } from 'node:fs/promises';
 import { StoreError } from './store';
@@ -13,6 +15,7 @@ export interface LiveEnvelope {
   readonly key: string;
   readonly value: string;
   readonly modRevision: number;
+  readonly createRevision?: number;
   readonly expiresAt?: number;
 }
 
@@ -70,9 +73,16 @@ export function parseEnvelope(text: string): Envelope | string {
   }
   if (typeof record.value !== 'string') return 'no "value" string';
   if (record.expiresAt !== undefined && typeof record.expiresAt !== 'number') return '"expiresAt" is not a number';
-  return record.expiresAt === undefined
-    ? { key: record.key, value: record.value, modRevision: record.modRevision as number }
-    : { key: record.key, value: record.value, modRevision: record.modRevision as number, expiresAt: record.expiresAt };
+  const createRevision = record.createRevision;
+  if (createRevision !== undefined && (!Number.isSafeInteger(createRevision) || (createRevision as number) <= 0 || (createRevision as number) > (record.modRevision as number))) {
+    return '"createRevision" is not a positive revision at most "modRevision"';
+  }
+  const live: LiveEnvelope = { key: record.key, value: record.value, modRevision: record.modRevision as number };
+  return {
+    ...live,
+    ...(createRevision === undefined ? {} : { createRevision: createRevision as number }),
+    ...(record.expiresAt === undefined ? {} : { expiresAt: record.expiresAt }),
+  };
 }
 
 /** A key file that does not hold a valid envelope (written by hand, truncated by a full disk). */

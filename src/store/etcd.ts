@@ -421,6 +421,7 @@ function toKeyValue(kv: IKeyValue): KeyValue {
     key: kv.key.toString(),
     value: kv.value.toString(),
     modRevision: Number(kv.mod_revision),
+    createRevision: Number(kv.create_revision),
     hasTtl: kv.lease !== undefined && kv.lease !== '' && kv.lease !== '0',
   };
 }

@@ -110,10 +110,12 @@ export class FileStore implements Store, FileWatchSource, GarbageSource {
       // An absent key has modRevision 0, as in etcd: ifModRevision 0 means "only if absent".
       if (options.ifModRevision !== undefined && (live?.modRevision ?? 0) !== options.ifModRevision) return false;
       const modRevision = (await this.readRevision()) + 1;
+      // A rewrite keeps the key's creation; a key that was absent, deleted or expired is created anew.
+      const createRevision = live ? (live.createRevision ?? live.modRevision) : modRevision;
       const envelope: LiveEnvelope =
         options.ttlSeconds === undefined
-          ? { key, value, modRevision }
-          : { key, value, modRevision, expiresAt: this.now() + options.ttlSeconds * 1000 };
+          ? { key, value, modRevision, createRevision }
+          : { key, value, modRevision, createRevision, expiresAt: this.now() + options.ttlSeconds * 1000 };
       await this.commit(envelope);
       return true;
     });
@@ -232,7 +234,7 @@ export class FileStore implements Store, FileWatchSource, GarbageSource {
   /** @internal With `withTtlLeft` (get only, as in every store) the seconds left of a key with a TTL. */
   toKeyValue(envelope: LiveEnvelope, withTtlLeft = false): KeyValue {
     const { key, value, modRevision, expiresAt } = envelope;
-    const kv = { key, value, modRevision, hasTtl: expiresAt !== undefined };
+    const kv = { key, value, modRevision, createRevision: envelope.createRevision ?? modRevision, hasTtl: expiresAt !== undefined };
     if (!withTtlLeft || expiresAt === undefined) return kv;
     return { ...kv, ttlSeconds: ttlSecondsLeft(expiresAt, this.now()) };
   }

@@ -26,6 +26,7 @@ export interface MemoryStoreOptions {
 interface Entry {
   value: string;
   modRevision: number;
+  createRevision: number;
   expiresAt?: number;
 }
 
@@ -78,7 +79,7 @@ export class MemoryStore implements Store {
     // An absent key has modRevision 0, as in etcd: ifModRevision 0 means "only if absent".
     if (options.ifModRevision !== undefined && (existing?.modRevision ?? 0) !== options.ifModRevision) return false;
     const revision = ++this.currentRevision;
-    const entry: Entry = { value, modRevision: revision };
+    const entry: Entry = { value, modRevision: revision, createRevision: existing?.createRevision ?? revision };
     if (options.ttlSeconds !== undefined) entry.expiresAt = this.now() + options.ttlSeconds * 1000;
     this.entries.set(key, entry);
     this.record({ type: 'put', kv: this.toKeyValue(key, entry) });
@@ -168,7 +169,7 @@ export class MemoryStore implements Store {
 
   /** With `withTtlLeft` (get only, as in every store) the seconds left of a key with a TTL. */
   private toKeyValue(key: string, entry: Entry, withTtlLeft = false): KeyValue {
-    const kv = { key, value: entry.value, modRevision: entry.modRevision, hasTtl: entry.expiresAt !== undefined };
+    const kv = { key, value: entry.value, modRevision: entry.modRevision, createRevision: entry.createRevision, hasTtl: entry.expiresAt !== undefined };
     if (!withTtlLeft || entry.expiresAt === undefined) return kv;
     return { ...kv, ttlSeconds: ttlSecondsLeft(entry.expiresAt, this.now()) };
   }

@@ -6,6 +6,11 @@ export interface KeyValue {
   readonly value: string;
   /** Revision at which this value was written (store-wide, monotonically increasing). */
   readonly modRevision: number;
+  /**
+   * Revision at which the key was created (etcd's create_revision): kept by every rewrite, new only after the key was
+   * deleted or expired. What a stable "older lease first" is decided by; modRevision moves with each renewal.
+   */
+  readonly createRevision: number;
   /** The key expires unless written again (it was put with ttlSeconds; in etcd: it is attached to a lease). */
   readonly hasTtl: boolean;
   /**

@@ -408,6 +408,32 @@ keep('a subnet taken by another node calls onLost and stops', () =>
   }),
 );
 
+for (const [what, strayKey, strayValue] of [
+  ['an unparseable value in a /25 inside it', (s: string) => s.replace(/\.0\/24$/, '.128-25'), 'garbage'],
+  ['a refused /16 covering it', () => '10.17.0.0-16', formatLeaseAttrs(vxlanAttrs('192.0.2.7', '66:00:00:00:00:07'))],
+  ['a duplicate of it under another key spelling', (s: string) => `dup/${s.replace('/', '-')}`, formatLeaseAttrs(vxlanAttrs('192.0.2.8', '66:00:00:00:00:08'))],
+] as const) {
+  keep(`our lease deleted while ${what} exists: re-created, not lost`, () =>
+    withStore(async (store, clock) => {
+      const m = manager(store, clock, { ttlSeconds: 100 });
+      const lease = await m.acquire(vxlanAttrs('192.0.2.1'));
+      const lost: Error[] = [];
+      const keeper = m.keep(lease, { onLost: (_l, err) => lost.push(err) });
+      try {
+        await settle();
+        const k = subnetKey(DEFAULT_PREFIX, lease.subnet);
+        await store.put(`${DEFAULT_PREFIX}/subnets/${strayKey(formatCidr(lease.subnet))}`, strayValue);
+        await store.delete(k);
+        await settle();
+        assert.is(lost.length, 0, lost[0]?.message);
+        assert.equal(await valueAt(store, k), lease.attrs, 're-created');
+      } finally {
+        keeper.stop();
+      }
+    }),
+  );
+}
+
 keep('after a failed renewal, retries every retrySeconds; a lease that expired meanwhile is re-created', () =>
   withStore(async (memory, clock) => {
     const store = new FlakyStore(memory);
@@ -622,6 +648,31 @@ const identity = suite('control: lease manager node identity');
 function named(name: string, publicIp: string, mac = '66:00:00:00:00:01'): LeaseAttrs {
   return { ...vxlanAttrs(publicIp, mac), nodeName: name };
 }
+
+identity('a restart keeps the subnet of subnet.env when its lease is ours, though another lease (foreign PublicIP) names us', () =>
+  withStore(async (store, clock) => {
+    const rogue = named('node-a', '192.0.2.66', '66:00:00:00:00:66');
+    await store.put(key('10.17.1.0/24'), formatLeaseAttrs(rogue), { ttlSeconds: 600 });
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-a', '192.0.2.1')), { ttlSeconds: 600 });
+    const log = recordingLogger();
+    const lease = await manager(store, clock, { log }).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(lease.subnet), '10.17.9.0/24', 'where our pods live');
+    assert.equal(await valueAt(store, key('10.17.1.0/24')), rogue, 'the other lease is left alone');
+    const warning = log.records.find((r) => r.level === 'warn' && /more than one lease names our node/.test(r.msg));
+    assert.is(warning?.fields?.others, key('10.17.1.0/24'));
+
+    // An unnamed lease of our PublicIP at subnet.env's subnet (flanneld wrote it) is ours too, and comes first.
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(vxlanAttrs('192.0.2.1')), { ttlSeconds: 600 });
+    const again = await manager(store, clock).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(again.subnet), '10.17.9.0/24');
+
+    // Not ours there (another node's): the lease naming us elsewhere is ours, as before.
+    await store.put(key('10.17.9.0/24'), formatLeaseAttrs(named('node-b', '192.0.2.2')), { ttlSeconds: 600 });
+    const elsewhere = await manager(store, clock).acquire(named('node-a', '192.0.2.1'), { previousSubnet: parseCidr('10.17.9.0/24') });
+    assert.is(formatCidr(elsewhere.subnet), '10.17.1.0/24');
+    assert.equal(await valueAt(store, key('10.17.9.0/24')), named('node-b', '192.0.2.2'), "another node's lease is never taken");
+  }),
+);
 
 identity('a node back with a new public IP finds its lease by name and rewrites it in place (same key, compare-and-swap)', () =>
   withStore(async (store, clock) => {

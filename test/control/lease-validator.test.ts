@@ -40,7 +40,7 @@ let revision = 100;
 /** A store entry as the watch would read it; each call is a later write (a higher revision). */
 function record(k: string, value: string | LeaseAttrs): LeaseRecord {
   const text = typeof value === 'string' ? value : formatLeaseAttrs(value);
-  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, hasTtl: false }, 0);
+  return recordFromKeyValue({ key: k, value: text, modRevision: ++revision, createRevision: revision, hasTtl: false }, 0, DEFAULT_PREFIX);
 }
 
 function show(events: LeaseEvent[]): string[] {
@@ -198,6 +198,32 @@ checks('without checks only what does not parse is refused (the watch for tools,
   assert.equal(v.refused.map((r) => r.key), [key('10.17.3.0/24')]);
 });
 
+checks('a duplicate under another spelling of the key is refused and takes part in no conflict, whatever its revision', () => {
+  const v = new LeaseValidator(recordingLogger(), CHECKS);
+  const dir = record(`${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, vxlan('192.0.2.66', '66:00:00:00:00:66'));
+  const zeros = record(`${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, vxlan('192.0.2.67', '66:00:00:00:00:13'));
+  const real = record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13')); // the newest write
+  assert.equal(v.snapshot([zeros, dir, real]).map((l) => formatCidr(l.subnet)), ['10.17.13.0/24']);
+  assert.equal(v.refused, [
+    { key: `${DEFAULT_PREFIX}/subnets/010.017.013.000-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+    { key: `${DEFAULT_PREFIX}/subnets/dup/10.17.13.0-24`, reason: `not the canonical key of 10.17.13.0/24 (expected ${key('10.17.13.0/24')})` },
+  ]);
+  assert.equal(v.put(record(key('10.17.13.0/24'), vxlan('192.0.2.24', '66:00:00:00:00:13'))).length, 1, 'a rewrite of the winner keeps it');
+  assert.equal(v.delete(key('10.17.13.0/24')).map((e) => e.type), ['removed'], 'the duplicates do not take its place');
+  assert.is(v.leases.length, 0);
+  const dual = record(`${key('10.17.14.0/24')}&fc00::-64`, vxlan('192.0.2.25', '66:00:00:00:00:25'));
+  assert.equal(v.put(dual).map((e) => e.type), ['added'], "flannel's dual-stack key is canonical");
+});
+
+checks('a lease naming our node at another subnet is refused; without our name in the checks it is a lease like any other', () => {
+  const forged = () => record(key('10.17.4.0/24'), { ...vxlan('192.0.2.66', '66:00:00:00:00:66'), nodeName: 'node-a' });
+  const v = new LeaseValidator(recordingLogger(), { ...CHECKS, ownNodeName: 'node-a' });
+  const ours = record(key('10.17.1.0/24'), { ...vxlan('192.0.2.11', '66:00:00:00:00:01'), nodeName: 'node-a' });
+  assert.equal(v.snapshot([forged(), ours, B()]).map((l) => formatCidr(l.subnet)).sort(), ['10.17.1.0/24', '10.17.2.0/24']);
+  assert.equal(v.refused, [{ key: key('10.17.4.0/24'), reason: 'names this node (node-a), whose lease is 10.17.1.0/24' }]);
+  assert.equal(new LeaseValidator(recordingLogger(), CHECKS).snapshot([forged()]).length, 1);
+});
+
 checks.run();
 
 // ---- the validator in front of the tables -----------------------------------------------------------
@@ -267,6 +293,30 @@ tables('a stray lease listed at start (before B in key order) is refused and B i
       assertBReachable(f.t, 'after the stray lease was deleted');
     } finally {
       f.close();
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+tables('a VTEP MAC conflict stays with the older key after the winner is rewritten (renewed, restarted): every fresh listing agrees', async () => {
+  const store = new MemoryStore({ sweepIntervalMs: 0 });
+  try {
+    const winner = key('10.17.5.0/24');
+    await store.put(winner, formatLeaseAttrs(vxlan('192.0.2.15', '66:00:00:00:00:05')), { ttlSeconds: 600 });
+    await store.put(key('10.17.6.0/24'), formatLeaseAttrs(vxlan('192.0.2.16', '66:00:00:00:00:05')), { ttlSeconds: 600 });
+    const before = await follow(store);
+    before.close();
+    assert.equal(before.refused(), [`${key('10.17.6.0/24')} VTEP MAC 66:00:00:00:00:05 is already used by 10.17.5.0/24 of 192.0.2.15`]);
+    // The winner renews (a newer modRevision than the duplicate's); an agent that starts now must still pick it.
+    const kv = (await store.get(winner))!;
+    await store.put(winner, kv.value, { ttlSeconds: 600, ifModRevision: kv.modRevision });
+    const after = await follow(store);
+    try {
+      assert.equal(after.refused(), before.refused());
+      assert.is(after.t.fdb.get(parseMac('66:00:00:00:00:05')), parseIPv4('192.0.2.15'), 'the MAC still leads to the older key');
+    } finally {
+      after.close();
     }
   } finally {
     await store.close();

@@ -178,6 +178,35 @@ export function storeSuite(name: string, open: () => Promise<OpenedStore>, optio
       assert.is((await store.get(key))?.value, 'third');
     }));
 
+  test('createRevision: set at creation, kept by rewrites (with or without TTL), listed and watched alike, new after a delete', () =>
+    withStore(async (store) => {
+      const prefix = freshPrefix();
+      const key = `${prefix}k`;
+      await store.put(key, '1', { ttlSeconds: 60 });
+      const first = (await store.get(key))!;
+      assert.is(first.createRevision, first.modRevision);
+      const events: WatchEvent[] = [];
+      const watch = store.watch(prefix, first.modRevision + 1, { onEvents: (batch) => events.push(...batch) });
+      try {
+        await store.put(key, '2', { ifModRevision: first.modRevision, ttlSeconds: 60 });
+        await store.put(key, '3');
+        const rewritten = (await store.get(key))!;
+        assert.ok(rewritten.modRevision > first.modRevision);
+        assert.is(rewritten.createRevision, first.createRevision, 'a rewrite keeps the creation');
+        assert.is((await store.list(prefix)).kvs[0].createRevision, first.createRevision);
+        await store.delete(key);
+        await store.put(key, '4');
+        const recreated = (await store.get(key))!;
+        assert.is(recreated.createRevision, recreated.modRevision, 'created anew after a delete');
+        const puts = () => events.flatMap((e) => (e.type === 'put' ? [e.kv.createRevision] : []));
+        await eventually('the re-created key in the watch', () => puts().includes(recreated.createRevision), 3000);
+        // A polling watch may coalesce the two rewrites into one event: each carries the first creation.
+        assert.ok(puts().slice(0, -1).length > 0 && puts().slice(0, -1).every((r) => r === first.createRevision), String(puts()));
+      } finally {
+        watch.close();
+      }
+    }));
+
   test('ifModRevision is compare-and-swap', () =>
     withStore(async (store) => {
       const key = `${freshPrefix()}counter`;
