@@ -19,7 +19,7 @@
 //   7. its length is SubnetLen (flannel's isSubnetConfigCompat; flannel only ever writes SubnetLen leases)
 //   8. vxlan: its VTEP MAC is neither ours nor an accepted lease's
 // A conflict between two leases (6, 8) goes to the one accepted first; when both are new (a snapshot), to the lease of
-// the right length, then to the older write (lower store revision), then to the lower key. Refused leases are checked
+// the right length, then to the older key (lower create revision), then to the lower key. Refused leases are checked
 // again whenever an accepted lease leaves or changes, so the loser of a conflict is accepted once the winner is gone.
 // Without checks (no config given) only rule 1 applies: what parses passes, as before the gate existed.
 import { type Cidr, type IPv4, type Mac, cidrContains, cidrEquals, formatCidr, formatIPv4, formatMac, prefixMask } from '../wire/address';
