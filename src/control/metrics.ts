@@ -6,6 +6,14 @@ import type { AgentStatus } from './agent';
 import { describeFailure } from './api-error';
 import { type Logger, nullLogger } from './log';
 import { formatBgpMetrics } from './bgp/bgp-metrics';
+import {
+  type ConnectionLimits,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  REQUEST_TIMEOUT_ANSWER,
+  limitConnections,
+  limitedServerOptions,
+} from './status-server';
 
 interface FlowJson {
   packets: number;
@@ -70,10 +78,17 @@ export function formatMetrics(s: AgentStatus): string {
 
 /**
  * Serves GET /metrics on HOST:PORT. A scrape that fails (status() or formatting throws) is answered 500 with the
- * reason as text and logged; the agent goes on. The server does not hold the process.
+ * reason as text and logged; the agent goes on. The server does not hold the process. Bounded like the status socket:
+ * at most 32 sockets, a request complete within 5 s, idle keep-alive sockets closed after a second.
  */
-export async function serveMetrics(host: string, port: number, status: () => AgentStatus, log: Logger = nullLogger): Promise<Server> {
-  const server = createServer((req, res) => {
+export async function serveMetrics(
+  host: string,
+  port: number,
+  status: () => AgentStatus,
+  log: Logger = nullLogger,
+  limits: ConnectionLimits = { maxConnections: DEFAULT_MAX_CONNECTIONS, requestTimeoutMs: DEFAULT_REQUEST_TIMEOUT_MS },
+): Promise<Server> {
+  const server = createServer(limitedServerOptions(limits), (req, res) => {
     try {
       if (req.url !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('try /metrics\n');
@@ -94,8 +109,10 @@ export async function serveMetrics(host: string, port: number, status: () => Age
   });
   server.on('clientError', (err: Error & { code?: string }, socket: Socket) => {
     if (err.code === 'ECONNRESET' || !socket.writable) socket.destroy();
+    else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket.end(REQUEST_TIMEOUT_ANSWER);
     else socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n');
   });
+  limitConnections(server, limits, log, 'metrics server');
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
   server.on('error', (err) => log.error('metrics server failed', { error: err.message }));
   server.unref();

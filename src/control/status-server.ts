@@ -6,6 +6,10 @@
 // `{"error": "<reason>"}` that the CLI prints. A trace client that reads slowly costs the agent at most
 // `maxBufferedBytes` of queued output: past it, journeys for that client are dropped and counted, and the client is
 // told with a line `{"dropped": N}` as soon as its stream has room again.
+//
+// A client cannot hold the agent's file descriptors either (the agent needs them for iptables, netlink, etcd): at most
+// `maxConnections` sockets at once (the next are closed on accept), a request must arrive complete within
+// `requestTimeoutMs` (else 408 and closed), and an idle keep-alive socket is closed after a second.
 import { mkdirSync, rmSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer, request } from 'node:http';
 import type { Socket } from 'node:net';
@@ -19,6 +23,12 @@ export const STATUS_DIR = '/run/vxtun';
 
 /** Concurrent `vxtun trace` clients one agent serves; the next one is answered 503. */
 export const DEFAULT_MAX_TRACE_CLIENTS = 8;
+/** Sockets the API server holds at once (8 of them may be traces); further ones are closed as they are accepted. */
+export const DEFAULT_MAX_CONNECTIONS = 32;
+/** Time for a request's headers and body to arrive complete; a half-sent request is answered 408 and closed. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
+/** An idle keep-alive socket is closed after this. */
+export const KEEP_ALIVE_TIMEOUT_MS = 1000;
 /** Output queued for one trace client (bytes) before its journeys are dropped. */
 export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
 
@@ -40,9 +50,57 @@ export interface ApiServerOptions {
   maxTraceClients?: number;
   /** Per trace client, bytes; default 1 MiB. */
   maxBufferedBytes?: number;
+  /** Default DEFAULT_MAX_CONNECTIONS. */
+  maxConnections?: number;
+  /** Default DEFAULT_REQUEST_TIMEOUT_MS. */
+  requestTimeoutMs?: number;
   /** Where failed requests (500) and socket errors are reported. */
   log?: Logger;
 }
+
+export interface ConnectionLimits {
+  maxConnections: number;
+  requestTimeoutMs: number;
+}
+
+/**
+ * createServer's options for `limits`: Node enforces headersTimeout / requestTimeout from a periodic sweep
+ * (connectionsCheckingInterval, 30 s by default), so the sweep runs at a quarter of the timeout, at most every second.
+ */
+export function limitedServerOptions(limits: ConnectionLimits): {
+  requestTimeout: number;
+  headersTimeout: number;
+  keepAliveTimeout: number;
+  connectionsCheckingInterval: number;
+} {
+  const t = limits.requestTimeoutMs;
+  return {
+    requestTimeout: t,
+    headersTimeout: t,
+    keepAliveTimeout: Math.min(KEEP_ALIVE_TIMEOUT_MS, t),
+    connectionsCheckingInterval: Math.max(10, Math.min(1000, Math.floor(t / 4))),
+  };
+}
+
+/**
+ * Caps the sockets `server` holds; connections past the cap are closed by Node as they are accepted ('drop'), and
+ * logged at most once per 10 s with how many were dropped.
+ */
+export function limitConnections(server: Server, limits: ConnectionLimits, log: Logger, what: string): void {
+  server.maxConnections = limits.maxConnections;
+  let dropped = 0;
+  let lastLog = 0;
+  server.on('drop', () => {
+    dropped++;
+    const now = Date.now();
+    if (now - lastLog < 10_000) return;
+    lastLog = now;
+    log.warn(`${what}: connection limit reached, new connections closed`, { maxConnections: limits.maxConnections, droppedSoFar: dropped });
+  });
+}
+
+/** The answer to a request that did not arrive complete in time. */
+export const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n';
 
 /** The trace query: host, src, dst (IPv4), proto (number), bytes (1 to include packet bytes). */
 export function traceQuery(filter: TraceFilter & { withBytes?: boolean }): string {
@@ -98,6 +156,10 @@ export function onClientError(err: Error & { code?: string }, socket: Socket, lo
   log.debug('malformed request on the API socket', { error: err.message, code: err.code });
   if (err.code === 'ECONNRESET' || !socket.writable) {
     socket.destroy();
+    return;
+  }
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    socket.end(`${REQUEST_TIMEOUT_ANSWER}${JSON.stringify({ error: 'the request did not arrive complete in time' })}\n`);
     return;
   }
   socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n${JSON.stringify({ error: err.message })}\n`);
@@ -204,7 +266,11 @@ export async function serveAgentApi(path: string, api: AgentApi, options: ApiSer
 
   mkdirSync(dirname(path), { recursive: true });
   rmSync(path, { force: true }); // a socket left by a killed agent
-  const server = createServer((req, res) => {
+  const limits = {
+    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    requestTimeoutMs: options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
+  };
+  const server = createServer(limitedServerOptions(limits), (req, res) => {
     try {
       handle(req, res);
     } catch (err) {
@@ -212,6 +278,7 @@ export async function serveAgentApi(path: string, api: AgentApi, options: ApiSer
     }
   });
   server.on('clientError', (err: Error, socket: Socket) => onClientError(err, socket, log));
+  limitConnections(server, limits, log, 'status socket');
   await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
   server.on('error', (err) => log.error('status socket failed', { path, error: err.message }));
   server.unref();

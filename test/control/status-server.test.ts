@@ -3,7 +3,7 @@
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { type Server, createServer, request } from 'node:http';
-import { connect } from 'node:net';
+import { type Socket, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
@@ -142,6 +142,73 @@ test('malformed HTTP on the socket is answered 400 and the server goes on', asyn
     const odd = await get(path, '//');
     assert.is(odd.status, 400);
     assert.match(JSON.parse(odd.body).error, /unreadable request path/);
+  });
+});
+
+/** A raw socket on `path` that has sent `text`; resolves with what it received once it is closed. */
+function rawClient(path: string, text: string): { socket: Socket; closed: Promise<string> } {
+  const socket = connect(path);
+  let got = '';
+  socket.setEncoding('utf8').on('data', (c) => (got += c));
+  socket.on('error', () => {}); // a refused socket may be reset: 'close' follows
+  if (text) socket.write(text);
+  return { socket, closed: new Promise((resolve) => socket.on('close', () => resolve(got))) };
+}
+
+const HALF_SENT = 'GET /status HTTP/1.1\r\nhost: agent\r\n'; // the blank line never comes
+
+test('past maxConnections half-sent requests are closed at once; the held ones go at the timeout; status works after', async () => {
+  await withServer(
+    fakeApi(),
+    async (path, server) => {
+      const held = [];
+      for (let i = 0; i < 4; i++) held.push(rawClient(path, HALF_SENT));
+      while ((await new Promise<number>((r) => server.getConnections((_e, n) => r(n)))) < 4) await new Promise((r) => setTimeout(r, 5));
+      const extra = [rawClient(path, HALF_SENT), rawClient(path, ''), rawClient(path, HALF_SENT)];
+      const started = Date.now();
+      await Promise.all(extra.map((c) => c.closed));
+      assert.ok(Date.now() - started < 1000, 'the extra connections are closed on accept, not at the timeout');
+      let heldOpen = 0;
+      for (const c of held) if (!c.socket.destroyed) heldOpen++;
+      assert.is(heldOpen, 4, 'the first four are still held');
+      held[0]!.socket.destroy(); // one leaves: a normal request fits
+      await held[0]!.closed;
+      await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
+      const answers = await Promise.all(held.slice(1).map((c) => c.closed));
+      for (const a of answers) assert.match(a, /^HTTP\/1\.1 408/, 'a half-sent request is answered 408 at the timeout');
+    },
+    { maxConnections: 4, requestTimeoutMs: 1500 },
+  );
+});
+
+test('a half-sent request and a silent socket are closed after the request timeout; the server goes on', async () => {
+  await withServer(
+    fakeApi(),
+    async (path) => {
+      const started = Date.now();
+      const half = rawClient(path, HALF_SENT);
+      const silent = rawClient(path, '');
+      const text = await half.closed;
+      const waited = Date.now() - started;
+      assert.match(text, /^HTTP\/1\.1 408 Request Timeout/);
+      assert.match(text, /did not arrive complete in time/);
+      assert.ok(waited >= 250 && waited < 2000, `closed after ${waited} ms`);
+      await silent.closed;
+      assert.ok(Date.now() - started < 2000, 'a socket that never sends is closed too');
+      assert.equal(await fetchStatus(path), { ok: true, traceClients: [] });
+    },
+    { requestTimeoutMs: 300 },
+  );
+});
+
+test('an idle keep-alive socket is closed after the keep-alive timeout', async () => {
+  await withServer(fakeApi(), async (path) => {
+    const c = rawClient(path, 'GET /status HTTP/1.1\r\nhost: agent\r\n\r\n');
+    const started = Date.now();
+    const text = await c.closed;
+    assert.match(text, /^HTTP\/1\.1 200/);
+    assert.ok(Date.now() - started < 3000, `idle socket held ${Date.now() - started} ms`);
   });
 });
 

@@ -9,13 +9,14 @@ import { ping } from '../../src/lab/ping';
 import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { showProtocols } from '../../src/control/bgp/birdc';
-import { DEFAULT_PREFIX, subnetKey } from '../../src/control/lease';
+import { DEFAULT_PREFIX, formatLeaseAttrs, subnetKey } from '../../src/control/lease';
 import { runIperf } from '../../src/lab/iperf';
 import { startRouteReflector } from '../../src/lab/route-reflector';
 import { run } from '../../src/lab/shell';
 import { formatStatus } from '../../src/cli/commands/status';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseCidr } from '../../src/wire/address';
+import { formatCidr, parseCidr, parseIPv4 } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
 
 const Bgp = suite('bgp backend (bird2)');
@@ -256,6 +257,51 @@ Bgp('a plain bird2 route reflector in its own namespace serves three vxtun nodes
         assert.is((await ping(lab, from, podOf(overlay, to), { count: 2, intervalSeconds: 0.1 })).received, 2);
       }
     }
+  });
+});
+
+Bgp('a leased rogue announcing another node\'s block with LOCAL_PREF 1000 and itself as next hop is not installed', async () => {
+  await withOverlay('bgph', 4, { backend: 'bgp' }, async (lab, overlay) => {
+    const [n1, n2, n3, rogue] = lab.nodes as [LabNode, LabNode, LabNode, LabNode];
+    await startAll(lab, overlay, [n1, n2, n3]);
+    const n2Subnet = (await overlay.status(n2)).lease.subnet;
+    // The rogue holds a bgp lease of its own (as the breaker did), so the agents peer with it.
+    const taken = new Set(await Promise.all([n1, n2, n3].map(async (n) => (await overlay.status(n)).lease.subnet)));
+    const net = parseCidr(overlay.network);
+    let rogueBlock = '';
+    for (let i = 254; rogueBlock === '' || taken.has(rogueBlock); i--) rogueBlock = formatCidr({ address: (net.address + i * 256) >>> 0, prefixLength: 24 });
+    await overlay.withStore((store) =>
+      store.put(subnetKey(DEFAULT_PREFIX, parseCidr(rogueBlock)), formatLeaseAttrs({ publicIp: parseIPv4(rogue.underlayIp), backendType: 'bgp' }), { ttlSeconds: 3600 }),
+    );
+    const dir = join(overlay.workDir, 'rogue');
+    mkdirSync(dir, { recursive: true });
+    const neighbors = [n1, n2, n3].map((n) => `protocol bgp p_${n.name} from t { neighbor ${n.underlayIp} as 64512; }`);
+    writeFileSync(
+      join(dir, 'bird.conf'),
+      [
+        `router id ${rogue.underlayIp};`,
+        'protocol device {}',
+        `protocol static hij { ipv4 { import filter { bgp_local_pref = 1000; accept; }; }; route ${n2Subnet} blackhole; }`,
+        `template bgp t { local ${rogue.underlayIp} as 64512; multihop; connect retry time 2;`,
+        `  ipv4 { import none; export filter { bgp_local_pref = 1000; bgp_next_hop = ${rogue.underlayIp}; accept; }; next hop self; }; }`,
+        ...neighbors,
+        '',
+      ].join('\n'),
+    );
+    const socket = join(dir, 'bird.ctl');
+    lab.spawn(rogue, 'bird', ['-f', '-c', join(dir, 'bird.conf'), '-s', socket, '-P', join(dir, 'bird.pid')], { logFile: join(dir, 'bird.log') });
+    const rogueName = `Mesh_${rogue.underlayIp.replace(/\./g, '_')}`;
+    for (const node of [n1, n3]) {
+      // The announcement reached the node and its import filter dropped it.
+      await within(`${node.name} to receive and filter the rogue's route`, 30_000, async () => {
+        const args = ['-s', join(overlay.birdDir(node), 'bird.ctl'), 'show', 'protocols', 'all', rogueName];
+        const stdout = await lab.exec(node, 'birdc', args).then((r) => r.stdout, () => ''); // no such protocol until the lease event
+        const m = /Import updates:\s+(\d+)\s+(\d+)\s+(\d+)/.exec(stdout);
+        return m !== null && Number(m[1]) >= 1 && Number(m[3]) >= 1;
+      }, 200);
+      assert.match(await routeTo(lab, node, n2Subnet), new RegExp(`via ${n2.underlayIp.replace(/\./g, '\\.')} dev eth0 proto bird`), `${node.name} keeps n2's own route`);
+    }
+    await pingPods(lab, overlay);
   });
 });
 

@@ -1,8 +1,9 @@
 // BIRD 2 configuration for one node of the bgp backend, rendered as a pure function of (our lease, the network config,
 // the other leases). The shape is Calico's (confd templates bird.cfg.template, bird_aggr.cfg.template,
 // bird_ipam.cfg.template) translated to bird2 syntax, with two deliberate differences:
-//   - imports accept only blocks of the cluster network of exactly the lease length, never our own block
-//     (Calico imports all);
+//   - a route is imported only when its block is the block of a current bgp lease other than ours and its BGP next
+//     hop is that lease's PublicIP (function vxtun_leased_block, rendered from the leases); Calico imports all, so any
+//     peer could announce another node's block with a higher local pref and take its traffic;
 //   - IP-in-IP has no `krt_tunnel` in upstream bird2 (and this kernel has no ipip module): the routes vxtun must
 //     encapsulate go through a pipe into a second BIRD table, exported to kernel table `kernelTable`, which the agent
 //     follows and feeds to its own IP-in-IP tables (FACTS.md, "BGP with BIRD").
@@ -74,6 +75,25 @@ export function birdPeers(own: IPv4, backend: BgpBackendConfig, leases: readonly
   return peers.sort((a, b) => a.address - b.address);
 }
 
+/**
+ * The routes a node may import: for each bgp lease other than ours (by block and by PublicIP) whose block is a
+ * lease-length block of the network, that block and the node it belongs to. Sorted by block, then address; exact
+ * duplicates count once.
+ */
+export function leasedBlocks(own: Lease, config: NetworkConfig, leases: readonly Lease[]): Array<{ subnet: Cidr; publicIp: IPv4 }> {
+  const seen = new Set<string>();
+  const out: Array<{ subnet: Cidr; publicIp: IPv4 }> = [];
+  for (const l of leases) {
+    if (l.attrs.backendType !== 'bgp' || l.attrs.publicIp === own.attrs.publicIp || cidrEquals(l.subnet, own.subnet)) continue;
+    if (l.subnet.prefixLength !== config.subnetLen || !cidrContains(config.network, l.subnet.address)) continue;
+    const key = `${formatCidr(l.subnet)} ${l.attrs.publicIp}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ subnet: l.subnet, publicIp: l.attrs.publicIp });
+  }
+  return out.sort((a, b) => a.subnet.address - b.subnet.address || a.publicIp - b.publicIp);
+}
+
 /** The bird.conf text. Throws when the config is not bgp or our lease is outside the network. */
 export function renderBirdConfig(input: BirdConfigInput): string {
   const backend = input.config.backend;
@@ -111,10 +131,18 @@ export function renderBirdConfig(input: BirdConfigInput): string {
     '  reject;',
     '}',
     '',
-    `# Import only other nodes' blocks: /${config.subnetLen}s of ${network}, never ours (stricter than Calico's import all).`,
+    "# Import a route only when its block is a current bgp lease's (not ours) and its BGP next hop is that lease's",
+    '# PublicIP: a peer cannot announce another node\'s block, whatever its local pref. Route reflectors pass the',
+    "# originator's next hop unchanged (iBGP), so the same test holds behind them. Re-rendered on every lease event.",
+    'function vxtun_leased_block() {',
+    ...leasedBlocks(input.lease, config, input.leases).map(
+      ({ subnet, publicIp }) => `  if net = ${formatCidr(subnet)} && bgp_next_hop = ${formatIPv4(publicIp)} then return true;`,
+    ),
+    '  return false;',
+    '}',
     'filter vxtun_import {',
     `  if net = ${block} then reject;`,
-    `  if net ~ [ ${network}{${config.subnetLen},${config.subnetLen}} ] then accept;`,
+    '  if vxtun_leased_block() then accept;',
     '  reject;',
     '}',
     '',

@@ -6,10 +6,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { type BirdConfigInput, birdPeers, renderBirdConfig } from '../../../src/control/bgp/bird-config';
+import { type BirdConfigInput, birdPeers, leasedBlocks, renderBirdConfig } from '../../../src/control/bgp/bird-config';
 import type { Lease } from '../../../src/control/lease';
 import { type BgpBackendConfig, parseNetworkConfig } from '../../../src/control/network-config';
-import { parseCidr, parseIPv4 } from '../../../src/wire/address';
+import { formatCidr, formatIPv4, parseCidr, parseIPv4 } from '../../../src/wire/address';
 
 const test = suite('control/bgp: BIRD config');
 const GOLDEN = join(__dirname, 'golden');
@@ -68,11 +68,29 @@ test('our block is announced alone and never imported; imports are lease-length 
   const text = renderBirdConfig(input('{"Type":"bgp"}'));
   assert.match(text, /route 10\.60\.2\.0\/24 blackhole;/);
   assert.match(text, /filter vxtun_export \{\n  if net = 10\.60\.2\.0\/24 then accept;\n  if net ~ 10\.60\.2\.0\/24 then reject;\n  reject;/);
-  assert.match(text, /filter vxtun_import \{\n  if net = 10\.60\.2\.0\/24 then reject;\n  if net ~ \[ 10\.60\.0\.0\/16\{24,24\} \] then accept;\n  reject;/);
+  assert.match(text, /filter vxtun_import \{\n  if net = 10\.60\.2\.0\/24 then reject;\n  if vxtun_leased_block\(\) then accept;\n  reject;/);
+  assert.match(
+    text,
+    /function vxtun_leased_block\(\) \{\n  if net = 10\.60\.1\.0\/24 && bgp_next_hop = 192\.0\.2\.11 then return true;\n  if net = 10\.60\.3\.0\/24 && bgp_next_hop = 198\.51\.100\.13 then return true;\n  return false;\n\}/,
+  );
   assert.match(text, /router id 192\.0\.2\.12;/);
   assert.match(text, /local 192\.0\.2\.12 as 64512;/);
   assert.match(text, /connect delay time 2; connect retry time 5; error wait time 5,30;/);
   assert.not.match(text, /192\.0\.2\.19/, 'a vxlan lease is no peer');
+});
+
+test('imports: each other bgp lease block pinned to its PublicIP; ours, other backends, off-network and odd lengths never', () => {
+  const config = parseNetworkConfig('{"Network":"10.60.0.0/16","Backend":{"Type":"bgp"}}');
+  const own = LEASES[1]!;
+  const rows = (leases: Lease[]): string[] =>
+    leasedBlocks(own, config, leases).map((b) => `${formatCidr(b.subnet)} ${formatIPv4(b.publicIp)}`);
+  assert.equal(rows(LEASES), ['10.60.1.0/24 192.0.2.11', '10.60.3.0/24 198.51.100.13']);
+  assert.equal(rows([...LEASES, lease('10.60.1.0/24', '192.0.2.11')]), ['10.60.1.0/24 192.0.2.11', '10.60.3.0/24 198.51.100.13'], 'duplicates once');
+  assert.equal(rows([lease('10.60.2.0/24', '192.0.2.66')]), [], 'our block under another address');
+  assert.equal(rows([lease('10.60.7.0/24', '192.0.2.12')]), [], 'another block under our address');
+  assert.equal(rows([lease('10.61.1.0/24', '192.0.2.66'), lease('10.60.4.0/25', '192.0.2.67')]), [], 'off the network or not lease length');
+  const text = renderBirdConfig({ ...input('{"Type":"bgp"}'), leases: [own] });
+  assert.match(text, /function vxtun_leased_block\(\) \{\n  return false;\n\}/, 'alone: nothing imported');
 });
 
 test('full mesh: one session per other bgp node, exactly one passive side per pair, the higher address connects', () => {
