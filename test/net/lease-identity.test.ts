@@ -6,7 +6,7 @@ import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, subnetKey } from '..
 import type { Overlay } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
 import type { Lab, LabNode } from '../../src/lab/topology';
-import { formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
+import { formatCidr, formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
 import { withOverlay } from '../support/overlay';
 
 const Net = suite('lease checks and node identity in namespaces');
@@ -102,10 +102,13 @@ Net('leases naming a loopback or multicast PublicIP, or this node\'s own address
   await withOverlay('pubip', 2, { backend: 'vxlan' }, async (lab, overlay) => {
     await startAll(overlay, lab.nodes);
     const [a, b] = lab.nodes;
+    // Subnets neither node holds (their leases are random): writing over a real lease would test something else.
+    const taken = new Set([formatCidr(await overlay.subnetOf(a)), formatCidr(await overlay.subnetOf(b))]);
+    const [s1, s2, s3] = [240, 241, 242, 243, 244, 245].map((n) => `10.17.${n}.0/24`).filter((c) => !taken.has(c));
     const written: Array<[string, string, string]> = [
-      ['10.17.250.0/24', '127.0.0.1', 'PublicIP 127.0.0.1 is a loopback address (127.0.0.0/8), not a node\'s underlay address'],
-      ['10.17.251.0/24', '224.0.0.5', 'PublicIP 224.0.0.5 is a multicast address (224.0.0.0/4), not a node\'s underlay address'],
-      ['10.17.252.0/24', a.underlayIp, `PublicIP ${a.underlayIp} names this node's own address`],
+      [s1, '127.0.0.1', 'PublicIP 127.0.0.1 is a loopback address (127.0.0.0/8), not a node\'s underlay address'],
+      [s2, '224.0.0.5', 'PublicIP 224.0.0.5 is a multicast address (224.0.0.0/4), not a node\'s underlay address'],
+      [s3, a.underlayIp, `PublicIP ${a.underlayIp} names this node's own address`],
     ];
     const keyOf = (subnet: string) => subnetKey(DEFAULT_PREFIX, parseCidr(subnet));
     await overlay.withStore(async (store) => {

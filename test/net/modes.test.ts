@@ -7,7 +7,7 @@ import { ping } from '../../src/lab/ping';
 import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { withOverlay } from '../support/overlay';
-import { parseCidr, parseIPv4 } from '../../src/wire/address';
+import { formatCidr, parseCidr, parseIPv4 } from '../../src/wire/address';
 
 const Modes = suite('routing modes');
 
@@ -40,12 +40,14 @@ Modes('host-gw: kernel routes via each peer, no TUN; a peer off our L2 segment i
     assert.is(status.tun, undefined);
     assert.ok(status.routes.every((r) => r.encap === 'direct'));
     await pingPods(lab, pods);
-    // A node flanneld would have put on another subnet: host-gw cannot reach it.
+    // A node flanneld would have put on another subnet (one no agent here holds): host-gw cannot reach it.
+    const taken = new Set(await Promise.all(lab.nodes.map(async (node) => formatCidr(await overlay.subnetOf(node)))));
+    const far = ['10.17.200.0/24', '10.17.201.0/24', '10.17.202.0/24', '10.17.203.0/24'].find((c) => !taken.has(c))!;
     await overlay.withStore((store) =>
-      store.put(subnetKey(DEFAULT_PREFIX, parseCidr('10.17.200.0/24')), formatLeaseAttrs({ publicIp: parseIPv4('198.51.100.5'), backendType: 'host-gw' })),
+      store.put(subnetKey(DEFAULT_PREFIX, parseCidr(far)), formatLeaseAttrs({ publicIp: parseIPv4('198.51.100.5'), backendType: 'host-gw' })),
     );
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    assert.match(overlay.log(lab.node(1)), /host-gw cannot reach 10\.17\.200\.0\/24: its node 198\.51\.100\.5 is not on our L2 subnet/);
+    assert.ok(overlay.log(lab.node(1)).includes(`host-gw cannot reach ${far}: its node 198.51.100.5 is not on our L2 subnet`), overlay.log(lab.node(1)));
     assert.is((await overlay.status(lab.node(1))).routes.length, 2);
   });
 });

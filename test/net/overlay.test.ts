@@ -8,7 +8,7 @@ import { ping } from '../../src/lab/ping';
 import { type Pod, attachPod, podStateDir } from '../../src/lab/pods';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { withOverlay } from '../support/overlay';
-import { formatIPv4 } from '../../src/wire/address';
+import { formatCidr, formatIPv4 } from '../../src/wire/address';
 
 const Net = suite('overlay in namespaces');
 
@@ -114,7 +114,9 @@ Net("interop with Linux's VXLAN device programmed as flannel programs it: ping a
   await withOverlay('kern', 3, { backend: 'vxlan', port: 8472 }, async (lab, overlay) => {
     const [n1, n2, kernel] = lab.nodes;
     await startAll(overlay, [n1, n2]);
-    await overlay.addKernelNode(kernel, '10.17.250.0/24');
+    // A subnet neither agent chose (theirs are random), as flanneld would pick a free one.
+    const taken = new Set([formatCidr(await overlay.subnetOf(n1)), formatCidr(await overlay.subnetOf(n2))]);
+    await overlay.addKernelNode(kernel, ['10.17.250.0/24', '10.17.251.0/24', '10.17.252.0/24'].find((c) => !taken.has(c))!);
     await overlay.waitForRoutes(n1, 2);
     await overlay.waitForRoutes(n2, 2);
     await assertFullMesh(lab, overlay, [n1, n2]);

@@ -278,27 +278,6 @@ test('a quiet watch resumes past a compaction of other keys\' history without a 
   }
 });
 
-test('without a progress notification the same episode does ask for a resync (the test above can fail)', async () => {
-  const etcd = await startEtcd(); // etcd's default interval: 10 minutes, so none arrives
-  const store = EtcdStore.fromUrl(etcd.url, { maxReconnectDelayMs: 500 });
-  try {
-    const quiet = freshPrefix();
-    const log = new EventLog();
-    const watch = store.watch(quiet, (await store.list(quiet)).revision + 1, log.handlers);
-    await eventually('the watch to be created', () => watch.resumeRevision > 0, 5000);
-    const before = watch.resumeRevision;
-    for (let i = 0; i < 5; i++) await store.put(`${freshPrefix()}k${i}`, String(i));
-    await etcd.compact((await store.list(quiet)).revision);
-    assert.is(watch.resumeRevision, before, 'no progress: the resume point stayed');
-    watch.dropStream();
-    await eventually('a resync', () => log.resyncs === 1, 30_000);
-    watch.close();
-  } finally {
-    await store.close();
-    await etcd.stop();
-  }
-});
-
 test('reconnection back-off: full jitter below an exponential ceiling', () => {
   assert.is(backOffDelay(0, 5000, () => 0.999), 249);
   assert.is(backOffDelay(3, 5000, () => 0.5), 1000);
