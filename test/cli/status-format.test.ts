@@ -1,21 +1,11 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { formatStatus } from '../../src/cli/commands/status';
-import type { AgentStatus } from '../../src/control/agent';
+import { agentStatus } from '../support/agent-status';
 
 const test = suite('cli: status format');
 
-const base: AgentStatus = {
-  lease: { subnet: '10.17.1.0/24', publicIp: '192.0.2.11', nodeName: 'node-a' },
-  network: { network: '10.17.0.0/16', subnetLen: 24, backend: { type: 'host-gw' } } as AgentStatus['network'],
-  underlay: { device: 'eth0', subnet: '192.0.2.0/24', mtu: 1500, addressPresent: true },
-  storeConnected: true,
-  refusedLeases: [],
-  routes: [],
-  neighbors: [],
-  fdb: [],
-  memory: { heapUsedBytes: 1, rssBytes: 1 },
-};
+const base = agentStatus();
 
 test('node name, refused leases with their reasons, and a config mismatch', () => {
   const text = formatStatus({

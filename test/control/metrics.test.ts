@@ -2,25 +2,11 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { type AddressInfo, connect } from 'node:net';
 import type { AgentStatus } from '../../src/control/agent';
+import { agentStatus as status } from '../support/agent-status';
 import { consoleLogger } from '../../src/control/log';
 import { formatMetrics, serveMetrics } from '../../src/control/metrics';
 
 const test = suite('control: metrics');
-
-function status(extra: Partial<AgentStatus>): AgentStatus {
-  return {
-    lease: { subnet: '10.17.1.0/24', publicIp: '192.0.2.11', nodeName: 'node-a' },
-    network: { network: '10.17.0.0/16', subnetLen: 24, backend: { type: 'host-gw' } } as AgentStatus['network'],
-    underlay: { device: 'eth0', subnet: '192.0.2.0/24', mtu: 1500, addressPresent: true },
-    storeConnected: true,
-    refusedLeases: [],
-    routes: [],
-    neighbors: [],
-    fdb: [],
-    memory: { heapUsedBytes: 0, rssBytes: 0 },
-    ...extra,
-  };
-}
 
 test('refused leases and a config mismatch are gauges, 0 when all is well', () => {
   const healthy = formatMetrics(status({}));
