@@ -10,6 +10,7 @@ import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/eng
 import type { EncapName } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
 import { replaceRoute, setTxQueueLength } from '../io/kernel-routes';
+import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
 import { RawSocket } from '../io/raw';
 import { Tun } from '../io/tun';
 import type { DatagramSocket } from '../io/types';
@@ -71,6 +72,8 @@ export interface AgentOptions {
   df?: DfMode;
   /** bgp: directory of our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>). */
   birdDir?: string;
+  /** How long a start waits for an unreachable store (read the config, acquire the lease) in ms; default 60 s. */
+  storeWaitMs?: number;
   /** bgp: how often BIRD's sessions are read for status and logs (default 2000 ms). */
   bgpStatusIntervalMs?: number;
   log: Logger;
@@ -194,7 +197,8 @@ export class Agent {
     let masq: IpMasq | undefined;
     try {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
-      const config = await leases.readNetworkConfig();
+      const storeWait = { waitMs: options.storeWaitMs ?? DEFAULT_STORE_WAIT_MS, log };
+      const config = await waitForStore('read the network config', () => leases.readNetworkConfig(), storeWait);
       const backend = config.backend;
       const publicIp = formatIPv4(options.publicIp);
       const underlay = interfaceWithAddress(publicIp);
@@ -207,7 +211,7 @@ export class Agent {
         log.warn('ignoring an unreadable subnet file: a new subnet may be chosen', { file: options.subnetFile, error: err.message });
         return undefined;
       });
-      const lease = await leases.acquire(
+      const lease = await waitForStore('acquire a lease', () => leases.acquire(
         {
           publicIp: options.publicIp,
           backendType: backend.type,
@@ -215,7 +219,7 @@ export class Agent {
           nodeName: options.nodeName,
         },
         { previousSubnet: previous?.subnet },
-      );
+      ), storeWait);
       log.info('lease acquired', { subnet: formatCidr(lease.subnet), node: options.nodeName, publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
 
       const directRouting = backend.type === 'host-gw' || (backend.type !== 'bgp' && backend.directRouting);

@@ -123,4 +123,34 @@ Etcd('etcd outage: forwarding goes on, agents report it, reconnect, catch up on 
   });
 });
 
+Etcd('an agent started while etcd is down waits for it (as flanneld does) and serves once it answers', async () => {
+  await withEtcdOverlay('ew', 2, async (lab, overlay) => {
+    const [n1, n2] = lab.nodes;
+    await overlay.startAgent(n1);
+    const etcd = overlay.etcd!;
+    await etcd.stop(); // data kept for the restart
+    // The agent must not exit while etcd is away: start it, bring etcd back 4 s later, and it comes up.
+    const starting = overlay.startAgent(n2, ['--store-wait', '60']);
+    await new Promise((resolve) => setTimeout(resolve, 4_000));
+    assert.is(overlay.agents.get(n2.name)!.process.exitCode, null, 'n2 still waiting, not exited');
+    await etcd.restart();
+    await starting;
+    await overlay.waitForRoutes(n2, 1, 15_000);
+    await overlay.waitForRoutes(n1, 1, 15_000);
+    await assertPings(lab, overlay, n2, n1);
+    assert.match(overlay.log(n2), /store unreachable at start: cannot read the network config yet; retrying for up to \d+ s more \(--store-wait\)/);
+  });
+});
+
+Etcd('--store-wait 0: an agent whose store does not answer exits at once with the reason', async () => {
+  await withEtcdOverlay('e0', 1, async (lab, overlay) => {
+    const [n1] = lab.nodes;
+    await overlay.etcd!.stop();
+    await overlay.startAgent(n1, ['--store-wait', '0']).then(
+      () => assert.unreachable('the agent started without its store'),
+      (error: Error) => assert.match(error.message, /exited with 1[\s\S]*is unreachable/),
+    );
+  });
+});
+
 Etcd.run();

@@ -43,6 +43,7 @@ export function agentCommand(program: Command): void {
       .option('--ip-masq-tool <tool>', 'firewall tooling for --ip-masq: auto (iptables when present, else nftables), iptables or nftables', oneOf(['auto', 'iptables', 'nftables'] as const), 'auto')
       .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
+      .option('--store-wait <seconds>', 'at start, how long to keep retrying a store that does not answer before giving up (flanneld retries forever)', integerIn(0, 86400), 60)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
@@ -108,6 +109,7 @@ export function agentCommand(program: Command): void {
       ipMasqTool: opts.ipMasqTool,
       ipMasqResyncMs: opts.ipMasqResync * 1000,
       leaseTtlSeconds: opts.leaseTtl,
+      storeWaitMs: opts.storeWait * 1000,
       nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
