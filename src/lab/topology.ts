@@ -11,6 +11,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIPv4, parseCidr } from '../wire/address';
+import { fitNeighborTable } from './neighbor-table';
 import { run, spawnIn, type RunOptions, type RunResult, type SpawnOptions } from './shell';
 
 export const LAB_PREFIX = 'vxt-';
@@ -33,6 +34,8 @@ export interface LabOptions {
    * namespaces exist, and only destroyLab(name) removes it. Processes it runs are the caller's to detach.
    */
   persistent?: boolean;
+  /** Where the lab says what it changed on the host (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /** Anything commands can run in: a node, a pod, the outside host (only the namespace matters). */
@@ -146,6 +149,10 @@ export async function createLab(options: LabOptions): Promise<Lab> {
   if (clash.length > 0) {
     throw new Error(`lab "${name}" already exists (namespaces ${clash.join(', ')}); remove it with destroyLab("${name}")`);
   }
+
+  // One host-wide neighbor table serves every namespace: make room for a full mesh (neighbor-table.ts).
+  const raised = fitNeighborTable(options.nodes + 1);
+  if (raised !== undefined) (options.log ?? ((line) => process.stderr.write(`${line}\n`)))(raised);
 
   // Record first, create second: a crash halfway still leaves a record of everything that may exist.
   writeLabState(state);
