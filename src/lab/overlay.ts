@@ -158,8 +158,8 @@ export class Overlay {
   private async initIPv6(): Promise<void> {
     const v6 = this.options.ipv6!;
     const args = [CLI_PATH, 'init', '--store', this.storeUrl, '--backend', 'vxlan', '--vni', String(this.vni), '--port', String(this.port)];
-    // flannel: Network is for IPv4 only; an IPv6-only config (EnableIPv4 false) leaves it out.
-    if (!v6.only) args.push('--network', this.network);
+    // Given for IPv6-only too: flannel ignores Network when EnableIPv4 is false, and `vxtun init` requires it today.
+    args.push('--network', this.network);
     args.push('--ipv6-network', this.network6!);
     if (v6.subnetLen !== undefined) args.push('--ipv6-subnet-len', String(v6.subnetLen));
     if (v6.only) args.push('--ipv6-only');
