@@ -1,5 +1,5 @@
 // A batched UDP socket (recvmmsg/sendmmsg) over the native addon: the VXLAN underlay endpoint, IPv4 or IPv6.
-import { formatIPv4, type IPv4 } from '../wire/address';
+import { formatIPv4, type IPv4, parseIPv4 } from '../wire/address';
 import { formatIPv6, type IPv6, ipv6Word, parseIPv6 } from '../wire/address6';
 import type { PacketBatch } from './batch';
 import { IP_PMTUDISC_DO, IP_PMTUDISC_DONT, explainSystemError, native, NativeFd, takeSendError } from './native';
@@ -12,8 +12,8 @@ export const DEFAULT_SOCKET_BUFFER_BYTES = 7 << 20;
 
 export interface UdpSocketOptions {
   /**
-   * The local address: an IPv4 u32 opens an AF_INET socket; an IPv6 bigint, or IPv6 text ('2001:db8::1'), opens an
-   * AF_INET6 one (family 6: IPV6_V6ONLY, peers in PacketBatch.addrs6, DF on by default, see setDontFragment).
+   * The local address: an IPv4 u32 (or IPv4 text) opens an AF_INET socket; an IPv6 bigint, or IPv6 text
+   * ('2001:db8::1'), opens an AF_INET6 one (family 6: IPV6_V6ONLY, peers in PacketBatch.addrs6, DF on by default, see setDontFragment).
    */
   address: IPv4 | IPv6 | string;
   /** 0 picks a free port (see `port` afterwards). */
@@ -58,9 +58,9 @@ export function validateAddress(address: IPv4, what: string): void {
 export function underlayAddress(address: IPv4 | IPv6 | string, what: string): IPv4 | IPv6 {
   if (typeof address === 'string') {
     try {
-      return parseIPv6(address);
+      return address.includes(':') ? parseIPv6(address) : parseIPv4(address);
     } catch (error) {
-      throw new Error(`${what} ${JSON.stringify(address)} is not an IPv6 address (${(error as Error).message})`);
+      throw new Error(`${what} ${JSON.stringify(address)} is not an IPv4 or IPv6 address (${(error as Error).message})`);
     }
   }
   if (typeof address === 'bigint') {

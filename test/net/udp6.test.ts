@@ -5,6 +5,8 @@ import { execFileSync, spawn } from 'child_process';
 import * as path from 'path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { native } from '../../src/io/native';
+import { UdpSocket } from '../../src/io/udp';
 import type { LocalFacts, ReceiverFacts, SenderFacts } from './udp6.child';
 
 const test = suite('udp6 (IPv6 underlay socket)');
@@ -127,6 +129,47 @@ test('over a 1280-byte link: a 1400-byte datagram fails with EMSGSIZE by default
     assert.equal(received.find((d) => d.n === 2)?.length, 1400);
     assert.ok(received.every((d) => d.from === '2001:db8:7::1'));
   });
+});
+
+test('native IPv6 calls refuse short tables and impossible GSO sends (RangeError), nothing sent; busy ports are named', () => {
+  const socket = UdpSocket.open({ address: '::1', port: 0 });
+  try {
+    const addon = native();
+    const fd = socket.fd;
+    const slab = Buffer.alloc(4096);
+    const isRange = (e: unknown): boolean => e instanceof RangeError;
+    const offsets = new Uint32Array([0, 2048]);
+    const lengths = new Uint32Array([10, 10]);
+    const ports = new Uint16Array([9, 9]);
+    // 2 packets need 8 words of addrs6: 7 is one short.
+    assert.throws(() => addon.udp6Send(fd, slab, offsets, lengths, new Uint32Array(7), ports, 2), isRange);
+    assert.throws(() => addon.udp6Recv(fd, slab, offsets, lengths, new Uint32Array(7), ports, 2), isRange);
+    assert.throws(() => addon.udp6RecvGro(fd, slab, offsets, lengths, new Uint32Array(7), ports, new Uint32Array(2), 2), isRange);
+    assert.throws(() => addon.udp6SendGso(fd, slab, 0, 0, 1400, 0, 0, 0, 1, 9), isRange, 'empty');
+    assert.throws(() => addon.udp6SendGso(fd, slab, 0, 65 * 10, 10, 0, 0, 0, 1, 9), isRange, '65 segments');
+    assert.throws(() => addon.udp6SendGso(fd, slab, 4000, 200, 100, 0, 0, 0, 1, 9), isRange, 'outside the slab');
+    assert.throws(() => addon.udp6SendGso(fd, slab, 0, 100, 100, 0, 0, 0, 1, 70000), isRange, 'port');
+    assert.throws(() => addon.udp6Open(0, 0, 0, 1, 70000, 0, 0), isRange);
+    const v4 = UdpSocket.open({ address: '127.0.0.1', port: 0 });
+    assert.throws(() => v4.sendGso6(slab, 0, 10, 10, 0, 0, 0, 1, 9), /sendGso6 on an IPv4 socket/);
+    v4.close();
+    let busy = '';
+    try {
+      UdpSocket.open({ address: '::1', port: socket.port }).close();
+    } catch (error) {
+      busy = (error as Error).message;
+    }
+    assert.match(busy, `UDP port ${socket.port} on ::1 is already in use`);
+    let absent = '';
+    try {
+      UdpSocket.open({ address: '2001:db8:ffff::1', port: 0 }).close();
+    } catch (error) {
+      absent = (error as Error).message;
+    }
+    assert.match(absent, /cannot bind UDP to 2001:db8:ffff::1: it is not an address of this host/);
+  } finally {
+    socket.close();
+  }
 });
 
 test.run();
