@@ -12,8 +12,8 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { formatIPv4, parseCidr } from '../wire/address';
-import { formatIPv6, parseCidr6 } from '../wire/address6';
 import { run, spawnIn, type RunOptions, type RunResult, type SpawnOptions } from './shell';
+import { formatIPv6, parseCidr6 } from '../wire/address6';
 
 export const LAB_PREFIX = 'vxt-';
 export const LAB_STATE_DIR = '/run/vxtun/labs';
