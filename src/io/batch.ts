@@ -1,7 +1,8 @@
 // A batch of packets in one slab: the unit every I/O call moves (wireguard-go's bufs/sizes, as typed arrays).
 // Packet i occupies slab[offsets[i], offsets[i] + lengths[i]). For reads, lengths[i] is set by the caller to the
 // capacity available at offsets[i] and overwritten with the received length. addrs/ports hold the peer of a
-// datagram (source on receive, destination on send); TUN I/O ignores them.
+// datagram (source on receive, destination on send); TUN I/O ignores them. A family-6 socket (an IPv6 underlay)
+// reads and writes its peers in addrs6 instead of addrs, ports as for IPv4.
 
 export class PacketBatch {
   readonly slab: Buffer;
@@ -10,6 +11,8 @@ export class PacketBatch {
   readonly lengths: Uint32Array;
   readonly addrs: Uint32Array;
   readonly ports: Uint16Array;
+  /** IPv6 peers for family-6 sockets: entry i at 4*i..4*i+3, most significant word first (issue 12 contract). */
+  readonly addrs6: Uint32Array;
   count = 0;
 
   constructor(slab: Buffer, capacity: number) {
@@ -19,6 +22,7 @@ export class PacketBatch {
     this.lengths = new Uint32Array(capacity);
     this.addrs = new Uint32Array(capacity);
     this.ports = new Uint16Array(capacity);
+    this.addrs6 = new Uint32Array(4 * capacity);
   }
 
   /** No room for another packet: send or write the batch (or drop and count) before pushing more. */

@@ -121,12 +121,40 @@ export interface NativeAddon {
   flockTry(fd: number, exclusive: boolean): boolean;
   /** flock(fd, LOCK_UN). */
   flockRelease(fd: number): void;
+  /**
+   * An AF_INET6 UDP socket bound to [w0:w1:w2:w3]:port (four 32-bit words, most significant first), with IPV6_V6ONLY,
+   * and IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DO + IPV6_DONTFRAG: above the path MTU a send fails (EMSGSIZE) rather than
+   * being fragmented at the source, as the kernel's vxlan device over IPv6. Buffers as udpOpen.
+   */
+  udp6Open(w0: number, w1: number, w2: number, w3: number, port: number, recvBufferBytes: number, sendBufferBytes: number): number;
+  /** As udpRecv; peer i in addrs6[4i..4i+3] (4 words a packet, most significant first). */
+  udp6Recv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs6: Uint32Array, ports: Uint16Array, max: number): number;
+  /** As udpSend; destination i in addrs6[4i..4i+3]. */
+  udp6Send(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs6: Uint32Array, ports: Uint16Array, count: number): number;
+  /** As udpSendGso, to [w0:w1:w2:w3]:port. */
+  udp6SendGso(
+    fd: number, slab: Buffer, off: number, len: number, segmentSize: number, w0: number, w1: number, w2: number, w3: number,
+    port: number,
+  ): -1 | 0 | 1 | 2 | 3;
+  /** As udpRecvGro, peers in addrs6 (UDP_GRO is switched on with udpSetGro: the option is the same for both families). */
+  udp6RecvGro(
+    fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs6: Uint32Array, ports: Uint16Array,
+    segSizes: Uint32Array, max: number,
+  ): number;
+  /**
+   * On: IPV6_PMTUDISC_DO + IPV6_DONTFRAG (udp6Open's default; above the path MTU a send fails with EMSGSIZE). Off:
+   * IPV6_PMTUDISC_DONT without DONTFRAG: the kernel fragments at the source (RFC 8200 section 5). ipv6(7).
+   */
+  ip6SetDontFragment(fd: number, on: boolean): void;
+  /** [IPV6_MTU_DISCOVER mode (0-5), IPV6_DONTFRAG (0 or 1)] of an IPv6 socket. */
+  ip6GetMtuDiscover(fd: number): [number, number];
 }
 
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
   'rawOpen', 'rawRecv', 'rawSend', 'close', 'takeSendErrno', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
   'tunWriteCoalesced', 'FdWatcher', 'ipSetMtuDiscover', 'ipGetMtuDiscover', 'flockTry', 'flockRelease',
+  'udp6Open', 'udp6Recv', 'udp6Send', 'udp6SendGso', 'udp6RecvGro', 'ip6SetDontFragment', 'ip6GetMtuDiscover',
 ];
 
 // This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.

@@ -36,6 +36,8 @@ export interface TunDevice {
  */
 export interface DatagramSocket {
   readonly kind: 'udp' | 'raw';
+  /** Underlay address family (issue 12): 6 reads and writes peers in PacketBatch.addrs6. Absent means 4. */
+  readonly family?: 4 | 6;
   /** As TunDevice.read: up to batch.count datagrams into prepared slots; fills addrs/ports with each sender. */
   recv(batch: PacketBatch): number;
   /** Sends batch.count datagrams to (addrs[i], ports[i]); returns how many the kernel took. */
@@ -49,6 +51,10 @@ export interface DatagramSocket {
   recvGro?(batch: PacketBatch, segSizes: Uint32Array): number;
   /** UDP GSO: one system call sends buf[off, off + len) as datagrams of segmentSize bytes (the last may be shorter). */
   sendGso?(buf: Buffer, off: number, len: number, segmentSize: number, addr: number, port: number): GsoSendResult;
+  /** UDP GSO on a family-6 socket: to [w0:w1:w2:w3]:port (four 32-bit words, most significant first). */
+  sendGso6?(
+    buf: Buffer, off: number, len: number, segmentSize: number, w0: number, w1: number, w2: number, w3: number, port: number,
+  ): GsoSendResult;
   /** The outer DF bit of every later send (IP_MTU_DISCOVER DO / DONT); absent on sockets that cannot choose it. */
   setDontFragment?(on: boolean): void;
 }

@@ -9,8 +9,9 @@
 // from the subnet.env vxtun wrote.
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { type Cidr, cidrContains, formatCidr, parseCidr, parseIPv4 } from '../wire/address';
-import type { SubnetEnv } from '../control/subnet-env';
+import { type Cidr6, cidr6Contains, formatCidr6, isIPv6, parseCidr6, parseIPv6 } from '../wire/address6';
 
 /** Where Debian's containernetworking-plugins puts bridge, host-local and the others. */
 export const CNI_BIN_DIR = '/usr/lib/cni';
@@ -64,15 +65,90 @@ export class CniError extends Error {
 }
 
 /**
+ * subnet.env as flannel's CNI plugin reads it (flannel-io/cni-plugin flannel.go loadFlannelSubnetEnv): the IPv4 pair
+ * FLANNEL_NETWORK / FLANNEL_SUBNET, the IPv6 pair FLANNEL_IPV6_NETWORK / FLANNEL_IPV6_SUBNET, or both (dual-stack;
+ * flanneld writes a pair only for the stacks it runs: EnableIPv4 / EnableIPv6). Subnets as networks (the file holds
+ * their first usable address). src/control/subnet-env.ts's SubnetEnv (both IPv4 fields set) is one of these.
+ */
+export interface FlannelEnv {
+  network?: Cidr;
+  subnet?: Cidr;
+  ipv6Network?: Cidr6;
+  ipv6Subnet?: Cidr6;
+  mtu: number;
+  ipMasq: boolean;
+}
+
+/** Parses subnet.env text for the CNI side; throws naming the key for a malformed value or a file with neither stack. */
+export function parseFlannelEnv(text: string, source = 'subnet.env'): FlannelEnv {
+  const values = new Map<string, string>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const eq = line.indexOf('=');
+    if (eq <= 0) throw new Error(`${source}: expected KEY=VALUE, got ${JSON.stringify(line)}`);
+    let value = line.slice(eq + 1).trim();
+    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1);
+    values.set(line.slice(0, eq).trim(), value);
+  }
+  const parsed = <T>(key: string, parse: (v: string) => T, expected: string): T | undefined => {
+    const value = values.get(key);
+    if (value === undefined) return undefined;
+    try {
+      return parse(value);
+    } catch {
+      throw new Error(`${source}: ${key} must be ${expected}, got ${JSON.stringify(value)}`);
+    }
+  };
+  const env: FlannelEnv = {
+    network: parsed('FLANNEL_NETWORK', (v) => parseCidr(v), 'an IPv4 CIDR'),
+    subnet: parsed('FLANNEL_SUBNET', (v) => parseCidr(v, true), 'an IPv4 address with prefix'),
+    ipv6Network: parsed('FLANNEL_IPV6_NETWORK', (v) => parseCidr6(v), 'an IPv6 CIDR'),
+    ipv6Subnet: parsed('FLANNEL_IPV6_SUBNET', (v) => parseCidr6(v, true), 'an IPv6 address with prefix'),
+    mtu: parsed('FLANNEL_MTU', (v) => {
+      const mtu = Number(v);
+      if (!/^\d+$/.test(v) || mtu < 68 || mtu > 65535) throw new Error('range');
+      return mtu;
+    }, 'an integer from 68 to 65535') ?? 0,
+    ipMasq: parsed('FLANNEL_IPMASQ', (v) => {
+      if (v !== 'true' && v !== 'false') throw new Error('boolean');
+      return v === 'true';
+    }, 'true or false') ?? false,
+  };
+  if (!values.has('FLANNEL_MTU')) throw new Error(`${source}: FLANNEL_MTU is missing`);
+  if (!values.has('FLANNEL_IPMASQ')) throw new Error(`${source}: FLANNEL_IPMASQ is missing`);
+  if ((env.network === undefined) !== (env.subnet === undefined)) throw new Error(`${source}: FLANNEL_NETWORK and FLANNEL_SUBNET go together`);
+  if ((env.ipv6Network === undefined) !== (env.ipv6Subnet === undefined)) {
+    throw new Error(`${source}: FLANNEL_IPV6_NETWORK and FLANNEL_IPV6_SUBNET go together`);
+  }
+  if (env.subnet === undefined && env.ipv6Subnet === undefined) throw new Error(`${source}: neither FLANNEL_SUBNET nor FLANNEL_IPV6_SUBNET is set`);
+  return env;
+}
+
+/** The file's values, or undefined when it does not exist (the agent writes it once it holds a lease). */
+export async function readFlannelEnv(path: string): Promise<FlannelEnv | undefined> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  return parseFlannelEnv(text, path);
+}
+
+/**
  * The configuration flannel's CNI plugin hands its delegate (flannel-io/cni-plugin flannel_linux.go, doCmdAdd and
  * getDelegateIPAM), from subnet.env and the network config's delegate section:
  *   name = the network's name; type = bridge; ipMasq = !FLANNEL_IPMASQ; mtu = FLANNEL_MTU; isGateway = true;
- *   cniVersion = the network's; ipam = host-local, ranges [[{subnet: FLANNEL_SUBNET's network}]],
- *   routes [{dst: FLANNEL_NETWORK}]. Keys the delegate section sets itself win, as in the plugin.
+ *   cniVersion = the network's; ipam = host-local, ranges [[{subnet: FLANNEL_SUBNET's network}]] and, dual-stack or
+ *   IPv6-only, [{subnet: FLANNEL_IPV6_SUBNET's network}] as a second range set (one address of each family per pod),
+ *   routes [{dst: FLANNEL_NETWORK}, {dst: FLANNEL_IPV6_NETWORK}] for the stacks present. Keys the delegate section
+ *   sets itself win, as in the plugin.
  * `ipamDataDir` (ours, not flannel's) moves host-local's allocations from /var/lib/cni/networks into the lab.
  */
 export function flannelDelegateConfig(
-  env: SubnetEnv,
+  env: FlannelEnv,
   options: { name?: string; cniVersion?: string; delegate?: Record<string, unknown>; ipamDataDir?: string } = {},
 ): Record<string, unknown> {
   const delegate: Record<string, unknown> = { ...(options.delegate ?? KUBE_FLANNEL_DELEGATE) };
@@ -82,11 +158,17 @@ export function flannelDelegateConfig(
   if (!('mtu' in delegate)) delegate.mtu = env.mtu;
   if (delegate.type === 'bridge' && !('isGateway' in delegate)) delegate.isGateway = true;
   delegate.cniVersion = options.cniVersion ?? CNI_VERSION;
-  const ipam: Record<string, unknown> = {
-    type: 'host-local',
-    ranges: [[{ subnet: formatCidr(env.subnet) }]],
-    routes: [{ dst: formatCidr(env.network) }],
-  };
+  const ranges: Array<Array<{ subnet: string }>> = [];
+  const routes: Array<{ dst: string }> = [];
+  if (env.subnet !== undefined && env.network !== undefined) {
+    ranges.push([{ subnet: formatCidr(env.subnet) }]);
+    routes.push({ dst: formatCidr(env.network) });
+  }
+  if (env.ipv6Subnet !== undefined && env.ipv6Network !== undefined) {
+    ranges.push([{ subnet: formatCidr6(env.ipv6Subnet) }]);
+    routes.push({ dst: formatCidr6(env.ipv6Network) });
+  }
+  const ipam: Record<string, unknown> = { type: 'host-local', ranges, routes };
   if (options.ipamDataDir !== undefined) ipam.dataDir = options.ipamDataDir;
   delegate.ipam = ipam;
   return delegate;
@@ -181,9 +263,11 @@ export function parseCniResult(stdout: string): CniResult {
   if (!Array.isArray(result.ips) || result.ips.length === 0) throw new Error('CNI result has no "ips"');
   for (const ip of result.ips) {
     try {
-      parseCidr(String(ip?.address), true);
+      const text = String(ip?.address);
+      if (isIPv6(text.split('/')[0] ?? '')) parseCidr6(text, true);
+      else parseCidr(text, true);
     } catch {
-      throw new Error(`CNI result ip ${JSON.stringify(ip?.address)} is not an IPv4 address with prefix`);
+      throw new Error(`CNI result ip ${JSON.stringify(ip?.address)} is not an IPv4 address with prefix (nor an IPv6 one)`);
     }
     if (ip.interface !== undefined && (ip.interface < 0 || ip.interface >= result.interfaces.length)) {
       throw new Error(`CNI result ip ${ip.address} names interface ${ip.interface}, which the result does not list`);
@@ -192,12 +276,30 @@ export function parseCniResult(stdout: string): CniResult {
   return result as CniResult;
 }
 
-/** The address a result gave the interface inside the pod named `ifName`, checked to lie inside `subnet`. */
+function isIPv6Config(ip: CniIpConfig): boolean {
+  return isIPv6(ip.address.split('/')[0] ?? '');
+}
+
+/** The IPv4 address a result gave the interface inside the pod named `ifName`, checked to lie inside `subnet`. */
 export function podAddressOf(result: CniResult, ifName: string, subnet: Cidr): { address: string; prefixLength: number; gateway?: string } {
   const index = result.interfaces.findIndex((i) => i.name === ifName && i.sandbox !== undefined);
-  const ip = result.ips.find((i) => i.interface === index) ?? result.ips[0]!;
+  const v4 = result.ips.filter((i) => !isIPv6Config(i));
+  const ip = v4.find((i) => i.interface === index) ?? v4[0];
+  if (ip === undefined) throw new Error(`CNI gave no IPv4 address (expected one in ${formatCidr(subnet)})`);
   const cidr = parseCidr(ip.address, true);
   if (!cidrContains(subnet, cidr.address)) throw new Error(`CNI gave ${ip.address}, outside the node's subnet ${formatCidr(subnet)}`);
   if (ip.gateway !== undefined) parseIPv4(ip.gateway);
+  return { address: ip.address.split('/')[0]!, prefixLength: cidr.prefixLength, gateway: ip.gateway };
+}
+
+/** As podAddressOf for the IPv6 address (dual-stack and IPv6-only pods), checked to lie inside `subnet`. */
+export function podAddress6Of(result: CniResult, ifName: string, subnet: Cidr6): { address: string; prefixLength: number; gateway?: string } {
+  const index = result.interfaces.findIndex((i) => i.name === ifName && i.sandbox !== undefined);
+  const v6 = result.ips.filter(isIPv6Config);
+  const ip = v6.find((i) => i.interface === index) ?? v6[0];
+  if (ip === undefined) throw new Error(`CNI gave no IPv6 address (expected one in ${formatCidr6(subnet)})`);
+  const cidr = parseCidr6(ip.address, true);
+  if (!cidr6Contains(subnet, cidr.address)) throw new Error(`CNI gave ${ip.address}, outside the node's IPv6 subnet ${formatCidr6(subnet)}`);
+  if (ip.gateway !== undefined) parseIPv6(ip.gateway);
   return { address: ip.address.split('/')[0]!, prefixLength: cidr.prefixLength, gateway: ip.gateway };
 }

@@ -12,8 +12,12 @@ import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import { type Cidr6, formatCidr6, formatIPv6, parseCidr6, parseIPv6 } from '../wire/address6';
+import { readFlannelEnv } from './cni';
 import type { Pod } from './pods';
-import { addKernelPeer, createKernelVtep, disableTxChecksumOffload, kernelVtepName } from './kernel-vxlan';
+import {
+  addKernelPeer, addKernelPeer6, createKernelVtep, createKernelVtep6, disableTxChecksumOffload, kernelVtep6Name, kernelVtepName,
+} from './kernel-vxlan';
 import { type EtcdServer, startEtcd } from './etcd-server';
 import { commandArgv, run } from './shell';
 import { RelayedStore } from './store-relay';
@@ -22,8 +26,29 @@ import { type Lab, type LabNode, labWorkDir, processStartTime } from './topology
 /** The compiled CLI; this file sits two levels below the package root in both src/ and dist/. */
 export const CLI_PATH = join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 
+/**
+ * IPv6 in the overlay (issue 12), configured through `vxtun init --ipv6-network CIDR [--ipv6-subnet-len N]
+ * [--ipv6-only]` and `vxtun agent --public-ipv6 IP` (flannel's EnableIPv6 / IPv6Network / IPv6SubnetLen / EnableIPv4,
+ * and PublicIPv6). The lab needs an IPv6 underlay (createLab's underlay6) for `underlay`.
+ */
+export interface OverlayIPv6Options {
+  /** The cluster's IPv6 network; default DEFAULT_IPV6_NETWORK. */
+  network?: string;
+  /** Each node's IPv6 subnet length (flannel's default 64 when left out). */
+  subnetLen?: number;
+  /** IPv6-only: EnableIPv4 false (pods and TUNs get no IPv4 address). */
+  only?: boolean;
+  /** Agents get `--public-ipv6 <node's underlayIp6>`: VXLAN over the IPv6 underlay (else IPv6 inner over IPv4). */
+  underlay?: boolean;
+}
+
+/** The lab's IPv6 pod network (fd00::/8, unique local: only inside the lab's namespaces). */
+export const DEFAULT_IPV6_NETWORK = 'fd00:17::/56';
+
 export interface OverlayOptions {
   backend: 'vxlan' | 'ipip' | 'host-gw' | 'bgp';
+  /** Dual-stack or IPv6-only overlay (vxlan only: the backend issue 12 carries IPv6 with). */
+  ipv6?: OverlayIPv6Options;
   /** bgp: Calico's BGP mode, each agent running its own bird2 (docs/bgp.md); defaults as `vxtun init`'s. */
   bgp?: { as?: number; encap?: BgpEncap; routeReflectors?: string[]; gracefulRestart?: number; bfd?: boolean };
   /** vxlan / ipip: route directly to nodes on our own L2 subnet (flannel DirectRouting, Calico CrossSubnet). */
@@ -65,6 +90,8 @@ export class Overlay {
   /** The lab's etcd (store 'etcd'), in the hub namespace: stop and restart it to make an outage. */
   etcd: EtcdServer | undefined;
   readonly network: string;
+  /** The cluster IPv6 network when the overlay carries IPv6. */
+  readonly network6: string | undefined;
   readonly vni: number;
   readonly port: number;
   readonly workDir: string;
@@ -81,6 +108,7 @@ export class Overlay {
     }
     this.storeUrl = options.storeUrl ?? `file:${join(this.workDir, 'store')}`;
     this.network = options.network ?? '10.17.0.0/16';
+    this.network6 = options.ipv6 === undefined ? undefined : formatCidr6(parseCidr6(options.ipv6.network ?? DEFAULT_IPV6_NETWORK));
     this.vni = options.vni ?? 1;
     this.port = options.port ?? 4789;
   }
@@ -89,6 +117,10 @@ export class Overlay {
   static async create(lab: Lab, options: OverlayOptions): Promise<Overlay> {
     if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
     if (options.store === 'etcd' && options.storeUrl !== undefined) throw new Error('give either store: "etcd" or a storeUrl, not both');
+    if (options.ipv6 !== undefined && options.backend !== 'vxlan') throw new Error(`an IPv6 overlay needs the vxlan backend, not ${options.backend}`);
+    if (options.ipv6?.underlay && lab.nodes.some((n) => n.underlayIp6 === undefined)) {
+      throw new Error('ipv6.underlay needs a lab with an IPv6 underlay (createLab with underlay6)');
+    }
     const overlay = new Overlay(lab, options);
     if (options.store === 'etcd') {
       try {
@@ -108,8 +140,30 @@ export class Overlay {
           : options.backend === 'bgp'
             ? { type: 'bgp' as const, ...bgp, routeReflectors: bgp.routeReflectors?.map(parseIPv4) }
             : { type: 'host-gw' as const };
+    if (options.ipv6 !== undefined) {
+      await overlay.initIPv6().catch(async (error: unknown) => {
+        await overlay.close();
+        throw error;
+      });
+      return overlay;
+    }
     await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
     return overlay;
+  }
+
+  /**
+   * The network config of an IPv6 overlay, written by `vxtun init` itself (in the hub namespace when the store is the
+   * lab's etcd), so that the lab exercises the flags users type: --ipv6-network, --ipv6-subnet-len, --ipv6-only.
+   */
+  private async initIPv6(): Promise<void> {
+    const v6 = this.options.ipv6!;
+    const args = [CLI_PATH, 'init', '--store', this.storeUrl, '--backend', 'vxlan', '--vni', String(this.vni), '--port', String(this.port)];
+    // Given for IPv6-only too: flannel ignores Network when EnableIPv4 is false, and `vxtun init` requires it today.
+    args.push('--network', this.network);
+    args.push('--ipv6-network', this.network6!);
+    if (v6.subnetLen !== undefined) args.push('--ipv6-subnet-len', String(v6.subnetLen));
+    if (v6.only) args.push('--ipv6-only');
+    await run(process.execPath, args, this.etcd !== undefined ? { netns: this.lab.hubNetns } : {});
   }
 
   /** The address etcd listens on when the lab has one: the hub bridge's. */
@@ -160,6 +214,7 @@ export class Overlay {
       '--node-name', node.netns,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
+      ...(this.options.ipv6?.underlay && node.underlayIp6 !== undefined ? ['--public-ipv6', node.underlayIp6] : []),
       ...(this.options.backend === 'bgp' ? ['--bird-dir', this.birdDir(node)] : []),
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
       ...extraArgs,
@@ -212,6 +267,28 @@ export class Overlay {
     return last!;
   }
 
+  /**
+   * Waits until the agent in `node` knows every other node's subnets: each IPv4 subnet (unless IPv6-only) and each
+   * IPv6 subnet address appears in its status. For IPv6 overlays, where the status layout of IPv6 routes is the
+   * control plane's to choose; plain IPv4 overlays use waitForRoutes.
+   */
+  async waitForSubnets(node: LabNode, others: ReadonlyArray<{ subnet?: Cidr; subnet6?: Cidr6 }>, timeoutMs = 15_000): Promise<void> {
+    const wanted = others.flatMap((o) => [
+      ...(o.subnet !== undefined ? [formatCidr(o.subnet)] : []),
+      ...(o.subnet6 !== undefined ? [formatIPv6(o.subnet6.address)] : []),
+    ]);
+    let missing: string[] = wanted;
+    try {
+      await this.waitFor(`${node.name} to route to every other node's subnets`, timeoutMs, async () => {
+        const text = JSON.stringify(await this.status(node));
+        missing = wanted.filter((w) => !containsAddress(text, w));
+        return missing.length === 0;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message} (missing: ${missing.join(', ')})`);
+    }
+  }
+
   /** The subnet.env the agent in `node` writes (the `--subnet-file` startAgent passes): what the CNI plugins read. */
   subnetFile(node: LabNode): string {
     return join(this.workDir, `${node.name}-subnet.env`);
@@ -220,6 +297,48 @@ export class Overlay {
   /** The lease subnet the agent in `node` holds. */
   async subnetOf(node: LabNode): Promise<Cidr> {
     return parseCidr((await this.status(node)).lease.subnet);
+  }
+
+  /** The IPv6 subnet the agent in `node` holds, from the FLANNEL_IPV6_SUBNET of its subnet.env (undefined: none). */
+  async subnet6Of(node: LabNode): Promise<Cidr6 | undefined> {
+    return (await readFlannelEnv(this.subnetFile(node)))?.ipv6Subnet;
+  }
+
+  /**
+   * A dual-stack flannel kernel node (`addKernelNode` plus flannel's IPv6 half): `flannel.<vni>` on `subnet`,
+   * `flannel-v6.<vni>` on `subnet6` with the node's IPv6 underlay address as `local`, the lease written as a
+   * dual-stack flanneld writes it (key `<v4>-<len>&<v6>-<len>`, PublicIPv6 and BackendV6Data beside PublicIP and
+   * BackendData), then one neighbor/FDB/route per existing lease for each family it has.
+   */
+  async addKernelNode6(node: LabNode, subnet: string, subnet6: string, vtepMac = '0e:00:00:00:fe:01', vtepMac6 = '0e:00:00:00:fe:61'): Promise<void> {
+    if (node.underlayIp6 === undefined) throw new Error(`kernel node ${node.name} needs an IPv6 underlay address (createLab with underlay6)`);
+    const cidr = parseCidr(subnet);
+    const cidr6 = parseCidr6(subnet6);
+    await createKernelVtep(this.lab, node, { vni: this.vni, port: this.port, vtepMac, address: formatIPv4(cidr.address) });
+    await disableTxChecksumOffload(this.lab, node, kernelVtepName(this.vni));
+    await createKernelVtep6(this.lab, node, { vni: this.vni, port: this.port, vtepMac: vtepMac6, address: formatCidr6(cidr6) });
+    await disableTxChecksumOffload(this.lab, node, kernelVtep6Name(this.vni));
+    const value = JSON.parse(formatLeaseAttrs({
+      publicIp: parseIPv4(node.underlayIp), backendType: 'vxlan', backendData: { vni: this.vni, vtepMac: parseMac(vtepMac) },
+    })) as Record<string, unknown>;
+    value.PublicIPv6 = node.underlayIp6;
+    value.BackendV6Data = { VNI: this.vni, VtepMAC: formatMac(parseMac(vtepMac6)) };
+    const key = `${subnetsPrefix(DEFAULT_PREFIX)}${dualStackKey(cidr, cidr6)}`;
+    const peers = await this.withStore(async (store) => {
+      await store.put(key, JSON.stringify(value), { ttlSeconds: 3600 });
+      return (await store.list(subnetsPrefix(DEFAULT_PREFIX))).kvs;
+    });
+    for (const kv of peers) {
+      if (kv.key === key) continue;
+      const lease = parseFlannelLease(kv.key, kv.value);
+      if (lease === undefined) continue;
+      if (lease.subnet !== undefined && lease.publicIp !== undefined && lease.vtepMac !== undefined) {
+        await addKernelPeer(this.lab, node, { subnet: formatCidr(lease.subnet), vtepMac: lease.vtepMac, publicIp: lease.publicIp, vni: this.vni });
+      }
+      if (lease.subnet6 !== undefined && lease.publicIpv6 !== undefined && lease.vtepMac6 !== undefined) {
+        await addKernelPeer6(this.lab, node, { subnet: formatCidr6(lease.subnet6), vtepMac: lease.vtepMac6, publicIpv6: lease.publicIpv6, vni: this.vni });
+      }
+    }
   }
 
   /**
@@ -267,6 +386,58 @@ export class Overlay {
   }
 }
 
+/** `text` holds `what` not followed by another address character (fd00:17:0:1:: is not fd00:17:0:1::5). */
+function containsAddress(text: string, what: string): boolean {
+  for (let at = text.indexOf(what); at >= 0; at = text.indexOf(what, at + 1)) {
+    if (!/[0-9a-f:.]/i.test(text[at + what.length] ?? '')) return true;
+  }
+  return false;
+}
+
+/** flannel's dual-stack lease key (pkg/subnet MakeSubnetKey): `10.17.250.0-24&fd00:17:0:fa::-64`. */
+export function dualStackKey(subnet: Cidr, subnet6: Cidr6): string {
+  return `${formatIPv4(subnet.address)}-${subnet.prefixLength}&${formatIPv6(subnet6.address)}-${subnet6.prefixLength}`;
+}
+
+/** What the lab's kernel node needs from a lease in flannel's layout, either family or both; undefined if unreadable. */
+export interface FlannelLeaseView {
+  subnet?: Cidr;
+  subnet6?: Cidr6;
+  publicIp?: string;
+  publicIpv6?: string;
+  vtepMac?: string;
+  vtepMac6?: string;
+}
+
+/**
+ * Reads a lease key (`<v4>-<len>`, `<v4>-<len>&<v6>-<len>`, or `<v6>-<len>` for IPv6-only) and its JSON value as
+ * flanneld writes them (PublicIP, PublicIPv6, BackendData.VtepMAC, BackendV6Data.VtepMAC), without the agent's
+ * validation: the lab only programs kernel entries from it.
+ */
+export function parseFlannelLease(key: string, value: string): FlannelLeaseView | undefined {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const view: FlannelLeaseView = {};
+  try {
+    for (const part of name.split('&')) {
+      const dash = part.lastIndexOf('-');
+      if (dash <= 0) return undefined;
+      const cidr = `${part.slice(0, dash)}/${part.slice(dash + 1)}`;
+      if (part.includes(':')) view.subnet6 = parseCidr6(cidr);
+      else view.subnet = parseCidr(cidr);
+    }
+    const attrs = JSON.parse(value) as {
+      PublicIP?: unknown; PublicIPv6?: unknown; BackendData?: { VtepMAC?: unknown } | null; BackendV6Data?: { VtepMAC?: unknown } | null;
+    };
+    if (typeof attrs.PublicIP === 'string') view.publicIp = formatIPv4(parseIPv4(attrs.PublicIP));
+    if (typeof attrs.PublicIPv6 === 'string') view.publicIpv6 = formatIPv6(parseIPv6(attrs.PublicIPv6));
+    if (typeof attrs.BackendData?.VtepMAC === 'string') view.vtepMac = formatMac(parseMac(attrs.BackendData.VtepMAC));
+    if (typeof attrs.BackendV6Data?.VtepMAC === 'string') view.vtepMac6 = formatMac(parseMac(attrs.BackendV6Data.VtepMAC));
+  } catch {
+    return undefined;
+  }
+  return view;
+}
+
 /** Starts a process in `node` that survives us: its own session (no terminal signals), logs to a file, unref'd. */
 function spawnDetached(node: LabNode, cmd: string, args: readonly string[], logFile: string): ChildProcess {
   const [file, argv] = commandArgv(cmd, args, node.netns);
@@ -293,6 +464,10 @@ export interface LabRecordNode {
   tunAddress: string;
   /** The first pod's address ('' without pods). */
   pod: string;
+  /** IPv6 labs: the node's IPv6 underlay address, IPv6 subnet and the TUN's (or flannel-v6 device's) IPv6 address. */
+  underlayIp6?: string;
+  subnet6?: string;
+  tunAddress6?: string;
   /** The pods attached by the CNI plugins (`lab up --pods N`), for `lab exec`, the table and `lab down`'s CNI DEL. */
   pods?: Pod[];
   pid?: number;
@@ -313,6 +488,8 @@ export interface LabRecord {
   storeUrl: string;
   /** False when the agents run with --no-ip-masq (the CNI bridge plugin NATs pod-to-pod traffic); absent: true. */
   ipMasq?: boolean;
+  /** IPv6 labs (`lab up --ipv6`, `--ipv6-only`, `--ipv6-underlay`): the IPv6 network and how it is carried. */
+  ipv6?: { network: string; only: boolean; underlay: boolean };
   createdAt: string;
   nodes: LabRecordNode[];
 }

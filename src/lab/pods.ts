@@ -10,9 +10,8 @@
 // (destroyLab, destroyStaleLabs, scripts/sweep.sh) finds them by the lab's vxt- prefix.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSubnetEnv } from '../control/subnet-env';
-import { type CniResult, flannelDelegateConfig, invokeCni, netnsPath, podAddressOf } from './cni';
-import type { Lab, LabNode } from './topology';
+import { type CniResult, flannelDelegateConfig, invokeCni, netnsPath, podAddress6Of, podAddressOf, readFlannelEnv } from './cni';
+import { enableIPv6, type Lab, type LabNode } from './topology';
 
 export const POD_IFNAME = 'eth0';
 
@@ -26,10 +25,17 @@ export interface Pod {
   nodeNetns: string;
   /** CNI_CONTAINERID: the pod's namespace name. */
   containerId: string;
-  /** The pod's address on eth0, without prefix (10.17.3.2), its prefix length and its gateway (cni0, the .1). */
+  /**
+   * The pod's address on eth0, without prefix (10.17.3.2), its prefix length and its gateway (cni0, the .1). An
+   * IPv6-only pod (subnet.env without FLANNEL_SUBNET) has its IPv6 address here too, as well as in address6.
+   */
   address: string;
   prefixLength: number;
   gateway?: string;
+  /** Dual-stack and IPv6-only pods: the IPv6 address host-local gave eth0 (fd00:17:0:1::2), its prefix and gateway. */
+  address6?: string;
+  prefixLength6?: number;
+  gateway6?: string;
   /** The MTU the bridge plugin gave eth0 (subnet.env's FLANNEL_MTU). */
   mtu: number;
 }
@@ -73,7 +79,7 @@ function savedPath(stateDir: string, containerId: string): string {
  * after undoing what it made.
  */
 export async function attachPod(lab: Lab, node: LabNode, index: number, network: PodNetwork): Promise<Pod> {
-  const env = await readSubnetEnv(network.subnetEnvFile);
+  const env = await readFlannelEnv(network.subnetEnvFile);
   if (env === undefined) throw new Error(`${network.subnetEnvFile} does not exist: the agent of ${node.name} writes it once it holds a lease`);
   const config = flannelDelegateConfig(env, { ipamDataDir: join(network.stateDir, 'networks') });
   const name = `${node.name}-p${index}`;
@@ -81,15 +87,19 @@ export async function attachPod(lab: Lab, node: LabNode, index: number, network:
   const containerId = netns;
   const common = { containerId, netnsPath: netnsPath(netns), ifName: POD_IFNAME, runIn: node.netns, binDir: network.binDir };
   try {
+    // Before the plugin makes eth0: without DAD its IPv6 address is usable at once (not "tentative" for ~2 s).
+    if (env.ipv6Subnet !== undefined) await enableIPv6(netns, false);
     const result = (await invokeCni({ ...common, command: 'ADD', config }))!;
     mkdirSync(join(network.stateDir, 'attachments'), { recursive: true });
     const file = savedPath(network.stateDir, containerId);
     writeFileSync(`${file}.tmp`, `${JSON.stringify({ config, result } satisfies SavedAttachment, null, 2)}\n`);
     renameSync(`${file}.tmp`, file);
-    const ip = podAddressOf(result, POD_IFNAME, env.subnet);
+    const ip6 = env.ipv6Subnet !== undefined ? podAddress6Of(result, POD_IFNAME, env.ipv6Subnet) : undefined;
+    const ip = env.subnet !== undefined ? podAddressOf(result, POD_IFNAME, env.subnet) : ip6!;
     return {
       name, netns, node: node.name, nodeNetns: node.netns, containerId,
       address: ip.address, prefixLength: ip.prefixLength, gateway: ip.gateway, mtu: env.mtu,
+      ...(ip6 !== undefined ? { address6: ip6.address, prefixLength6: ip6.prefixLength, gateway6: ip6.gateway } : {}),
     };
   } catch (error) {
     await detachPod({ netns, nodeNetns: node.netns, containerId }, network.stateDir).catch(() => undefined);

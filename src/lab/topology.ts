@@ -2,6 +2,7 @@
 //
 //   <name>-hub:  br0 (up) with ports n1..nN            (no addresses: a plain L2 switch)
 //   <name>-n<i>: eth0 = 192.0.2.<10+i>/24, lo up        (the other end of port n<i>)
+//                with `underlay6`: also eth0 = 2001:db8:1::<10+i>/64 (no DAD), IPv6 forwarding on
 //
 // Nothing is made in the root namespace: every veth pair is created inside the hub and one end moved into its node,
 // so a crashed test leaves only namespaces behind, all named `vxt-...`, which destroyStaleLabs and scripts/sweep.sh
@@ -13,10 +14,13 @@ import { join } from 'node:path';
 import { formatIPv4, parseCidr } from '../wire/address';
 import { fitNeighborTable } from './neighbor-table';
 import { run, spawnIn, type RunOptions, type RunResult, type SpawnOptions } from './shell';
+import { formatIPv6, parseCidr6 } from '../wire/address6';
 
 export const LAB_PREFIX = 'vxt-';
 export const LAB_STATE_DIR = '/run/vxtun/labs';
 export const DEFAULT_UNDERLAY = '192.0.2.0/24';
+/** The IPv6 underlay of `underlay6: true` labs (RFC 3849 documentation range); node i gets ::<10+i> (n1: ::11). */
+export const DEFAULT_UNDERLAY6 = '2001:db8:1::/64';
 const HUB_BRIDGE = 'br0';
 const FIRST_HOST = 10; // node i gets underlay host number 10 + i
 const STOP_GRACE_MS = 1_500; // between SIGTERM and SIGKILL for processes the lab started
@@ -29,6 +33,12 @@ export interface LabOptions {
   underlay?: string;
   /** MTU of the underlay links; default 1500. */
   mtu?: number;
+  /**
+   * A second, IPv6 underlay on the same links (issue 12): true for DEFAULT_UNDERLAY6 or an IPv6 CIDR; node i gets host
+   * 10 + i. Node namespaces then have IPv6 forwarding on and duplicate address detection off (accept_dad=0), so that
+   * addresses made later (TUNs, cni0, pods' veths) are usable at once instead of staying "tentative" for a second or two.
+   */
+  underlay6?: boolean | string;
   /**
    * Outlives this process (`vxtun lab up`): no exit hooks remove it, destroyStaleLabs leaves it alone while its
    * namespaces exist, and only destroyLab(name) removes it. Processes it runs are the caller's to detach.
@@ -51,6 +61,8 @@ export interface LabNode {
   netns: string;
   underlayIp: string;
   underlayDev: 'eth0';
+  /** The node's IPv6 underlay address (labs made with underlay6), e.g. '2001:db8:1::11'. */
+  underlayIp6?: string;
 }
 
 /** What a lab owns, as recorded on disk so that another process can remove it after a crash. */
@@ -71,6 +83,9 @@ export interface Lab {
   readonly underlay: string;
   readonly prefixLength: number;
   readonly mtu: number;
+  /** The IPv6 underlay's network address and prefix length ('2001:db8:1::', 64), when the lab has one. */
+  readonly underlay6?: string;
+  readonly prefixLength6?: number;
   readonly nodes: readonly LabNode[];
   /** Node by 1-based index. */
   node(index: number): LabNode;
@@ -122,6 +137,11 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     throw new Error(`invalid node count ${options.nodes} for underlay ${options.underlay ?? DEFAULT_UNDERLAY}`);
   }
   if (!Number.isInteger(mtu) || mtu < 576 || mtu > 65535) throw new Error(`invalid underlay MTU ${mtu}`);
+  const underlay6 = options.underlay6 === undefined || options.underlay6 === false
+    ? undefined
+    : parseCidr6(options.underlay6 === true ? DEFAULT_UNDERLAY6 : options.underlay6);
+  if (underlay6 !== undefined && underlay6.prefixLength > 120) throw new Error(`IPv6 underlay ${formatIPv6(underlay6.address)}/${underlay6.prefixLength} is too small`);
+  if (underlay6 !== undefined && mtu < 1280) throw new Error(`invalid underlay MTU ${mtu}: IPv6 needs at least 1280 (RFC 8200 section 5)`);
 
   const name = options.name;
   const nodes: LabNode[] = [];
@@ -132,6 +152,8 @@ export async function createLab(options: LabOptions): Promise<Lab> {
       netns: nodeNamespace(name, index),
       underlayIp: formatIPv4(underlay.address + FIRST_HOST + index),
       underlayDev: 'eth0',
+      // The IPv4 host number's digits read as hex (192.0.2.11 and 2001:db8:1::11), so the two are told apart at a glance.
+      ...(underlay6 !== undefined ? { underlayIp6: formatIPv6(underlay6.address + BigInt(`0x${FIRST_HOST + index}`)) } : {}),
     });
   }
   const hub = hubNamespace(name);
@@ -156,7 +178,8 @@ export async function createLab(options: LabOptions): Promise<Lab> {
 
   // Record first, create second: a crash halfway still leaves a record of everything that may exist.
   writeLabState(state);
-  const lab = new LiveLab(state, nodes, formatIPv4(underlay.address), underlay.prefixLength, mtu);
+  const lab = new LiveLab(state, nodes, formatIPv4(underlay.address), underlay.prefixLength, mtu,
+    underlay6 === undefined ? undefined : formatIPv6(underlay6.address), underlay6?.prefixLength);
   if (!options.persistent) {
     liveLabs.add(lab);
     installExitHooks();
@@ -169,11 +192,16 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     for (const node of nodes) {
       await run('ip', ['netns', 'add', node.netns]);
       await run('ip', ['-n', node.netns, 'link', 'set', 'lo', 'up']);
+      // Before any interface is made: 'default' is what new interfaces (eth0, TUNs, cni0, veths) inherit.
+      if (underlay6 !== undefined) await enableIPv6(node.netns);
       const port = node.name;
       await run('ip', ['-n', hub, 'link', 'add', port, 'mtu', String(mtu), 'type', 'veth',
         'peer', 'name', node.underlayDev, 'mtu', String(mtu), 'netns', node.netns]);
       await run('ip', ['-n', hub, 'link', 'set', port, 'master', HUB_BRIDGE, 'up']);
       await run('ip', ['-n', node.netns, 'addr', 'add', `${node.underlayIp}/${underlay.prefixLength}`, 'dev', node.underlayDev]);
+      if (node.underlayIp6 !== undefined) {
+        await run('ip', ['-n', node.netns, 'addr', 'add', `${node.underlayIp6}/${underlay6!.prefixLength}`, 'dev', node.underlayDev, 'nodad']);
+      }
       await run('ip', ['-n', node.netns, 'link', 'set', node.underlayDev, 'up']);
     }
   } catch (error) {
@@ -181,6 +209,20 @@ export async function createLab(options: LabOptions): Promise<Lab> {
     throw error;
   }
   return lab;
+}
+
+/**
+ * IPv6 in a node namespace: forwarding on (pods' traffic crosses the node), router advertisements still accepted
+ * (accept_ra=2, as forwarding would otherwise turn them off; the lab sends none), and DAD off for every interface made
+ * later (a tentative address cannot be bound: EADDRNOTAVAIL). Pods' namespaces get it without forwarding.
+ */
+export async function enableIPv6(netns: string, forwarding = true): Promise<void> {
+  const settings = [
+    'net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0',
+    'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0',
+  ];
+  if (forwarding) settings.push('net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.default.forwarding=1');
+  await run('sysctl', ['-q', '-w', ...settings], { netns });
 }
 
 class LiveLab implements Lab {
@@ -195,6 +237,8 @@ class LiveLab implements Lab {
     readonly underlay: string,
     readonly prefixLength: number,
     readonly mtu: number,
+    readonly underlay6?: string,
+    readonly prefixLength6?: number,
   ) {
     this.name = state.name;
     this.hubNetns = hubNamespace(state.name);

@@ -2,12 +2,13 @@
 // `lab up` leaves its agents running (detached, logs in /run/vxtun/labs/<name>/) and exits; `lab down` removes
 // everything the lab made, also after a crash, from the lab's state file and record.
 import { spawn } from 'node:child_process';
-import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import {
-  Overlay, type LabRecord, type LabRecordNode, agentIdentity, isRecordedAgentAlive, readLabRecord, stopRecordedAgents, writeLabRecord,
+  DEFAULT_IPV6_NETWORK, Overlay, type LabRecord, type LabRecordNode, type OverlayIPv6Options, agentIdentity, isRecordedAgentAlive,
+  parseFlannelLease, readLabRecord, stopRecordedAgents, writeLabRecord,
 } from '../../lab/overlay';
 import { type Pod, attachPod, detachPod, podStateDir } from '../../lab/pods';
 import {
@@ -18,6 +19,8 @@ import { IpMasq, runCommand } from '../../control/ip-masq';
 import { DEFAULT_PREFIX, parseSubnetKey, subnetsPrefix } from '../../control/lease';
 import { writeSubnetEnv } from '../../control/subnet-env';
 import { type Cidr, formatCidr, formatIPv4, parseCidr } from '../../wire/address';
+import { type Cidr6, formatCidr6, formatIPv6, parseCidr6 } from '../../wire/address6';
+import { DEFAULT_UNDERLAY6 } from '../../lab/topology';
 import { BGP_ENCAPS, type BgpEncap } from '../../control/network-config';
 import { integerIn, oneOf } from '../parse';
 
@@ -39,6 +42,11 @@ export interface OverlayLabOptions {
   kernelPeer?: boolean;
   /** 'etcd': a real etcd on the lab's underlay, in the hub namespace (192.0.2.2:2379); default an embedded store. */
   store?: 'file' | 'etcd';
+  /**
+   * Dual-stack (`--ipv6`), IPv6-only (`--ipv6-only`) and/or VXLAN over the IPv6 underlay (`--ipv6-underlay`): the lab
+   * gets a 2001:db8:1::/64 underlay beside 192.0.2.0/24, pods get IPv6 addresses from the CNI plugins (issue 12).
+   */
+  ipv6?: OverlayIPv6Options;
   storeUrl?: string;
   /** Outlives this process: agents detached, no exit hooks (`lab up`). */
   persistent: boolean;
@@ -63,8 +71,14 @@ export function requireRoot(what: string): void {
 }
 
 /** Throws what would make buildOverlayLab refuse, before anything is made or printed. */
-export function checkOverlayLabOptions(options: Pick<OverlayLabOptions, 'name' | 'nodes' | 'backend' | 'kernelPeer'>): void {
+export function checkOverlayLabOptions(options: Pick<OverlayLabOptions, 'name' | 'nodes' | 'backend' | 'kernelPeer' | 'ipv6'>): void {
   checkLabName(options.name);
+  if (options.ipv6 !== undefined && options.backend !== 'vxlan') {
+    throw new Error(`--ipv6, --ipv6-only and --ipv6-underlay need --backend vxlan: vxtun carries IPv6 pods over VXLAN only (not ${options.backend})`);
+  }
+  if (options.ipv6?.only && options.kernelPeer) {
+    throw new Error('--kernel-peer with --ipv6-only is not built by the lab: its kernel node is dual-stack (use --ipv6 --ipv6-underlay)');
+  }
   if (options.kernelPeer && options.backend !== 'vxlan') {
     // The kernel node is what kernel-vxlan.ts programs: flannel's vxlan backend (a flannel.<VNI> device, port 8472).
     const why = options.backend === 'ipip'
@@ -79,11 +93,12 @@ export function checkOverlayLabOptions(options: Pick<OverlayLabOptions, 'name' |
 export async function buildOverlayLab(options: OverlayLabOptions): Promise<OverlayLab> {
   const say = options.say ?? (() => undefined);
   checkOverlayLabOptions(options);
-  const lab = await createLab({ name: options.name, nodes: options.nodes, persistent: options.persistent });
+  const lab = await createLab({ name: options.name, nodes: options.nodes, persistent: options.persistent, underlay6: options.ipv6 !== undefined });
   let overlay: Overlay | undefined;
   try {
     overlay = await Overlay.create(lab, {
       backend: options.backend,
+      ...(options.ipv6 !== undefined ? { ipv6: options.ipv6 } : {}),
       ...(options.backend === 'bgp' ? { bgp: { encap: options.bgpEncap } } : {}),
       port: options.kernelPeer ? 8472 : undefined,
       store: options.store,
@@ -95,23 +110,43 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
     const started = Date.now();
     say(`starting ${agentNodes.length} vxtun agent${agentNodes.length === 1 ? '' : 's'}...`);
     const handles = await Promise.all(agentNodes.map((node) => overlay!.startAgent(node, [...(options.agentArgs ?? [])])));
-    const subnets = new Map<string, Cidr>();
-    for (const node of agentNodes) subnets.set(node.name, await overlay.subnetOf(node));
+    const v6 = options.ipv6;
+    const subnets = new Map<string, Cidr | undefined>();
+    const subnets6 = new Map<string, Cidr6 | undefined>();
+    for (const node of agentNodes) {
+      subnets.set(node.name, v6?.only ? undefined : await overlay.subnetOf(node));
+      if (v6 !== undefined) subnets6.set(node.name, await overlay.subnet6Of(node));
+    }
     if (kernelNode !== undefined) {
       const subnet = await freeKernelSubnet(overlay);
-      say(`programming the kernel's VXLAN device in ${kernelNode.name} as flanneld would (${subnet})...`);
-      await overlay.addKernelNode(kernelNode, subnet);
+      if (v6 !== undefined) {
+        const subnet6 = await freeKernelSubnet6(overlay);
+        say(`programming the kernel's VXLAN devices in ${kernelNode.name} as a dual-stack flanneld would (${subnet}, ${formatCidr6(subnet6)})...`);
+        await overlay.addKernelNode6(kernelNode, subnet, formatCidr6(subnet6));
+        subnets6.set(kernelNode.name, subnet6);
+      } else {
+        say(`programming the kernel's VXLAN device in ${kernelNode.name} as flanneld would (${subnet})...`);
+        await overlay.addKernelNode(kernelNode, subnet);
+      }
       subnets.set(kernelNode.name, parseCidr(subnet));
-      await prepareKernelNodeForPods(overlay, kernelNode, parseCidr(subnet));
+      await prepareKernelNodeForPods(overlay, kernelNode, parseCidr(subnet), subnets6.get(kernelNode.name));
     }
-    await Promise.all(agentNodes.map((node) => overlay!.waitForRoutes(node, lab.nodes.length - 1, 15_000)));
+    if (v6 === undefined) {
+      await Promise.all(agentNodes.map((node) => overlay!.waitForRoutes(node, lab.nodes.length - 1, 15_000)));
+    } else {
+      await Promise.all(agentNodes.map((node) => overlay!.waitForSubnets(
+        node,
+        lab.nodes.filter((other) => other !== node).map((other) => ({ subnet: subnets.get(other.name), subnet6: subnets6.get(other.name) })),
+      )));
+    }
     const readySeconds = (Date.now() - started) / 1000;
     const podCount = options.pods ?? 1;
     if (podCount > 0) say(`attaching ${podCount} pod${podCount === 1 ? '' : 's'} per node with the CNI bridge and host-local plugins, configured from subnet.env as flannel's CNI plugin does...`);
     const pods: Pod[] = [];
     const recordNodes: LabRecordNode[] = [];
     for (const node of lab.nodes) {
-      const subnet = subnets.get(node.name)!;
+      const subnet = subnets.get(node.name);
+      const subnet6 = subnets6.get(node.name);
       const nodePods: Pod[] = [];
       for (let j = 1; j <= podCount; j++) {
         nodePods.push(await attachPod(lab, node, j, { subnetEnvFile: overlay.subnetFile(node), stateDir: podStateDir(overlay.workDir, node.name) }));
@@ -123,9 +158,11 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
         netns: node.netns,
         underlayIp: node.underlayIp,
         kind: handle ? 'vxtun' : 'kernel',
-        subnet: formatCidr(subnet),
-        tunAddress: formatIPv4(subnet.address),
+        subnet: subnet === undefined ? '-' : formatCidr(subnet),
+        tunAddress: subnet === undefined ? '-' : formatIPv4(subnet.address),
         pod: nodePods[0]?.address ?? '',
+        ...(node.underlayIp6 !== undefined ? { underlayIp6: node.underlayIp6 } : {}),
+        ...(subnet6 !== undefined ? { subnet6: formatCidr6(subnet6), tunAddress6: formatIPv6(subnet6.address) } : {}),
         pods: nodePods,
         ...(handle ? { ...agentIdentity(handle), logFile: handle.logFile, statusSocket: handle.statusSocket } : {}),
       });
@@ -139,6 +176,7 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
       port: overlay.port,
       storeUrl: overlay.storeUrl,
       ...((options.agentArgs ?? []).includes('--no-ip-masq') ? { ipMasq: false } : {}),
+      ...(v6 !== undefined ? { ipv6: { network: overlay.network6!, only: v6.only ?? false, underlay: v6.underlay ?? false } } : {}),
       createdAt: new Date().toISOString(),
       nodes: recordNodes,
     };
@@ -163,9 +201,17 @@ export async function buildOverlayLab(options: OverlayLabOptions): Promise<Overl
  * A kernel VXLAN node has no vxtun agent: write its subnet.env and install the masquerade rules as flanneld
  * --ip-masq would there, so that its pods behave like every other node's.
  */
-async function prepareKernelNodeForPods(overlay: Overlay, node: Lab['nodes'][number], subnet: Cidr): Promise<void> {
+async function prepareKernelNodeForPods(overlay: Overlay, node: Lab['nodes'][number], subnet: Cidr, subnet6?: Cidr6): Promise<void> {
   const network = parseCidr(overlay.network);
   await writeSubnetEnv(overlay.subnetFile(node), { network, subnet, mtu: 1450, ipMasq: true });
+  if (subnet6 !== undefined) {
+    // flanneld's IPv6 lines (first usable address, as for IPv4); the pods' MTU is the smaller device's: flannel-v6's.
+    writeFileSync(overlay.subnetFile(node), [
+      `FLANNEL_NETWORK=${formatCidr(network)}`, `FLANNEL_SUBNET=${formatIPv4(subnet.address + 1)}/${subnet.prefixLength}`,
+      `FLANNEL_IPV6_NETWORK=${overlay.network6}`, `FLANNEL_IPV6_SUBNET=${formatIPv6(subnet6.address + 1n)}/${subnet6.prefixLength}`,
+      `FLANNEL_MTU=${overlay.lab.mtu - 70}`, 'FLANNEL_IPMASQ=true', '',
+    ].join('\n'));
+  }
   await IpMasq.start({
     networks: { network, subnet },
     log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
@@ -204,6 +250,19 @@ async function freeKernelSubnet(overlay: Overlay): Promise<string> {
   throw new Error('no free subnet for the kernel node');
 }
 
+/** An IPv6 subnet for the kernel node no lease holds: <network> + 0xfa, 0xfb... at the network's subnet length (/64). */
+async function freeKernelSubnet6(overlay: Overlay): Promise<Cidr6> {
+  const network = parseCidr6(overlay.network6 ?? DEFAULT_IPV6_NETWORK);
+  const length = overlay.options.ipv6?.subnetLen ?? 64;
+  const taken = await overlay.withStore(async (store) => new Set((await store.list(subnetsPrefix(DEFAULT_PREFIX))).kvs
+    .map((kv) => parseFlannelLease(kv.key, '{}')?.subnet6).filter((c) => c !== undefined).map((c) => formatCidr6(c))));
+  for (let i = 0xfan; i < 0x100n; i++) {
+    const candidate = { address: network.address + (i << BigInt(128 - length)), prefixLength: length };
+    if (!taken.has(formatCidr6(candidate))) return candidate;
+  }
+  throw new Error('no free IPv6 subnet for the kernel node');
+}
+
 /** The node table, as `lab up`, `lab ls` and the demo print it. */
 export function formatNodeTable(record: LabRecord): string {
   const header = ['node', 'namespace', 'underlay IP', 'subnet', record.backend === 'host-gw' ? 'overlay device' : 'TUN/VTEP address', 'pods (name address)', 'runs'];
@@ -212,11 +271,16 @@ export function formatNodeTable(record: LabRecord): string {
     record.backend === 'host-gw' ? 'none (host-gw)'
       : record.backend === 'bgp' && (record.bgpEncap ?? 'none') === 'none' ? 'none (BIRD routes)'
         : `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
-    (n.pods ?? []).map((p) => `${p.name} ${p.address}`).join(', ') || n.pod || '-',
+    (n.pods ?? []).map((p) => `${p.name} ${p.address}${p.address6 !== undefined && p.address6 !== p.address ? ` ${p.address6}` : ''}`).join(', ') || n.pod || '-',
     n.kind !== 'vxtun' ? 'kernel VXLAN'
       : n.pid === undefined ? 'vxtun agent'
         : isRecordedAgentAlive(n) ? `vxtun agent pid ${n.pid}` : `vxtun agent EXITED (was pid ${n.pid})`,
   ]);
+  if (record.ipv6 !== undefined) {
+    // IPv6 labs: the IPv6 underlay address and subnet beside the IPv4 ones.
+    header.splice(3, 0, 'underlay IPv6', 'IPv6 subnet');
+    rows.forEach((row, i) => row.splice(3, 0, record.nodes[i]!.underlayIp6 ?? '-', record.nodes[i]!.subnet6 ?? '-'));
+  }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]): string => `  ${cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()}`;
   return [line(header), ...rows.map(line)].join('\n');
@@ -238,7 +302,9 @@ function describeOverlay(record: LabRecord): string {
     record.backend === 'vxlan' ? `VXLAN VNI ${record.vni} UDP port ${record.port}`
       : record.backend === 'ipip' ? 'IP-in-IP'
         : record.backend === 'bgp' ? `BGP (a bird2 per node, full mesh), encap ${record.bgpEncap ?? 'none'}` : 'host-gw (kernel routes, no tunnel)';
-  return `${record.nodes.length} nodes, ${encap}, network ${record.network}`;
+  const v6 = record.ipv6 === undefined ? ''
+    : `${record.ipv6.only ? ' (IPv6 only)' : ''}, IPv6 network ${record.ipv6.network}${record.ipv6.underlay ? ' over the IPv6 underlay' : ''}`;
+  return `${record.nodes.length} nodes, ${encap}, network ${record.ipv6?.only ? '-' : record.network}${v6}`;
 }
 
 /** The `lab up` options a record was built with, as far as the record tells. */
@@ -251,6 +317,11 @@ function describeOptions(record: LabRecord): string {
   if (record.ipMasq === false) options.push('--no-ip-masq');
   if (record.nodes.some((n) => n.kind === 'kernel')) options.push('--kernel-peer');
   if (record.storeUrl.startsWith('etcd://')) options.push('--store etcd');
+  if (record.ipv6 !== undefined) {
+    options.push(record.ipv6.only ? '--ipv6-only' : '--ipv6');
+    if (record.ipv6.underlay) options.push('--ipv6-underlay');
+    if (record.ipv6.network !== DEFAULT_IPV6_NETWORK) options.push(`--ipv6-network ${record.ipv6.network}`);
+  }
   return options.join(' ');
 }
 
@@ -288,6 +359,9 @@ export function usageHints(record: LabRecord): string {
   const podB = b?.pods?.[0];
   if (podA && podB) {
     lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address}      # pod ${podA.name} -> pod ${podB.name}, ${pathOf(record)}`);
+    if (podB.address6 !== undefined && podB.address6 !== podB.address) {
+      lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address6}      # the same over IPv6${record.ipv6?.underlay ? ', VXLAN over the IPv6 underlay' : ''}`);
+    }
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${podA.name} -- iperf3 -c ${podB.address} -t 3`);
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # ${
       record.ipMasq === false
@@ -367,9 +441,20 @@ export function labCommand(program: Command): void {
     .option('--no-ip-masq', "agents leave masquerade to the CNI bridge plugin (FLANNEL_IPMASQ=false): pod-to-pod traffic is NATed, as without flanneld's --ip-masq")
     .option('--kernel-peer', "make the last node a kernel VXLAN node programmed as flannel does (port 8472)")
     .option('--store <etcd|url>', '"etcd": a real etcd on the lab\'s underlay (hub namespace, 192.0.2.2:2379); or a file: URL (default: an embedded store in the lab directory)')
+    .option('--ipv6', `dual-stack: pods and TUNs get IPv4 and IPv6 addresses (vxtun init --ipv6-network); the underlay gets ${DEFAULT_UNDERLAY6} too`)
+    .option('--ipv6-only', 'IPv6 pods only (EnableIPv4 false; vxtun init --ipv6-only); implies --ipv6')
+    .option('--ipv6-underlay', "VXLAN over the IPv6 underlay: agents get --public-ipv6 (their node's 2001:db8:1:: address); implies --ipv6")
+    .option('--ipv6-network <cidr>', `the cluster IPv6 network (default ${DEFAULT_IPV6_NETWORK}); implies --ipv6`)
     .action(async (opts) => {
       const name: string = opts.name;
-      checkOverlayLabOptions({ name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer) });
+      const ipv6: OverlayIPv6Options | undefined = opts.ipv6 || opts.ipv6Only || opts.ipv6Underlay || opts.ipv6Network !== undefined
+        ? {
+          ...(opts.ipv6Network !== undefined ? { network: formatCidr6(parseCidr6(opts.ipv6Network)) } : {}),
+          only: Boolean(opts.ipv6Only),
+          underlay: Boolean(opts.ipv6Underlay),
+        }
+        : undefined;
+      checkOverlayLabOptions({ name, nodes: opts.nodes, backend: opts.backend, kernelPeer: Boolean(opts.kernelPeer), ipv6 });
       if (opts.encap !== undefined && opts.backend !== 'bgp') throw new Error('--encap is for --backend bgp (vxlan and ipip always encapsulate)');
       const store = opts.store === undefined ? {} : storeOption(opts.store);
       requireRoot('vxtun lab up');
@@ -391,9 +476,10 @@ export function labCommand(program: Command): void {
       process.once('SIGINT', interrupted);
       process.once('SIGTERM', interrupted);
       const say = (line: string): void => void process.stdout.write(`${line}\n`);
-      say(`building lab ${name}: ${opts.nodes} node namespace${opts.nodes === 1 ? '' : 's'} on a bridge (underlay 192.0.2.0/24)...`);
+      say(`building lab ${name}: ${opts.nodes} node namespace${opts.nodes === 1 ? '' : 's'} on a bridge (underlay 192.0.2.0/24${ipv6 ? ` and ${DEFAULT_UNDERLAY6}` : ''})...`);
       const built = await buildOverlayLab({
         name, nodes: opts.nodes, backend: opts.backend, bgpEncap: opts.encap, kernelPeer: Boolean(opts.kernelPeer), ...store, persistent: true, say,
+        ...(ipv6 !== undefined ? { ipv6 } : {}),
         pods: opts.pods, agentArgs: opts.ipMasq === false ? ['--no-ip-masq'] : [],
       });
       process.removeListener('SIGINT', interrupted);
