@@ -1,0 +1,141 @@
+// IP-in-IP beside VXLAN, side by side in one run: vxtun agents at both ends of a fresh two-node lab per variant,
+// one iperf3 TCP stream n1 -> n2, variants interleaved round by round (this machine is noisy: only ratios measured
+// together mean something). Per run: Gbit/s, retransmits, both agents' CPU seconds per Gbit, and with --strace the
+// system calls of the sending and receiving agents (strace -c -f on each, which slows them: figures from a run with
+// --strace are for the counts, not the speed). Run as root:
+//   node -r tsx/cjs bench/ipip.ts [--rounds 3] [--seconds 5] [--strace] [--gro] [--only vxlan,ipip,ipip-plain]
+// Variants: vxlan (default flags), ipip (default flags), ipip-plain (--ipip-segment-batch off: the raw path before the
+// native segment batch, for before/after).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { runIperf } from '../src/lab/iperf';
+import { Overlay } from '../src/lab/overlay';
+import { cpuSeconds } from '../src/lab/proc';
+import { createLab } from '../src/lab/topology';
+import { formatIPv4 } from '../src/wire/address';
+
+interface Variant {
+  name: string;
+  backend: 'vxlan' | 'ipip';
+  flags: string[];
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'vxlan', backend: 'vxlan', flags: [] },
+  { name: 'ipip', backend: 'ipip', flags: [] },
+  { name: 'ipip-plain', backend: 'ipip', flags: ['--ipip-segment-batch', 'off'] },
+];
+
+interface Run {
+  variant: string;
+  gbps: number;
+  retransmits: number | null;
+  agentCpuSeconds: number;
+  /** Per agent (sender, receiver): user and system CPU seconds during the run. */
+  split: [number, number][];
+  syscalls: string[];
+}
+
+/** User and system CPU seconds of `pid` so far (/proc/PID/stat fields 14 and 15). */
+function userSystem(pid: number): [number, number] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [Number(fields[11]) / 100, Number(fields[12]) / 100];
+}
+
+function arg(argv: string[], name: string, fallback: string): string {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : fallback;
+}
+
+/** The top lines of `strace -c` output: calls by system call. */
+function straceTop(text: string): string[] {
+  const lines = text.split('\n').filter((l) => /^\s*\d/.test(l));
+  return lines.slice(0, 6).map((l) => l.trim().split(/\s+/)).map((f) => `${f[f.length - 1]} ${f[3]} calls${f.length === 6 && f[4] ? ` (${f[4]} errors)` : ''}`);
+}
+
+async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: boolean): Promise<Run> {
+  const lab = await createLab({ name: `vxt-ipb${process.pid}`, nodes: 2 });
+  let overlay: Overlay | undefined;
+  const tracers: { proc: ChildProcess; out: string; done: Promise<void> }[] = [];
+  try {
+    overlay = await Overlay.create(lab, { backend: variant.backend });
+    const [n1, n2] = lab.nodes;
+    // A real NIC has GRO on by default; a veth only when asked (then it coalesces IP-in-IP TCP, af_inet.c ipip_offload).
+    if (gro) for (const node of lab.nodes) await lab.exec(node, 'ethtool', ['-K', node.underlayDev, 'gro', 'on']);
+    for (const node of lab.nodes) await overlay.startAgent(node, ['--no-ip-masq', ...variant.flags]);
+    await overlay.waitForRoutes(n1, 1);
+    await overlay.waitForRoutes(n2, 1);
+    const target = formatIPv4((await overlay.subnetOf(n2)).address);
+    const pids = [...overlay.agents.values()].map((a) => a.process.pid!);
+    if (strace) {
+      for (const pid of pids) {
+        const out = `/tmp/vxtun-ipip-bench-${process.pid}-${pid}.strace`;
+        const proc = spawn('strace', ['-c', '-f', '-o', out, '-p', String(pid)], { stdio: 'ignore' });
+        tracers.push({ proc, out, done: new Promise((resolve) => proc.once('exit', () => resolve())) });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    const before = pids.map(cpuSeconds);
+    const splitBefore = pids.map(userSystem);
+    const tcp = await runIperf(lab, { server: n2, client: n1, address: target, seconds });
+    const cpu = pids.map((pid, i) => cpuSeconds(pid) - before[i]).reduce((a, b) => a + b, 0);
+    const split = pids.map((pid, i): [number, number] => {
+      const [user, system] = userSystem(pid);
+      return [user - splitBefore[i][0], system - splitBefore[i][1]];
+    });
+    const syscalls: string[] = [];
+    for (const [i, t] of tracers.entries()) {
+      t.proc.kill('SIGINT');
+      await t.done;
+      syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${straceTop(readFileSync(t.out, 'utf8')).join(', ')}`);
+    }
+    return { variant: variant.name, gbps: tcp.gbitPerSecond, retransmits: tcp.retransmits, agentCpuSeconds: cpu, split, syscalls };
+  } finally {
+    for (const t of tracers) if (t.proc.exitCode === null) t.proc.kill('SIGKILL');
+    await overlay?.close();
+    await lab.destroy();
+  }
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const rounds = Number(arg(argv, '--rounds', '3'));
+  const seconds = Number(arg(argv, '--seconds', '5'));
+  const strace = argv.includes('--strace');
+  const gro = argv.includes('--gro');
+  const only = arg(argv, '--only', '').split(',').filter((s) => s !== '');
+  const variants = only.length > 0 ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
+  const runs: Run[] = [];
+  for (let round = 1; round <= rounds; round++) {
+    for (const variant of variants) {
+      try {
+        const run = await runOnce(variant, seconds, strace, gro);
+        runs.push(run);
+        const perGbit = run.agentCpuSeconds / (run.gbps * seconds);
+        process.stdout.write(`round ${round} ${variant.name.padEnd(11)} ${run.gbps.toFixed(2)} Gbit/s, retransmits ${run.retransmits}, agents ${perGbit.toFixed(3)} CPU s/Gbit; user/sys s: sender ${run.split[0].map((x) => x.toFixed(2)).join('/')}, receiver ${run.split[1].map((x) => x.toFixed(2)).join('/')}\n`);
+        for (const line of run.syscalls) process.stdout.write(`    ${line}\n`);
+      } catch (error) {
+        process.stdout.write(`round ${round} ${variant.name}: failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      }
+    }
+  }
+  const medians = new Map(variants.map((v) => [v.name, median(runs.filter((r) => r.variant === v.name).map((r) => r.gbps))]));
+  process.stdout.write(`medians over ${rounds} interleaved rounds of ${seconds} s:\n`);
+  const vxlan = medians.get('vxlan');
+  for (const [name, value] of medians) {
+    const ratio = vxlan !== undefined && name !== 'vxlan' ? `  (${(value / vxlan).toFixed(2)}x vxlan)` : '';
+    process.stdout.write(`  ${name.padEnd(11)} ${value.toFixed(2)} Gbit/s${ratio}\n`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`ipip bench failed: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});
