@@ -2,12 +2,12 @@
 // one iperf3 TCP stream n1 -> n2, variants interleaved round by round (this machine is noisy: only ratios measured
 // together mean something). Per run: Gbit/s, retransmits, both agents' CPU seconds per Gbit, and with --strace the
 // system calls of the sending and receiving agents (strace -c -f on each, which slows them: figures from a run with
-// --strace are for the counts, not the speed). Run as root:
-//   node -r tsx/cjs bench/ipip.ts [--rounds 3] [--seconds 5] [--strace] [--gro] [--only vxlan,ipip,ipip-plain]
+// --strace are for the counts, not the speed; --perf: `perf record` of each agent, hottest symbols). Run as root:
+//   node -r tsx/cjs bench/ipip.ts [--rounds 3] [--seconds 5] [--strace | --perf] [--gro] [--only vxlan,ipip,ipip-plain]
 // Variants: vxlan (default flags), ipip (default flags), ipip-plain (--ipip-segment-batch off: the raw path before the
 // native segment batch, for before/after).
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
 import { runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { cpuSeconds } from '../src/lab/proc';
@@ -43,6 +43,12 @@ function userSystem(pid: number): [number, number] {
   return [Number(fields[11]) / 100, Number(fields[12]) / 100];
 }
 
+/** The hottest symbols of a `perf record` file, by self time (kernel and user). */
+function perfTop(file: string): string[] {
+  const text = execFileSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'symbol'], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  return text.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 12).map((l) => l.trim().replace(/\s+/g, ' '));
+}
+
 function arg(argv: string[], name: string, fallback: string): string {
   const i = argv.indexOf(name);
   return i >= 0 && i + 1 < argv.length ? argv[i + 1] : fallback;
@@ -54,7 +60,7 @@ function straceTop(text: string): string[] {
   return lines.slice(0, 6).map((l) => l.trim().split(/\s+/)).map((f) => `${f[f.length - 1]} ${f[3]} calls${f.length === 6 && f[4] ? ` (${f[4]} errors)` : ''}`);
 }
 
-async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: boolean): Promise<Run> {
+async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: boolean, perf: boolean): Promise<Run> {
   const lab = await createLab({ name: `vxt-ipb${process.pid}`, nodes: 2 });
   let overlay: Overlay | undefined;
   const tracers: { proc: ChildProcess; out: string; done: Promise<void> }[] = [];
@@ -68,10 +74,11 @@ async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: 
     await overlay.waitForRoutes(n2, 1);
     const target = formatIPv4((await overlay.subnetOf(n2)).address);
     const pids = [...overlay.agents.values()].map((a) => a.process.pid!);
-    if (strace) {
+    if (strace || perf) {
       for (const pid of pids) {
-        const out = `/tmp/vxtun-ipip-bench-${process.pid}-${pid}.strace`;
-        const proc = spawn('strace', ['-c', '-f', '-o', out, '-p', String(pid)], { stdio: 'ignore' });
+        const out = `/tmp/vxtun-ipip-bench-${process.pid}-${pid}.${perf ? 'perf' : 'strace'}`;
+        const args = perf ? ['record', '-q', '-o', out, '-p', String(pid)] : ['-c', '-f', '-o', out, '-p', String(pid)];
+        const proc = spawn(perf ? 'perf' : 'strace', args, { stdio: 'ignore' });
         tracers.push({ proc, out, done: new Promise((resolve) => proc.once('exit', () => resolve())) });
       }
       await new Promise((resolve) => setTimeout(resolve, 500));
@@ -88,7 +95,9 @@ async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: 
     for (const [i, t] of tracers.entries()) {
       t.proc.kill('SIGINT');
       await t.done;
-      syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${straceTop(readFileSync(t.out, 'utf8')).join(', ')}`);
+      const top = perf ? perfTop(t.out) : straceTop(readFileSync(t.out, 'utf8'));
+      syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${top.join(', ')}`);
+      rmSync(t.out, { force: true });
     }
     return { variant: variant.name, gbps: tcp.gbitPerSecond, retransmits: tcp.retransmits, agentCpuSeconds: cpu, split, syscalls };
   } finally {
@@ -110,13 +119,14 @@ async function main(): Promise<void> {
   const seconds = Number(arg(argv, '--seconds', '5'));
   const strace = argv.includes('--strace');
   const gro = argv.includes('--gro');
+  const perf = argv.includes('--perf');
   const only = arg(argv, '--only', '').split(',').filter((s) => s !== '');
   const variants = only.length > 0 ? VARIANTS.filter((v) => only.includes(v.name)) : VARIANTS;
   const runs: Run[] = [];
   for (let round = 1; round <= rounds; round++) {
     for (const variant of variants) {
       try {
-        const run = await runOnce(variant, seconds, strace, gro);
+        const run = await runOnce(variant, seconds, strace, gro, perf);
         runs.push(run);
         const perGbit = run.agentCpuSeconds / (run.gbps * seconds);
         process.stdout.write(`round ${round} ${variant.name.padEnd(11)} ${run.gbps.toFixed(2)} Gbit/s, retransmits ${run.retransmits}, agents ${perGbit.toFixed(3)} CPU s/Gbit; user/sys s: sender ${run.split[0].map((x) => x.toFixed(2)).join('/')}, receiver ${run.split[1].map((x) => x.toFixed(2)).join('/')}\n`);
