@@ -5,9 +5,11 @@
 // --strace are for the counts, not the speed; --perf: `perf record` of each agent, hottest symbols). Run as root:
 //   node -r tsx/cjs bench/ipip.ts [--rounds 3] [--seconds 5] [--strace | --perf] [--gro] [--only vxlan,ipip,ipip-plain]
 // Variants: vxlan (default flags), ipip (default flags), ipip-plain (--ipip-segment-batch off: the raw path before the
-// native segment batch, for before/after).
+// native segment batch, for before/after), ipip-b128 (--batch 128: twice the recvmmsg/sendmmsg batch).
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import type { AgentStatus } from '../src/control/agent';
+import { fetchStatus } from '../src/control/status-server';
 import { runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { cpuSeconds } from '../src/lab/proc';
@@ -24,6 +26,7 @@ const VARIANTS: Variant[] = [
   { name: 'vxlan', backend: 'vxlan', flags: [] },
   { name: 'ipip', backend: 'ipip', flags: [] },
   { name: 'ipip-plain', backend: 'ipip', flags: ['--ipip-segment-batch', 'off'] },
+  { name: 'ipip-b128', backend: 'ipip', flags: ['--batch', '128'] },
 ];
 
 interface Run {
@@ -33,6 +36,8 @@ interface Run {
   agentCpuSeconds: number;
   /** Per agent (sender, receiver): user and system CPU seconds during the run. */
   split: [number, number][];
+  /** The receiving agent's mean recvmmsg batch and packets per TUN write are not counted; its mean inbound batch is. */
+  receiverMeanBatch: number | null;
   syscalls: string[];
 }
 
@@ -99,7 +104,9 @@ async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: 
       syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${top.join(', ')}`);
       rmSync(t.out, { force: true });
     }
-    return { variant: variant.name, gbps: tcp.gbitPerSecond, retransmits: tcp.retransmits, agentCpuSeconds: cpu, split, syscalls };
+    const status = (await fetchStatus(overlay.agents.get(n2.name)!.statusSocket)) as AgentStatus;
+    const receiverMeanBatch = (status.counters as { meanBatch?: { inbound: number } } | undefined)?.meanBatch?.inbound ?? null;
+    return { variant: variant.name, receiverMeanBatch, gbps: tcp.gbitPerSecond, retransmits: tcp.retransmits, agentCpuSeconds: cpu, split, syscalls };
   } finally {
     for (const t of tracers) if (t.proc.exitCode === null) t.proc.kill('SIGKILL');
     await overlay?.close();
@@ -129,7 +136,7 @@ async function main(): Promise<void> {
         const run = await runOnce(variant, seconds, strace, gro, perf);
         runs.push(run);
         const perGbit = run.agentCpuSeconds / (run.gbps * seconds);
-        process.stdout.write(`round ${round} ${variant.name.padEnd(11)} ${run.gbps.toFixed(2)} Gbit/s, retransmits ${run.retransmits}, agents ${perGbit.toFixed(3)} CPU s/Gbit; user/sys s: sender ${run.split[0].map((x) => x.toFixed(2)).join('/')}, receiver ${run.split[1].map((x) => x.toFixed(2)).join('/')}\n`);
+        process.stdout.write(`round ${round} ${variant.name.padEnd(11)} ${run.gbps.toFixed(2)} Gbit/s, retransmits ${run.retransmits}, agents ${perGbit.toFixed(3)} CPU s/Gbit; user/sys s: sender ${run.split[0].map((x) => x.toFixed(2)).join('/')}, receiver ${run.split[1].map((x) => x.toFixed(2)).join('/')}; receiver mean recv batch ${run.receiverMeanBatch?.toFixed(1)}\n`);
         for (const line of run.syscalls) process.stdout.write(`    ${line}\n`);
       } catch (error) {
         process.stdout.write(`round ${round} ${variant.name}: failed: ${error instanceof Error ? error.message : String(error)}\n`);

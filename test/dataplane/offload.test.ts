@@ -6,7 +6,12 @@
 // refusal to merge a corrupt segment.
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { EncapName } from '../../src/dataplane/tables';
+import { Counters } from '../../src/dataplane/counters';
+import { createEncapsulation } from '../../src/dataplane/encap';
+import { SegmentSender } from '../../src/dataplane/segment-sender';
+import { type EncapName, ForwardingTables } from '../../src/dataplane/tables';
+import { FakeNetwork } from '../../src/io/fake';
+import { parseCidr } from '../../src/wire/address';
 import { emitIpipOuter } from '../../src/wire/ipip';
 import { IPV4_HEADER_LEN, IPPROTO_TCP, checkIpv4, emitIpv4, parseIpv4 } from '../../src/wire/ipv4';
 import { TCP_ACK, TCP_PSH, emitTcp, fillTcpChecksum, parseTcp, tcpChecksumValid } from '../../src/wire/tcp';
@@ -177,6 +182,25 @@ Offload('ipip: a super-packet sendSegments cannot cut is dropped and counted, th
   assert.is(drops.total, 1);
   assert.is(drops.get('gso', 'cannot-segment'), 1, 'the native call refused it: its IPv4 length is not the read length');
   assert.is(b.tun.written.length, 1, 'the packet after it went through');
+});
+
+Offload('SegmentSender: segments a raw socket did not take (a full socket) are counted from the segment count', () => {
+  const net = new FakeNetwork();
+  const socket = net.raw(ip('192.0.2.11'));
+  const real = socket.sendSegments!;
+  socket.sendSegments = (...args) => real(...args) - 3; // the kernel took all but the last three
+  const counters = new Counters(64);
+  const local = { vtepIp: ip('10.17.1.0'), subnet: parseCidr('10.17.1.0/24'), vtepMac: 2, underlayIp: ip('192.0.2.11'), vni: 1, port: 0 };
+  const sender = new SegmentSender(createEncapsulation('ipip', local), counters, false);
+  const route = { subnet: parseCidr('10.17.2.0/24'), gateway: ip('192.0.2.12'), encap: 'ipip' as const };
+  const packet = partialChecksum(tcpPacket(20000));
+  const slab = Buffer.alloc(packet.length + 64);
+  packet.copy(slab, 64);
+  const segments = Math.ceil(20000 / MSS);
+  assert.is(sender.send(socket, slab, 64, packet.length, 40, MSS, 20, route, new ForwardingTables()), segments - 3);
+  assert.is(counters.underlayOut.packets, segments - 3);
+  assert.is(counters.drops.get('underlay', 'send-failed'), 3);
+  assert.match(sender.lastVia, `segmented natively, sendmmsg: ${segments} segments`);
 });
 
 /** The IPv4 header checksum of the header at 0 (checksum field zero). */
