@@ -48,10 +48,25 @@ function userSystem(pid: number): [number, number] {
   return [Number(fields[11]) / 100, Number(fields[12]) / 100];
 }
 
-/** The hottest symbols of a `perf record` file, by self time (kernel and user). */
+/** Kernel functions whose inclusive share says where a forwarding agent's system time goes. */
+const PERF_PATHS = [
+  'raw_sendmsg', 'udp_sendmsg', 'udp_send_skb', '__ip_append_data', 'ip_finish_output2', 'veth_xmit', 'net_rx_action', 'br_handle_frame',
+  'ip_rcv', 'ip_local_deliver_finish', 'raw_rcv', 'udp_rcv', '__sys_recvmmsg', 'tun_get_user', 'tun_do_read', 'csum_partial_copy_generic',
+];
+
+/** The hottest symbols of a `perf record -g` file by self time, then the inclusive share of PERF_PATHS. */
 function perfTop(file: string): string[] {
-  const text = execFileSync('perf', ['report', '-i', file, '--stdio', '--no-children', '--sort', 'symbol'], { encoding: 'utf8', maxBuffer: 64 << 20 });
-  return text.split('\n').filter((l) => /^\s+\d+\.\d+%/.test(l)).slice(0, 12).map((l) => l.trim().replace(/\s+/g, ' '));
+  const report = (children: boolean): string[] =>
+    execFileSync('perf', ['report', '-i', file, '--stdio', children ? '--children' : '--no-children', '--sort', 'symbol', '-g', 'none'], { encoding: 'utf8', maxBuffer: 256 << 20 })
+      .split('\n')
+      .filter((l) => /^\s+\d+\.\d+%/.test(l))
+      .map((l) => l.trim().replace(/\s+/g, ' '));
+  const self = report(false).slice(0, 10);
+  const inclusive = report(true)
+    .map((l) => /^(\d+\.\d+)%.*\] (\S+)/.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null && PERF_PATHS.includes(m[2]))
+    .map((m) => `${m[2]} ${m[1]}%`);
+  return [`self: ${self.join(', ')}`, `inclusive: ${inclusive.join(', ')}`];
 }
 
 function arg(argv: string[], name: string, fallback: string): string {
@@ -82,7 +97,7 @@ async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: 
     if (strace || perf) {
       for (const pid of pids) {
         const out = `/tmp/vxtun-ipip-bench-${process.pid}-${pid}.${perf ? 'perf' : 'strace'}`;
-        const args = perf ? ['record', '-q', '-o', out, '-p', String(pid)] : ['-c', '-f', '-o', out, '-p', String(pid)];
+        const args = perf ? ['record', '-q', '-g', '-o', out, '-p', String(pid)] : ['-c', '-f', '-o', out, '-p', String(pid)];
         const proc = spawn(perf ? 'perf' : 'strace', args, { stdio: 'ignore' });
         tracers.push({ proc, out, done: new Promise((resolve) => proc.once('exit', () => resolve())) });
       }
@@ -101,7 +116,7 @@ async function runOnce(variant: Variant, seconds: number, strace: boolean, gro: 
       t.proc.kill('SIGINT');
       await t.done;
       const top = perf ? perfTop(t.out) : straceTop(readFileSync(t.out, 'utf8'));
-      syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${top.join(', ')}`);
+      syscalls.push(`${i === 0 ? 'sender' : 'receiver'}: ${top.join('\n      ')}`);
       rmSync(t.out, { force: true });
     }
     const status = (await fetchStatus(overlay.agents.get(n2.name)!.statusSocket)) as AgentStatus;
