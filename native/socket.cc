@@ -450,8 +450,9 @@ static Napi::Value RawSend(const Napi::CallbackInfo& info) { return Send(info, f
 // Most segments one rawSendSegments call makes (a 64 KB super-packet at an MSS of 536 makes 123).
 static constexpr size_t kMaxRawSegments = 128;
 
-// rawSendSegments(fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, scratch, segLengths) -> segments the
-// kernel took, or -1 when the super-packet cannot be segmented (nothing sent). Each segment goes out as two iovecs,
+// rawSendSegments(fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, port, scratch, segLengths) -> segments
+// the kernel took, or -1 when the super-packet cannot be segmented (nothing sent). `port` is 0 for raw sockets (which
+// ignore it); a UDP socket's fd works too, the segments then being UDP payloads (how the unit tests run it without root). Each segment goes out as two iovecs,
 // its own IPv4 + TCP headers (written into scratch, checksums complete: tcp-segment.h) and its payload read in place
 // from the super-packet, so the payload is copied once, by the kernel. The raw socket writes the outer header.
 // segLengths[i] gets segment i's length. Per-message errors skip the message, EAGAIN stops (as rawSend).
@@ -459,13 +460,17 @@ static Napi::Value RawSendSegments(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd;
   Bytes slab, scratch;
-  uint32_t pktOff, pktLen, hdrLen, gsoSize, csumStart, addr;
+  uint32_t pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, port;
   Array<uint32_t> segLengths;
   if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32(info, 2, "pktOff", pktOff) ||
       !ArgUint32(info, 3, "pktLen", pktLen) || !ArgUint32(info, 4, "hdrLen", hdrLen) ||
       !ArgUint32(info, 5, "gsoSize", gsoSize) || !ArgUint32(info, 6, "csumStart", csumStart) ||
-      !ArgUint32(info, 7, "addr", addr) || !ArgBytes(info, 8, "scratch", scratch) ||
-      !ArgUint32Array(info, 9, "segLengths", segLengths)) {
+      !ArgUint32(info, 7, "addr", addr) || !ArgUint32(info, 8, "port", port) || !ArgBytes(info, 9, "scratch", scratch) ||
+      !ArgUint32Array(info, 10, "segLengths", segLengths)) {
+    return env.Undefined();
+  }
+  if (port > 0xffff) {
+    ThrowRangeError(env, "rawSendSegments: port must be 0 to 65535");
     return env.Undefined();
   }
   if (static_cast<uint64_t>(pktOff) + pktLen > slab.length) {
@@ -480,7 +485,7 @@ static Napi::Value RawSendSegments(const Napi::CallbackInfo& info) {
   struct mmsghdr headers[kMaxRawSegments];
   struct iovec iovs[kMaxRawSegments][2];
   struct sockaddr_in to;
-  ToSockaddr(to, addr, 0);
+  ToSockaddr(to, addr, static_cast<uint16_t>(port));
   const uint8_t* data = s.ip + s.headers;
   size_t done = 0;
   memset(headers, 0, sizeof(struct mmsghdr) * s.count);

@@ -60,10 +60,13 @@ export interface NativeAddon {
   rawOpen(protocol: number, bindAddress: number, recvBufferBytes: number, sendBufferBytes: number): number;
   rawRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, max: number): number;
   rawSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, count: number): number;
-  /** A TCP super-packet's segments in one sendmmsg (native/socket.cc): segments taken, or -1 when it cannot be cut. */
+  /**
+   * A TCP super-packet's segments in one sendmmsg (native/socket.cc): segments taken, or -1 when it cannot be cut.
+   * `port` 0 for raw sockets; on a UDP socket's fd the segments go out as UDP payloads (unit tests, no root needed).
+   */
   rawSendSegments(
     fd: number, slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number,
-    addr: number, scratch: Buffer, segLengths: Uint32Array,
+    addr: number, port: number, scratch: Buffer, segLengths: Uint32Array,
   ): number;
   close(fd: number): void;
   /**

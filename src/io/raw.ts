@@ -90,7 +90,7 @@ export class RawSocket implements DatagramSocket {
 
   /** See DatagramSocket.sendSegments: one native call, one sendmmsg; the kernel writes each outer header. */
   sendSegments(slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, addr: IPv4, segLengths: Uint32Array): number {
-    return native().rawSendSegments(this.handle.fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, this.segmentHeaders, segLengths);
+    return native().rawSendSegments(this.handle.fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, 0, this.segmentHeaders, segLengths);
   }
 
   /**
