@@ -11,6 +11,7 @@
 
 #include "errors.h"
 #include "exports.h"
+#include "tcp-segment.h"
 
 namespace vxtun {
 
@@ -737,6 +738,92 @@ static Napi::Value UdpSend(const Napi::CallbackInfo& info) { return Send(info, t
 static Napi::Value RawRecv(const Napi::CallbackInfo& info) { return Receive(info, false); }
 static Napi::Value RawSend(const Napi::CallbackInfo& info) { return Send(info, false); }
 
+// ---- IP-in-IP: a TCP super-packet sent as its segments in one sendmmsg ----
+
+// Most segments one rawSendSegments call makes (a 64 KB super-packet at an MSS of 536 makes 123).
+static constexpr size_t kMaxRawSegments = 128;
+
+// rawSendSegments(fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, port, scratch, segLengths) -> segments
+// the kernel took, or -1 when the super-packet cannot be segmented (nothing sent). `port` is 0 for raw sockets (which
+// ignore it); a UDP socket's fd works too, the segments then being UDP payloads (how the unit tests run it without root). Each segment goes out as two iovecs,
+// its own IPv4 + TCP headers (written into scratch, checksums complete: tcp-segment.h) and its payload read in place
+// from the super-packet, so the payload is copied once, by the kernel. The raw socket writes the outer header.
+// segLengths[i] gets segment i's length. Per-message errors skip the message, EAGAIN stops (as rawSend).
+static Napi::Value RawSendSegments(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int32_t fd;
+  Bytes slab, scratch;
+  uint32_t pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, port;
+  Array<uint32_t> segLengths;
+  if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32(info, 2, "pktOff", pktOff) ||
+      !ArgUint32(info, 3, "pktLen", pktLen) || !ArgUint32(info, 4, "hdrLen", hdrLen) ||
+      !ArgUint32(info, 5, "gsoSize", gsoSize) || !ArgUint32(info, 6, "csumStart", csumStart) ||
+      !ArgUint32(info, 7, "addr", addr) || !ArgUint32(info, 8, "port", port) || !ArgBytes(info, 9, "scratch", scratch) ||
+      !ArgUint32Array(info, 10, "segLengths", segLengths)) {
+    return env.Undefined();
+  }
+  if (port > 0xffff) {
+    ThrowRangeError(env, "rawSendSegments: port must be 0 to 65535");
+    return env.Undefined();
+  }
+  if (static_cast<uint64_t>(pktOff) + pktLen > slab.length) {
+    ThrowRangeError(env, "rawSendSegments: the packet lies outside its buffer");
+    return env.Undefined();
+  }
+  SuperPacket s;
+  if (!ParseSuperPacket(slab.data + pktOff, pktLen, hdrLen, gsoSize, csumStart, s)) return Napi::Number::New(env, -1);
+  if (s.count > kMaxRawSegments || s.count > segLengths.length || s.count * s.headers > scratch.length) {
+    return Napi::Number::New(env, -1);
+  }
+  struct mmsghdr headers[kMaxRawSegments];
+  struct iovec iovs[kMaxRawSegments][2];
+  struct sockaddr_in to;
+  ToSockaddr(to, addr, static_cast<uint16_t>(port));
+  const uint8_t* data = s.ip + s.headers;
+  size_t done = 0;
+  memset(headers, 0, sizeof(struct mmsghdr) * s.count);
+  for (size_t i = 0; i < s.count; i++) {
+    size_t chunk = s.payload - done < s.gsoSize ? s.payload - done : s.gsoSize;
+    uint8_t* hdr = scratch.data + i * s.headers;
+    WriteSegmentHeaders(s, i, done, chunk, data + done, hdr);
+    iovs[i][0].iov_base = hdr;
+    iovs[i][0].iov_len = s.headers;
+    iovs[i][1].iov_base = const_cast<uint8_t*>(data + done);
+    iovs[i][1].iov_len = chunk;
+    headers[i].msg_hdr.msg_iov = iovs[i];
+    headers[i].msg_hdr.msg_iovlen = chunk > 0 ? 2 : 1;
+    headers[i].msg_hdr.msg_name = &to;
+    headers[i].msg_hdr.msg_namelen = sizeof to;
+    segLengths.data[i] = static_cast<uint32_t>(s.headers + chunk);
+    done += chunk;
+  }
+  int count = static_cast<int>(s.count);
+  int sent = 0;
+  int next = 0;
+  while (next < count) {
+    int took = sendmmsg(fd, headers + next, count - next, MSG_DONTWAIT);
+    if (took > 0) {
+      sent += took;
+      next += took;
+      continue;
+    }
+    if (took < 0 && errno == EINTR) continue;
+    if (took < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      g_lastSendErrno = EAGAIN;
+      break;
+    }
+    if (took < 0 && IsPerMessageError(errno)) {
+      g_lastSendErrno = errno;
+      next++;  // segment `next` failed on its own
+      continue;
+    }
+    if (took == 0) break;
+    ThrowSystemError(env, errno, "sendmmsg");
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, sent);
+}
+
 // ipSetMtuDiscover(fd, mode): IP_MTU_DISCOVER on a UDP or raw IPv4 socket, mode 0 IP_PMTUDISC_DONT (DF clear, the
 // kernel fragments what exceeds the route MTU), 1 IP_PMTUDISC_WANT (the socket default: DF set when the datagram fits),
 // 2 IP_PMTUDISC_DO (DF always set; a datagram above the path MTU fails with EMSGSIZE). Applies to every later send,
@@ -797,6 +884,7 @@ void InitSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("rawOpen", Napi::Function::New(env, RawOpen, "rawOpen"));
   exports.Set("rawRecv", Napi::Function::New(env, RawRecv, "rawRecv"));
   exports.Set("rawSend", Napi::Function::New(env, RawSend, "rawSend"));
+  exports.Set("rawSendSegments", Napi::Function::New(env, RawSendSegments, "rawSendSegments"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("ipSetMtuDiscover", Napi::Function::New(env, IpSetMtuDiscover, "ipSetMtuDiscover"));
   exports.Set("ipGetMtuDiscover", Napi::Function::New(env, IpGetMtuDiscover, "ipGetMtuDiscover"));

@@ -66,6 +66,8 @@ export interface AgentOptions {
   poolSlots?: number;
   /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
   offload?: boolean;
+  /** IP-in-IP: TCP super-packets segmented and sent by one native call (default true); false: the earlier path. */
+  ipipSegmentBatch?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
   /** Outer DF bit (ip-link(8) `df`): 'unset' (default, as the kernel's vxlan), 'set', or 'inherit' from the inner packet. */
@@ -316,6 +318,7 @@ export class Agent {
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
     const engine = new Engine({
       tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+      nativeSegments: options.ipipSegmentBatch,
     });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });

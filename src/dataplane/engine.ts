@@ -61,6 +61,8 @@ export interface EngineOptions {
    * calls this once, from the event loop, with an error whose message says what happened. Default: log it.
    */
   onFatal?: (error: Error) => void;
+  /** Super-packets go whole to sockets that segment natively (raw IP-in-IP: sendSegments); default true. */
+  nativeSegments?: boolean;
 }
 
 export class Engine {
@@ -143,7 +145,7 @@ export class Engine {
     this.inSlots = new Uint32Array(b);
     this.inToTun = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
     this.arpReplies = new PacketBatch(this.slab, this.socket.gro ? b * GRO_SEGMENTS : b);
-    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log }, (socket, lost) =>
+    this.segments = new SegmentSender(this.encap, this.counters, this.sourcePorts.senders[0].sendGso !== undefined, { log: options.log, nativeSegments: options.nativeSegments }, (socket, lost) =>
       this.faults.sendShortfall(socket, lost),
     );
     this.segSizes = new Uint32Array(b);

@@ -1,8 +1,13 @@
 // In-memory stand-ins for the TUN device and the underlay sockets (wireguard-go's tuntest / bindtest), so the engine
 // is tested without root. They copy bytes (tests may allocate); the real devices are tested in test/net/.
+import { closeSync, openSync, readSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { IPV4_HEADER_LEN, IPPROTO_IPIP, emitIpv4 } from '../wire/ipv4';
 import type { IPv4 } from '../wire/address';
 import type { PacketBatch } from './batch';
+import { native } from './native';
+import { tcpSegment } from './segmentation';
 import type { DatagramSocket, GsoSendResult, TunDevice } from './types';
 
 /** Calls a watcher once, soon, however many packets arrive meanwhile (level-triggered, like uv_poll). */
@@ -100,10 +105,50 @@ export class FakeTun implements TunDevice {
     return n;
   }
 
-  /** Offload devices: the packets as they are (a real TUN would coalesce TCP runs; the count is what matters here). */
-  writeCoalesced(batch: PacketBatch, _scratch: Buffer): number {
+  /**
+   * Offload devices: what the kernel got from each write of writeCoalesced, virtio_net_hdr included: a coalesced TCP
+   * super-packet (gsoType 1, gsoSize the members' payload) or one packet (gsoType 0). `written` still lists the
+   * packets one by one, as the engine queued them.
+   */
+  readonly writes: { flags: number; gsoType: number; hdrLen: number; gsoSize: number; csumStart: number; csumOffset: number; packet: Buffer }[] = [];
+  /** The file the native coalescer writes into (a regular file keeps every write; each record says its length). */
+  private coalesceFd = -1;
+  private coalesceRead = 0;
+
+  /**
+   * Offload devices: the real native coalescer (tunWriteCoalesced, native/offload.cc) writes into a temporary file
+   * instead of a TUN; each write is read back into `writes`, and the batch's packets go to `written`.
+   */
+  writeCoalesced(batch: PacketBatch, scratch: Buffer): number {
     if (!this.offload) throw new Error(`fake TUN ${this.name} was not made with offload`);
-    return this.write(batch);
+    this.failures.check('write');
+    if (this.coalesceFd < 0) {
+      const path = join(tmpdir(), `vxtun-fake-tun-${process.pid}-${this.name}-${Date.now()}`);
+      this.coalesceFd = openSync(path, 'w+');
+      unlinkSync(path); // the fd keeps it until close()
+    }
+    const accepted = native().tunWriteCoalesced(this.coalesceFd, batch.slab, batch.offsets, batch.lengths, batch.count, scratch);
+    this.readCoalescedWrites();
+    for (let i = 0; i < accepted; i++) {
+      this.written.push(Buffer.from(batch.slab.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i])));
+    }
+    return accepted;
+  }
+
+  /** Parses the records written since the last call: a 10-byte virtio_net_hdr, then an IPv4 packet (its own length). */
+  private readCoalescedWrites(): void {
+    const head = Buffer.alloc(14);
+    for (;;) {
+      if (readSync(this.coalesceFd, head, 0, 14, this.coalesceRead) < 14) return;
+      const length = head.readUInt16BE(12);
+      const packet = Buffer.alloc(length);
+      readSync(this.coalesceFd, packet, 0, length, this.coalesceRead + 10);
+      this.writes.push({
+        flags: head[0], gsoType: head[1], hdrLen: head.readUInt16LE(2), gsoSize: head.readUInt16LE(4),
+        csumStart: head.readUInt16LE(6), csumOffset: head.readUInt16LE(8), packet,
+      });
+      this.coalesceRead += 10 + length;
+    }
   }
 
   write(batch: PacketBatch): number {
@@ -121,6 +166,8 @@ export class FakeTun implements TunDevice {
   close(): void {
     this.closed = true;
     this.readiness.close();
+    if (this.coalesceFd >= 0) closeSync(this.coalesceFd);
+    this.coalesceFd = -1;
   }
 }
 
@@ -137,6 +184,11 @@ export class FakeNetwork {
   private readonly endpoints = new Map<string, FakeSocket>();
   /** Every datagram sent on this network, for tests that look at the wire. */
   readonly log: { kind: 'udp' | 'raw'; from: IPv4; fromPort: number; to: IPv4; port: number; data: Buffer; df?: boolean; gso?: boolean }[] = [];
+  /**
+   * A UDP GSO send reaches a socket with `gro` on as one GRO receive (segment size and all), as the kernel hands it
+   * over between namespaces (the GSO skb crosses veth whole; udp_gro_receive keeps it). Off: segment by segment.
+   */
+  gsoArrivesWhole = false;
 
   udp(address: IPv4, port: number): FakeSocket {
     return this.bind(new FakeSocket(this, 'udp', address, port));
@@ -144,6 +196,25 @@ export class FakeNetwork {
 
   raw(address: IPv4): FakeSocket {
     return this.bind(new FakeSocket(this, 'raw', address, 0));
+  }
+
+  /** @internal A GSO send of `payload` in segments of `segmentSize`: whole to a GRO socket (gsoArrivesWhole), or
+   *  segment by segment. Each segment is logged. Returns false when nothing listens there. */
+  deliverGso(from: FakeSocket, to: IPv4, port: number, payload: Buffer, segmentSize: number, gso: boolean): boolean {
+    const target = this.endpoints.get(FakeNetwork.key('udp', to, port));
+    if (!(gso && this.gsoArrivesWhole && target?.gro === true)) {
+      let delivered = true;
+      for (let at = 0; at < payload.length; at += segmentSize) {
+        delivered = this.deliver('udp', from, to, port, payload.subarray(at, Math.min(at + segmentSize, payload.length)), gso) && delivered;
+      }
+      return delivered;
+    }
+    for (let at = 0; at < payload.length; at += segmentSize) {
+      const data = Buffer.from(payload.subarray(at, Math.min(at + segmentSize, payload.length)));
+      this.log.push({ kind: 'udp', from: from.address, fromPort: from.port, to, port, data, df: from.dontFragment, gso });
+    }
+    target.enqueue({ data: Buffer.from(payload), addr: from.address, port: from.port, segment: segmentSize });
+    return true;
   }
 
   /** @internal */
@@ -194,7 +265,31 @@ export class FakeSocket implements DatagramSocket {
     readonly kind: 'udp' | 'raw',
     readonly address: IPv4,
     readonly port: number,
-  ) {}
+  ) {
+    if (kind === 'raw') this.sendSegments = (...args) => this.fakeSendSegments(...args);
+  }
+
+  /** Raw sockets, as RawSocket.sendSegments: a TCP super-packet sent as its segments, one call. */
+  sendSegments?: (slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, addr: IPv4, segLengths: Uint32Array) => number;
+  /** sendSegments calls, for tests counting system calls. */
+  segmentCalls = 0;
+  private segmentOut: Buffer | undefined;
+
+  /**
+   * Cuts with the native tcpSegment (native/offload.cc, the same rules as the real call's native/tcp-segment.h; the
+   * real call itself is tested in test/net/speed-ipip.test.ts) and delivers each segment, as one sendmmsg would.
+   */
+  private fakeSendSegments(slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, addr: IPv4, segLengths: Uint32Array): number {
+    this.failures.check('send');
+    this.segmentCalls++;
+    this.segmentOut ??= Buffer.alloc(65535 + 128 * 120);
+    const count = tcpSegment(slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, this.segmentOut, 0, this.segmentOut, 0, 0, segLengths);
+    if (count < 0) return -1;
+    for (let i = 0, at = 0; i < count; at += segLengths[i], i++) {
+      this.network.deliver('raw', this, addr, 0, this.segmentOut.subarray(at, at + segLengths[i]));
+    }
+    return count;
+  }
 
   /** @internal */
   enqueue(datagram: Datagram): void {
@@ -270,9 +365,7 @@ export class FakeSocket implements DatagramSocket {
     this.sendGso = (buf, off, len, segmentSize, addr, port) => {
       this.gsoCalls++;
       const refused = this.refuseGsoTo.has(addr);
-      for (let at = off; at < off + len; at += segmentSize) {
-        this.network.deliver(this.kind, this, addr, port, buf.subarray(at, Math.min(at + segmentSize, off + len)), !refused);
-      }
+      this.network.deliverGso(this, addr, port, buf.subarray(off, off + len), segmentSize, !refused);
       return refused ? 'fallback' : 'sent';
     };
     return this;

@@ -60,6 +60,14 @@ export interface NativeAddon {
   rawOpen(protocol: number, bindAddress: number, recvBufferBytes: number, sendBufferBytes: number): number;
   rawRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, max: number): number;
   rawSend(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, count: number): number;
+  /**
+   * A TCP super-packet's segments in one sendmmsg (native/socket.cc): segments taken, or -1 when it cannot be cut.
+   * `port` 0 for raw sockets; on a UDP socket's fd the segments go out as UDP payloads (unit tests, no root needed).
+   */
+  rawSendSegments(
+    fd: number, slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number,
+    addr: number, port: number, scratch: Buffer, segLengths: Uint32Array,
+  ): number;
   close(fd: number): void;
   /**
    * The errno of the most recent udpSend/rawSend/udpSendGso message that did not go out (skipped for its destination,
@@ -152,7 +160,7 @@ export interface NativeAddon {
 
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
-  'rawOpen', 'rawRecv', 'rawSend', 'close', 'takeSendErrno', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
+  'rawOpen', 'rawRecv', 'rawSend', 'rawSendSegments', 'close', 'takeSendErrno', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
   'tunWriteCoalesced', 'FdWatcher', 'ipSetMtuDiscover', 'ipGetMtuDiscover', 'flockTry', 'flockRelease',
   'udp6Open', 'udp6Recv', 'udp6Send', 'udp6SendGso', 'udp6RecvGro', 'ip6SetDontFragment', 'ip6GetMtuDiscover',
 ];

@@ -17,11 +17,18 @@ export interface RawSocketOptions {
   dontFragment?: boolean;
 }
 
+/** Most segments one sendSegments call makes (native kMaxRawSegments: a 64 KB super-packet at MSS 536 makes 123). */
+export const SEGMENTS_MAX = 128;
+/** The largest IPv4 + TCP headers a segment repeats (60 + 60), once per segment. */
+const SEGMENT_HEADERS_MAX = 120;
+
 export class RawSocket implements DatagramSocket {
   readonly kind = 'raw' as const;
   readonly protocol: number;
   readonly address: IPv4;
   private readonly handle: NativeFd;
+  /** Where sendSegments writes each segment's headers (the payloads are sent from the super-packet in place). */
+  private readonly segmentHeaders = Buffer.alloc(SEGMENTS_MAX * SEGMENT_HEADERS_MAX);
 
   private constructor(protocol: number, address: IPv4, fd: number) {
     this.protocol = protocol;
@@ -79,6 +86,11 @@ export class RawSocket implements DatagramSocket {
   send(batch: PacketBatch): number {
     const b = batch;
     return native().rawSend(this.handle.fd, b.slab, b.offsets, b.lengths, b.addrs, b.count);
+  }
+
+  /** See DatagramSocket.sendSegments: one native call, one sendmmsg; the kernel writes each outer header. */
+  sendSegments(slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, addr: IPv4, segLengths: Uint32Array): number {
+    return native().rawSendSegments(this.handle.fd, slab, pktOff, pktLen, hdrLen, gsoSize, csumStart, addr, 0, this.segmentHeaders, segLengths);
   }
 
   /**

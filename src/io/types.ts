@@ -55,6 +55,13 @@ export interface DatagramSocket {
   sendGso6?(
     buf: Buffer, off: number, len: number, segmentSize: number, w0: number, w1: number, w2: number, w3: number, port: number,
   ): GsoSendResult;
+  /**
+   * Raw IP-in-IP sockets: sends the TCP/IPv4 super-packet at slab[pktOff, +pktLen) (TSO: hdrLen, gsoSize and
+   * csumStart from its virtio_net_hdr) to `addr` as its MTU-sized segments, cut and checksummed natively, in one
+   * sendmmsg. segLengths[i] gets segment i's length (128 entries hold any super-packet: raw.ts SEGMENTS_MAX). Returns the segments the kernel
+   * took, or -1 when the packet cannot be segmented (nothing sent: count the drop).
+   */
+  sendSegments?(slab: Buffer, pktOff: number, pktLen: number, hdrLen: number, gsoSize: number, csumStart: number, addr: number, segLengths: Uint32Array): number;
   /** The outer DF bit of every later send (IP_MTU_DISCOVER DO / DONT); absent on sockets that cannot choose it. */
   setDontFragment?(on: boolean): void;
 }

@@ -31,6 +31,10 @@ export interface FakeNodeOptions {
   gro?: boolean;
   offload?: boolean;
   batchSize?: number;
+  /** The socket offers UDP GSO (FakeSocket.enableGso) before the engine is made (it decides once). */
+  gso?: boolean;
+  /** Engine option: super-packets go whole to raw sockets' sendSegments (default true). */
+  nativeSegments?: boolean;
   log?: DataPlaneLog;
   onFatal?: (error: Error) => void;
 }
@@ -42,13 +46,14 @@ export function makeFakeNode(network: FakeNetwork, encap: EncapName, index: numb
   const tun = new FakeTun(`vxtun${index}`, 1450, options.offload === true);
   const socket = encap === 'vxlan' ? network.udp(underlayIp, PORT) : network.raw(underlayIp);
   socket.gro = options.gro === true;
+  if (options.gso === true) socket.enableGso();
   const big = options.gro === true || options.offload === true;
   const slotSize = options.slotSize ?? (big ? Math.ceil((HEADROOM + OFFLOAD_SLOT_BYTES) / 64) * 64 : 2048);
   const pool = new BufferPool(options.poolSize ?? (big ? 160 : 256), slotSize);
   const local: LocalVtep = { vtepIp: subnet.address, subnet, vtepMac: mac, underlayIp, vni: VNI, port: PORT };
   const engine = new Engine({
     tun, socket, encap: createEncapsulation(encap, local), pool, local, overlayMtu: 1450, network: NETWORK,
-    batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+    batchSize: options.batchSize, log: options.log, onFatal: options.onFatal, nativeSegments: options.nativeSegments,
   });
   return { subnet, underlayIp, mac, local, tun, socket, pool, engine };
 }

@@ -48,6 +48,7 @@ export function agentCommand(program: Command): void {
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
+      .option('--ipip-segment-batch <on|off>', 'IP-in-IP: send each TCP super-packet through one native call that segments and sendmmsgs it (on), or segment, then sendmmsg (off: the earlier path, for comparison)', oneOf(['on', 'off'] as const), 'on')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
@@ -114,6 +115,7 @@ export function agentCommand(program: Command): void {
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
       offload: opts.offload,
+      ipipSegmentBatch: opts.ipipSegmentBatch === 'on',
       sourcePorts: opts.sourcePorts,
       df: opts.df as DfMode,
       birdDir: opts.birdDir,
