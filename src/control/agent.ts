@@ -11,7 +11,8 @@ import type { EncapName } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
 import { replaceRoute, setTxQueueLength } from '../io/kernel-routes';
 import { RawSocket } from '../io/raw';
-import { Tun } from '../io/tun';
+import { DEFAULT_TUN_IO, DEFAULT_TUN_USO, Tun } from '../io/tun';
+import type { TunIoMode } from '../io/types';
 import type { DatagramSocket } from '../io/types';
 import { UdpSocket } from '../io/udp';
 import { openStore } from '../store/open';
@@ -65,6 +66,10 @@ export interface AgentOptions {
   poolSlots?: number;
   /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
   offload?: boolean;
+  /** TUN reads and writes: a system call per packet (`readv`) or a batch per io_uring_enter (`uring`); default DEFAULT_TUN_IO. */
+  tunIo?: TunIoMode;
+  /** With offload: write runs of one UDP flow's datagrams into the TUN as one UDP GSO write (Linux 6.2+); default DEFAULT_TUN_USO. */
+  tunUso?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
   /** Outer DF bit (ip-link(8) `df`): 'unset' (default, as the kernel's vxlan), 'set', or 'inherit' from the inner packet. */
@@ -279,7 +284,12 @@ export class Agent {
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
     const offload = options.offload ?? true;
-    const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload });
+    const tun = Tun.open({
+      name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload,
+      io: options.tunIo ?? DEFAULT_TUN_IO, uso: options.tunUso ?? DEFAULT_TUN_USO,
+    });
+    if (tun.ioFallback !== undefined) options.log.warn('TUN io_uring unavailable: one system call per packet', { reason: tun.ioFallback });
+    if (tun.usoFallback !== undefined) options.log.info('TUN UDP segmentation offload unavailable: UDP written one datagram at a time', { reason: tun.usoFallback });
     // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
     try {
       writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -314,7 +324,7 @@ export class Agent {
       tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
     });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: options.df ?? DEFAULT_DF_MODE });
     const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }

@@ -9,6 +9,8 @@ import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
+import { DEFAULT_TUN_IO, DEFAULT_TUN_USO } from '../../io/tun';
+import { TUN_IO_MODES, type TunIoMode } from '../../io/types';
 import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
 import { storeOption } from '../store-option';
 
@@ -47,6 +49,8 @@ export function agentCommand(program: Command): void {
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
+      .option('--tun-io <mode>', 'TUN reads and writes: readv (a system call per packet) or uring (a batch per io_uring_enter; falls back to readv where io_uring is unavailable)', oneOf(TUN_IO_MODES), DEFAULT_TUN_IO)
+      .option('--tun-uso <on|off>', 'write consecutive UDP datagrams of one flow into the TUN as one UDP GSO write (Linux 6.2+, needs offload; off where the kernel refuses)', oneOf(['on', 'off'] as const), DEFAULT_TUN_USO ? 'on' : 'off')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
@@ -112,6 +116,8 @@ export function agentCommand(program: Command): void {
       vtepMac: opts.vtepMac,
       batchSize: opts.batch,
       offload: opts.offload,
+      tunIo: opts.tunIo as TunIoMode,
+      tunUso: opts.tunUso === 'on',
       sourcePorts: opts.sourcePorts,
       df: opts.df as DfMode,
       birdDir: opts.birdDir,
