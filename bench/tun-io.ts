@@ -43,7 +43,7 @@ function sh(...args: string[]): void {
 }
 
 /** One variant once: `packets` written into A (forwarded to B), then read from B. Nanoseconds of CPU per packet. */
-function measure(variant: Variant, packets: number): { writeNs: number; readNs: number; read: number; wallWriteNs: number; wallReadNs: number } {
+function measure(variant: Variant, packets: number): { writeNs: number; readNs: number; idleReadNs: number; read: number; wallWriteNs: number; wallReadNs: number } {
   const a = Tun.open({ name: 'tla', mtu: 1500, address: parseIPv4('10.81.0.1'), prefixLength: 24, offload: true, io: variant.io, uso: variant.uso });
   const b = Tun.open({ name: 'tlb', mtu: 1500, address: parseIPv4('10.82.0.1'), prefixLength: 24, offload: true, io: variant.io, uso: variant.uso });
   try {
@@ -83,8 +83,18 @@ function measure(variant: Variant, packets: number): { writeNs: number; readNs: 
     }
     const readCpu = cpuNs() - cpu;
     const readWall = Number(process.hrtime.bigint() - wall);
+    // A read call that finds nothing: what every wake-up pays once at its end (readv: one EAGAIN; uring: the
+    // read-ahead's failed requests).
+    const IDLE = 2000;
+    cpu = cpuNs();
+    for (let k = 0; k < IDLE; k++) {
+      reads.count = 0;
+      for (let i = 0; i < BATCH; i++) reads.push(i * SLOT + HEADROOM, SLOT - HEADROOM);
+      b.read(reads);
+    }
+    const idleReadNs = (cpuNs() - cpu) / IDLE;
     if (written !== packets) throw new Error(`${variant.name}: ${written} of ${packets} written`);
-    return { writeNs: writeCpu / packets, readNs: read > 0 ? readCpu / read : NaN, read, wallWriteNs: writeWall / packets, wallReadNs: read > 0 ? readWall / read : NaN };
+    return { writeNs: writeCpu / packets, readNs: read > 0 ? readCpu / read : NaN, idleReadNs, read, wallWriteNs: writeWall / packets, wallReadNs: read > 0 ? readWall / read : NaN };
   } finally {
     a.close();
     b.close();
@@ -109,19 +119,21 @@ function inNamespace(rounds: number, packets: number): void {
     for (const v of VARIANTS) {
       const r = measure(v, packets);
       results.get(v.name)!.push(r);
-      process.stderr.write(`round ${round} ${v.name.padEnd(10)} write ${r.writeNs.toFixed(0)} ns CPU/pkt (wall ${r.wallWriteNs.toFixed(0)})  read ${r.readNs.toFixed(0)} ns CPU/pkt (wall ${r.wallReadNs.toFixed(0)}, ${r.read} pkts)\n`);
+      process.stderr.write(`round ${round} ${v.name.padEnd(10)} write ${r.writeNs.toFixed(0)} ns CPU/pkt (wall ${r.wallWriteNs.toFixed(0)})  read ${r.readNs.toFixed(0)} ns CPU/pkt (wall ${r.wallReadNs.toFixed(0)}, ${r.read} pkts)  empty read call ${r.idleReadNs.toFixed(0)} ns CPU\n`);
     }
   }
   const base = results.get(VARIANTS[0].name)!;
   const baseWrite = median(base.map((r) => r.writeNs));
   const baseRead = median(base.map((r) => r.readNs));
   process.stdout.write(`medians of ${rounds} interleaved rounds of ${packets} packets of 64 B; uring available: ${native().uringAvailable}\n`);
-  process.stdout.write('| variant | write CPU ns/pkt | vs readv | read CPU ns/pkt | vs readv |\n|---|---|---|---|---|\n');
+  process.stdout.write('| variant | write CPU ns/pkt | vs readv | read CPU ns/pkt | vs readv | empty read call CPU ns | vs readv |\n|---|---|---|---|---|---|---|\n');
+  const baseIdle = median(base.map((r) => r.idleReadNs));
   for (const v of VARIANTS) {
     const rs = results.get(v.name)!;
     const w = median(rs.map((r) => r.writeNs));
     const rd = median(rs.map((r) => r.readNs));
-    process.stdout.write(`| ${v.name} | ${w.toFixed(0)} | ${(w / baseWrite).toFixed(2)} | ${rd.toFixed(0)} | ${(rd / baseRead).toFixed(2)} |\n`);
+    const idle = median(rs.map((r) => r.idleReadNs));
+    process.stdout.write(`| ${v.name} | ${w.toFixed(0)} | ${(w / baseWrite).toFixed(2)} | ${rd.toFixed(0)} | ${(rd / baseRead).toFixed(2)} | ${idle.toFixed(0)} | ${(idle / baseIdle).toFixed(2)} |\n`);
   }
 }
 

@@ -4,6 +4,7 @@
 // ping p50. The agents restart with the variant's flags between measurements; the lab stays.
 //
 //   node -r tsx/cjs bench/tun-levers.ts [--rounds 3] [--seconds 5] [--variant name="--flags" ...]   (root; npm run build first)
+import { fetchStatus } from '../src/control/status-server';
 import { runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { ping, percentile } from '../src/lab/ping';
@@ -30,6 +31,9 @@ interface Sample {
   load1: number;
   udp64Pps: number | null;
   udp64AgentCpuPerMpkt: number | null;
+  /** CPU microseconds per packet the sending agent read from its TUN, and the receiving agent wrote into its TUN. */
+  udp64SendUsPerPkt: number | null;
+  udp64RecvUsPerPkt: number | null;
   udp1400Pps: number | null;
   udp1400AgentCpuPerMpkt: number | null;
   tcp1Gbps: number | null;
@@ -91,14 +95,26 @@ async function main(): Promise<void> {
         const cpu = (): number => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
         const sample: Sample = {
           variant: variant.name, round, load1: loadavg()[0], udp64Pps: null, udp64AgentCpuPerMpkt: null, udp1400Pps: null,
-          udp1400AgentCpuPerMpkt: null, tcp1Gbps: null, tcp1AgentCpuPerGbit: null, pingP50Us: null, errors: [],
+          udp1400AgentCpuPerMpkt: null, udp64SendUsPerPkt: null, udp64RecvUsPerPkt: null, tcp1Gbps: null, tcp1AgentCpuPerGbit: null, pingP50Us: null, errors: [],
+        };
+        const flows = async (): Promise<[number, number]> => {
+          const [c, s] = (await Promise.all(handles.map((h) => fetchStatus(h.statusSocket)))) as Array<{ counters: { tunIn: { packets: number }; tunOut: { packets: number } } }>;
+          return [c.counters.tunIn.packets, s.counters.tunOut.packets];
         };
         const udp = async (size: number): Promise<[number, number] | null> => {
           try {
             const before = cpu();
+            const [sendCpu0, recvCpu0] = [cpuSeconds(pids[0]), cpuSeconds(pids[1])];
+            const [tunIn0, tunOut0] = await flows();
             const r = await runIperf(lab, { server, client, address: target, seconds, protocol: 'udp', udpPacketSize: size });
             const pps = r.packetsPerSecond ?? 0;
-            return [pps, (cpu() - before) / ((pps * r.seconds) / 1e6)];
+            const total = cpu() - before;
+            const [tunIn1, tunOut1] = await flows();
+            if (size === 64) {
+              sample.udp64SendUsPerPkt = ((cpuSeconds(pids[0]) - sendCpu0) * 1e6) / Math.max(1, tunIn1 - tunIn0);
+              sample.udp64RecvUsPerPkt = ((cpuSeconds(pids[1]) - recvCpu0) * 1e6) / Math.max(1, tunOut1 - tunOut0);
+            }
+            return [pps, total / ((pps * r.seconds) / 1e6)];
           } catch (error) {
             sample.errors.push(`udp ${size}: ${String(error).split('\n')[0]}`);
             return null;
@@ -124,7 +140,7 @@ async function main(): Promise<void> {
           sample.errors.push(`ping: ${String(error).split('\n')[0]}`);
         }
         samples.push(sample);
-        log(`round ${round} ${variant.name.padEnd(10)} load ${sample.load1.toFixed(1)}  udp64 ${sample.udp64Pps?.toFixed(0)} pps (${sample.udp64AgentCpuPerMpkt?.toFixed(2)} agent CPU s/Mpkt)  udp1400 ${sample.udp1400Pps?.toFixed(0)} pps (${sample.udp1400AgentCpuPerMpkt?.toFixed(2)} s/Mpkt)  tcp ${sample.tcp1Gbps?.toFixed(2)} Gbit/s (${sample.tcp1AgentCpuPerGbit?.toFixed(3)} s/Gbit)  ping p50 ${sample.pingP50Us?.toFixed(0)} us ${sample.errors.join('; ')}`);
+        log(`round ${round} ${variant.name.padEnd(10)} load ${sample.load1.toFixed(1)}  udp64 ${sample.udp64Pps?.toFixed(0)} pps (${sample.udp64AgentCpuPerMpkt?.toFixed(2)} agent CPU s/Mpkt)  udp1400 ${sample.udp1400Pps?.toFixed(0)} pps (${sample.udp1400AgentCpuPerMpkt?.toFixed(2)} s/Mpkt)  tcp ${sample.tcp1Gbps?.toFixed(2)} Gbit/s (${sample.tcp1AgentCpuPerGbit?.toFixed(3)} s/Gbit)  ping p50 ${sample.pingP50Us?.toFixed(0)} us  udp64 per packet: sender ${sample.udp64SendUsPerPkt?.toFixed(2)} us, receiver ${sample.udp64RecvUsPerPkt?.toFixed(2)} us CPU ${sample.errors.join('; ')}`);
       }
     }
   } finally {
@@ -139,15 +155,16 @@ async function main(): Promise<void> {
       variant: v.name,
       udp64Pps: pick((s) => s.udp64Pps), udp64CpuPerMpkt: pick((s) => s.udp64AgentCpuPerMpkt),
       udp1400Pps: pick((s) => s.udp1400Pps), udp1400CpuPerMpkt: pick((s) => s.udp1400AgentCpuPerMpkt),
+      sendUs: pick((s) => s.udp64SendUsPerPkt), recvUs: pick((s) => s.udp64RecvUsPerPkt),
       tcp1Gbps: pick((s) => s.tcp1Gbps), tcp1CpuPerGbit: pick((s) => s.tcp1AgentCpuPerGbit), pingP50Us: pick((s) => s.pingP50Us),
     };
   });
   const ref = table[0];
   const ratio = (a: number | null, b: number | null): string => (a !== null && b !== null && b !== 0 ? (a / b).toFixed(2) : '-');
   process.stdout.write(`medians of ${rounds} interleaved rounds, ${seconds} s per iperf3 run; ratios against ${base}\n`);
-  process.stdout.write('| variant | udp64 pps | ratio | agent CPU s/Mpkt | ratio | udp1400 pps | ratio | CPU s/Mpkt | tcp Gbit/s | ratio | CPU s/Gbit | ping p50 us |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n');
+  process.stdout.write('| variant | udp64 pps | ratio | sender us CPU/pkt | ratio | receiver us CPU/pkt | ratio | udp1400 pps | ratio | tcp Gbit/s | ratio | CPU s/Gbit | ping p50 us |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n');
   for (const r of table) {
-    process.stdout.write(`| ${r.variant} | ${r.udp64Pps?.toFixed(0)} | ${ratio(r.udp64Pps, ref.udp64Pps)} | ${r.udp64CpuPerMpkt?.toFixed(2)} | ${ratio(r.udp64CpuPerMpkt, ref.udp64CpuPerMpkt)} | ${r.udp1400Pps?.toFixed(0)} | ${ratio(r.udp1400Pps, ref.udp1400Pps)} | ${r.udp1400CpuPerMpkt?.toFixed(2)} | ${r.tcp1Gbps?.toFixed(2)} | ${ratio(r.tcp1Gbps, ref.tcp1Gbps)} | ${r.tcp1CpuPerGbit?.toFixed(3)} | ${r.pingP50Us?.toFixed(0)} |\n`);
+    process.stdout.write(`| ${r.variant} | ${r.udp64Pps?.toFixed(0)} | ${ratio(r.udp64Pps, ref.udp64Pps)} | ${r.sendUs?.toFixed(2)} | ${ratio(r.sendUs, ref.sendUs)} | ${r.recvUs?.toFixed(2)} | ${ratio(r.recvUs, ref.recvUs)} | ${r.udp1400Pps?.toFixed(0)} | ${ratio(r.udp1400Pps, ref.udp1400Pps)} | ${r.tcp1Gbps?.toFixed(2)} | ${ratio(r.tcp1Gbps, ref.tcp1Gbps)} | ${r.tcp1CpuPerGbit?.toFixed(3)} | ${r.pingP50Us?.toFixed(0)} |\n`);
   }
   if (json !== undefined) require('node:fs').writeFileSync(json, JSON.stringify({ rounds, seconds, variants, samples, table }, null, 2));
 }

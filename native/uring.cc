@@ -37,7 +37,7 @@ bool ArgRing(const Napi::CallbackInfo& info, size_t index, int& ring) {
 
 // Reads offered per submission start here and double while every one of them finds a packet, up to the batch; an
 // idle device so costs a few failed reads per wake-up, not a whole batch of them.
-static constexpr int kMinReadAhead = 4;
+static constexpr int kMinReadAhead = 2;
 
 struct Ring {
   struct io_uring ring;

@@ -30,7 +30,7 @@ export interface TunOptions {
 /** `vxtun agent --tun-io` default: the mode the bench measured faster (see the README's figures). */
 export const DEFAULT_TUN_IO: TunIoMode = 'readv';
 /** `vxtun agent --tun-uso` default: whether UDP GSO writes are used where the kernel takes them. */
-export const DEFAULT_TUN_USO = false;
+export const DEFAULT_TUN_USO = true;
 
 /** Submission slots of a TUN's io_uring: one batch of reads or writes goes in one io_uring_enter when it fits. */
 const URING_ENTRIES = 256;
