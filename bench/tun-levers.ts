@@ -56,7 +56,7 @@ function parseArgs(argv: string[]): { rounds: number; seconds: number; variants:
       const spec = argv[++i] ?? '';
       const eq = spec.indexOf('=');
       if (eq <= 0) throw new Error(`--variant wants name="--flags", got ${spec}`);
-      variants.push({ name: spec.slice(0, eq), args: spec.slice(eq + 1).split(/\s+/).filter((s) => s !== '') });
+      variants.push({ name: spec.slice(0, eq), args: spec.slice(eq + 1).replace(/^"|"$/g, '').split(/\s+/).filter((s) => s !== '') });
     } else throw new Error(`unknown argument ${arg}`);
   }
   return { rounds, seconds, variants: variants.length > 0 ? variants : DEFAULT_VARIANTS, json };
