@@ -99,6 +99,10 @@ int WritePlanUring(int id, int fd, const WritePlan& plan, int* fatalErrno) {
       r->results[n] = -EAGAIN;
       n++;
     }
+    if (n == 0) {  // no free submission slot: cannot happen while every call waits for all it submitted
+      *fatalErrno = EBUSY;
+      return -1;
+    }
     int status = SubmitAndWait(r, n);
     Reap(r);
     if (status < 0) {
