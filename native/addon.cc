@@ -9,6 +9,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vxtun::InitWatcher(env, exports);
   vxtun::InitOffload(env, exports);
   vxtun::InitLock(env, exports);
+  vxtun::InitUring(env, exports);
   return exports;
 }
 

@@ -1,6 +1,6 @@
-// TCP offload work for a TUN opened with IFF_VNET_HDR: split the kernel's TSO super-packets into wire segments
-// (tcpSegment), finish checksums it left partial (completeChecksum), and coalesce runs of received segments into
-// one super-packet per write (tunWriteCoalesced). The rules follow the kernel's GSO/GRO (and wireguard-go's
+// Offload work for a TUN opened with IFF_VNET_HDR: split the kernel's TSO super-packets into wire segments
+// (tcpSegment), finish checksums it left partial (completeChecksum), and coalesce runs of received TCP segments, and
+// UDP datagrams where the kernel takes UDP GSO writes (6.2+), into one super-packet per write (tunWriteCoalesced). The rules follow the kernel's GSO/GRO (and wireguard-go's
 // tun/offload_linux.go, which mirrors them): per segment the IPv4 ID goes up by one, seq by the payload before it,
 // FIN and PSH stay on the last segment only, CWR on the first only.
 #include <errno.h>
@@ -12,6 +12,7 @@
 #include "checksum.h"
 #include "errors.h"
 #include "exports.h"
+#include "tun-io.h"
 
 namespace vxtun {
 
@@ -30,6 +31,7 @@ static_assert(kVnetHdrLen == 10, "virtio_net_hdr without num_buffers");
 static constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
 static constexpr uint8_t kVnetGsoTcpv4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4
 static constexpr uint8_t kProtoTcp = 6;
+static constexpr uint8_t kProtoUdp = 17;
 static constexpr uint8_t kTcpFin = 0x01, kTcpPsh = 0x08, kTcpAck = 0x10, kTcpCwr = 0x80;
 static constexpr size_t kMaxIpv4Packet = 65535;
 
@@ -140,23 +142,28 @@ static Napi::Value CompleteChecksum(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// A TCP/IPv4 segment that may join a coalesced super-packet, parsed once.
+// A TCP or UDP/IPv4 packet that may join a coalesced super-packet, parsed once.
 struct Segment {
-  const uint8_t* ip;
+  uint8_t* ip;
   size_t length;
-  size_t headers;  // 20 (no IP options) + TCP header
+  size_t headers;  // 20 (no IP options) + the TCP or UDP header
   size_t payload;
-  uint32_t seq;
-  bool psh;
+  uint32_t seq;    // TCP only
+  bool psh;        // TCP only
 };
 
-// A packet that may be coalesced: IPv4 without options, not a fragment, TCP with flags ACK or ACK|PSH, a payload,
-// total length matching, and a valid TCP checksum (a coalesced packet is sent as CHECKSUM_PARTIAL, so the kernel
-// would never check the members' own checksums: a corrupt one must not be laundered).
-static bool ParseCandidate(const uint8_t* ip, size_t length, Segment& s) {
-  if (length < 40 || ip[0] != 0x45 || ip[9] != kProtoTcp) return false;
+// IPv4 without options, not a fragment, of `proto`, total length matching.
+static bool PlainIpv4(const uint8_t* ip, size_t length, uint8_t proto) {
+  if (length < 28 || ip[0] != 0x45 || ip[9] != proto) return false;
   if (LoadBE16(ip + 2) != length) return false;
-  if ((ip[6] & 0x3f) != 0 || ip[7] != 0) return false;  // MF or a fragment offset
+  return (ip[6] & 0x3f) == 0 && ip[7] == 0;  // no MF, no fragment offset
+}
+
+// A TCP packet that may be coalesced: flags ACK or ACK|PSH, a payload, and a valid TCP checksum (a coalesced packet
+// is sent as CHECKSUM_PARTIAL, so the kernel would never check the members' own checksums: a corrupt one must not
+// be laundered).
+static bool ParseTcp(uint8_t* ip, size_t length, Segment& s) {
+  if (length < 40 || !PlainIpv4(ip, length, kProtoTcp)) return false;
   const uint8_t* tcp = ip + 20;
   size_t thl = (tcp[12] >> 4) * 4u;
   if (thl < 20 || 20 + thl >= length) return false;  // >=: no payload, nothing to coalesce
@@ -173,47 +180,93 @@ static bool ParseCandidate(const uint8_t* ip, size_t length, Segment& s) {
   return true;
 }
 
-// Whether `next` continues the run headed by `head` (same flow, same header fields the kernel's GRO compares).
-static bool SameFlow(const Segment& head, const Segment& next) {
+// A UDP datagram that may be coalesced: UDP length matching, a payload, and a valid checksum or none (0: RFC 768;
+// the segments then get one from the kernel, which is allowed). The same laundering rule as TCP.
+static bool ParseUdp(uint8_t* ip, size_t length, Segment& s) {
+  if (length <= 28 || !PlainIpv4(ip, length, kProtoUdp)) return false;
+  const uint8_t* udp = ip + 20;
+  uint16_t udpLen = static_cast<uint16_t>(length - 20);
+  if (LoadBE16(udp + 4) != udpLen) return false;
+  if (LoadBE16(udp + 6) != 0 && FoldSum(SumBytes(udp, udpLen, PseudoHeaderSum(ip, kProtoUdp, udpLen))) != 0xffff) {
+    return false;
+  }
+  s.ip = ip;
+  s.length = length;
+  s.headers = 28;
+  s.payload = length - 28;
+  s.seq = 0;
+  s.psh = false;
+  return true;
+}
+
+// The IPv4 fields every member of a run must share with its head (ToS, DF, TTL, addresses), then the ports.
+static bool SameIpv4AndPorts(const Segment& head, const Segment& next) {
   const uint8_t* a = head.ip;
   const uint8_t* b = next.ip;
   if (a[1] != b[1] || (a[6] >> 5) != (b[6] >> 5) || a[8] != b[8]) return false;  // ToS, DF, TTL
   if (memcmp(a + 12, b + 12, 8) != 0) return false;                               // addresses
-  if (head.headers != next.headers) return false;
-  if (memcmp(a + 20, b + 20, 4) != 0) return false;           // ports
-  if (memcmp(a + 28, b + 28, 4) != 0) return false;           // ack
-  return memcmp(a + 40, b + 40, head.headers - 40) == 0;      // TCP options (timestamps)
+  return memcmp(a + 20, b + 20, 4) == 0;                                          // ports
 }
 
-// An error that concerns the device or our arguments, not the one packet (as tunWrite).
-static bool IsFatalWriteError(int err) { return err == EBADF || err == EBADFD || err == EFAULT || err == ENOTTY; }
+// Whether `next` continues the TCP run headed by `head` (same flow, same header fields the kernel's GRO compares).
+static bool SameTcpFlow(const Segment& head, const Segment& next) {
+  if (!SameIpv4AndPorts(head, next) || head.headers != next.headers) return false;
+  if (memcmp(head.ip + 28, next.ip + 28, 4) != 0) return false;              // ack
+  return memcmp(head.ip + 40, next.ip + 40, head.headers - 40) == 0;         // TCP options (timestamps)
+}
 
-// write() with EINTR retried; returns 1 written, 0 rejected (skip), -1 EAGAIN (stop), -2 fatal (errno set).
-static int WriteOne(int fd, const uint8_t* data, size_t len) {
-  for (;;) {
-    if (write(fd, data, len) >= 0) return 1;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
-    return IsFatalWriteError(errno) ? -2 : 0;
+// Flags of tunWriteCoalesced.
+static constexpr uint32_t kCoalesceUdp = 1;  // the kernel takes VIRTIO_NET_HDR_GSO_UDP_L4 writes (tunOpen's uso)
+static constexpr uint8_t kVnetGsoUdpL4 = 5;  // VIRTIO_NET_HDR_GSO_UDP_L4
+// Datagrams per UDP super-packet at most: UDP_MAX_SEGMENTS was 64 before 6.? raised it to 128 (include/linux/udp.h);
+// virtio_net_hdr_to_skb refuses more than the running kernel's limit.
+static constexpr int kMaxUdpSegments = 64;
+
+// How many packets from index i on form one run (1: alone), for TCP (tcp = true) or UDP; `head` is packet i parsed.
+static int RunLength(const Bytes& slab, const Array<uint32_t>& offsets, const Array<uint32_t>& lengths, int i,
+                     int count, const Segment& head, bool tcp, size_t& total) {
+  int members = 1;
+  total = head.length;
+  if (tcp && head.psh) return 1;
+  uint32_t nextSeq = head.seq + static_cast<uint32_t>(head.payload);
+  while (i + members < count) {
+    if (!tcp && members == kMaxUdpSegments) break;
+    int j = i + members;
+    Segment next;
+    uint8_t* ip = slab.data + offsets.data[j];
+    if (tcp) {
+      if (!ParseTcp(ip, lengths.data[j], next) || !SameTcpFlow(head, next) || next.seq != nextSeq) break;
+    } else {
+      if (!ParseUdp(ip, lengths.data[j], next) || !SameIpv4AndPorts(head, next)) break;
+    }
+    if (next.payload > head.payload || total + next.payload > kMaxIpv4Packet) break;
+    members++;
+    total += next.payload;
+    nextSeq += static_cast<uint32_t>(next.payload);
+    if (next.psh || next.payload < head.payload) break;  // nothing may follow a short or PSH segment
   }
+  return members;
 }
 
-// tunWriteCoalesced(fd, slab, offsets, lengths, count, scratch) -> accepted. Only runs of adjacent packets are
-// coalesced; everything else is written alone with a zeroed virtio header in its 10 bytes of headroom.
+// tunWriteCoalesced(fd, slab, offsets, lengths, count, scratch?, flags?, ring?) -> accepted. Runs of adjacent TCP
+// segments of one flow (and, with flags & 1, of UDP datagrams of one flow) become one GSO super-packet each: the
+// first packet's headers are rewritten in place (lengths, checksums, PSH) with the virtio header in its headroom, and
+// the members' payloads follow by gather (writev), so nothing is copied. Everything else is written alone with a
+// zeroed virtio header. scratch is not used any more (kept for callers of the old copying version).
 static Napi::Value TunWriteCoalesced(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int32_t fd, count;
-  Bytes slab, scratch;
+  uint32_t flags = 0;
+  int ring;
+  Bytes slab;
   Array<uint32_t> offsets, lengths;
   if (!ArgInt(info, 0, "fd", fd) || !ArgBytes(info, 1, "slab", slab) || !ArgUint32Array(info, 2, "offsets", offsets) ||
       !ArgUint32Array(info, 3, "lengths", lengths) || !ArgInt(info, 4, "count", count) ||
-      !ArgBytes(info, 5, "scratch", scratch) || !CheckSlots(env, slab, offsets, lengths, count)) {
+      !CheckSlots(env, slab, offsets, lengths, count)) {
     return env.Undefined();
   }
-  if (scratch.length < kMaxIpv4Packet + kVnetHdrLen) {
-    ThrowRangeError(env, "tunWriteCoalesced: scratch must hold at least 65545 bytes");
-    return env.Undefined();
-  }
+  if (info.Length() > 6 && !info[6].IsUndefined() && !ArgUint32(info, 6, "flags", flags)) return env.Undefined();
+  if (!ArgRing(info, 7, ring)) return env.Undefined();
   for (int i = 0; i < count; i++) {
     if (offsets.data[i] < kVnetHdrLen) {
       std::string message = "packet " + std::to_string(i) + " has fewer than 10 bytes of headroom for the virtio header";
@@ -221,70 +274,61 @@ static Napi::Value TunWriteCoalesced(const Napi::CallbackInfo& info) {
       return env.Undefined();
     }
   }
-  int accepted = 0;
+  static WritePlan plan;
+  plan.Clear();
   int i = 0;
   while (i < count) {
     uint8_t* ip = slab.data + offsets.data[i];
     size_t length = lengths.data[i];
+    uint8_t* hdr = ip - kVnetHdrLen;
     Segment head;
-    int members = 1;
+    bool tcp = ParseTcp(ip, length, head);
+    bool udp = !tcp && (flags & kCoalesceUdp) != 0 && ParseUdp(ip, length, head);
     size_t total = length;
-    if (ParseCandidate(ip, length, head) && !head.psh) {
-      uint32_t nextSeq = head.seq + static_cast<uint32_t>(head.payload);
-      bool ended = false;
-      while (!ended && i + members < count) {
-        int j = i + members;
-        Segment next;
-        if (!ParseCandidate(slab.data + offsets.data[j], lengths.data[j], next) || !SameFlow(head, next) ||
-            next.seq != nextSeq || next.payload > head.payload || total + next.payload > kMaxIpv4Packet) {
-          break;
-        }
-        members++;
-        total += next.payload;
-        nextSeq += static_cast<uint32_t>(next.payload);
-        ended = next.psh || next.payload < head.payload;  // nothing may follow a short or PSH segment
-      }
-    }
-    int result;
+    int members = tcp || udp ? RunLength(slab, offsets, lengths, i, count, head, tcp, total) : 1;
+    plan.Begin(static_cast<uint32_t>(members));
     if (members == 1) {
-      uint8_t* hdr = ip - kVnetHdrLen;
       memset(hdr, 0, kVnetHdrLen);
-      result = WriteOne(fd, hdr, length + kVnetHdrLen);
+      plan.Add(hdr, length + kVnetHdrLen);
+      i++;
+      continue;
+    }
+    VnetHdr vnet;
+    memset(&vnet, 0, sizeof vnet);
+    vnet.flags = kVnetNeedsCsum;
+    vnet.gso_type = tcp ? kVnetGsoTcpv4 : kVnetGsoUdpL4;
+    vnet.hdr_len = static_cast<uint16_t>(head.headers);
+    vnet.gso_size = static_cast<uint16_t>(head.payload);
+    vnet.csum_start = 20;
+    vnet.csum_offset = tcp ? 16 : 6;
+    memcpy(hdr, &vnet, kVnetHdrLen);
+    plan.Add(hdr, length + kVnetHdrLen);
+    bool psh = false;
+    for (int k = 1; k < members; k++) {
+      uint8_t* member = slab.data + offsets.data[i + k];
+      size_t memberLen = lengths.data[i + k];
+      plan.Add(member + head.headers, memberLen - head.headers);
+      if (tcp) psh = (member[33] & kTcpPsh) != 0;
+    }
+    uint16_t l4Len = static_cast<uint16_t>(total - 20);
+    StoreBE16(ip + 2, static_cast<uint16_t>(total));
+    FillIpv4Checksum(ip, 20);
+    if (tcp) {
+      if (psh) ip[33] |= kTcpPsh;
+      StoreSum(ip + 36, FoldSum(PseudoHeaderSum(ip, kProtoTcp, l4Len)));  // partial: not complemented
     } else {
-      VnetHdr vnet;
-      memset(&vnet, 0, sizeof vnet);
-      vnet.flags = kVnetNeedsCsum;
-      vnet.gso_type = kVnetGsoTcpv4;
-      vnet.hdr_len = static_cast<uint16_t>(head.headers);
-      vnet.gso_size = static_cast<uint16_t>(head.payload);
-      vnet.csum_start = 20;
-      vnet.csum_offset = 16;
-      memcpy(scratch.data, &vnet, kVnetHdrLen);
-      uint8_t* super = scratch.data + kVnetHdrLen;
-      memcpy(super, ip, length);
-      size_t at = length;
-      bool psh = false;
-      for (int k = 1; k < members; k++) {
-        const uint8_t* member = slab.data + offsets.data[i + k];
-        size_t memberLen = lengths.data[i + k];
-        memcpy(super + at, member + head.headers, memberLen - head.headers);
-        at += memberLen - head.headers;
-        psh = (member[33] & kTcpPsh) != 0;
-      }
-      if (psh) super[33] |= kTcpPsh;
-      StoreBE16(super + 2, static_cast<uint16_t>(total));
-      FillIpv4Checksum(super, 20);
-      uint16_t tcpLen = static_cast<uint16_t>(total - 20);
-      StoreSum(super + 36, FoldSum(PseudoHeaderSum(super, kProtoTcp, tcpLen)));  // partial: not complemented
-      result = WriteOne(fd, scratch.data, total + kVnetHdrLen);
+      // The kernel's UDP GSO rewrites the length per segment and adjusts this sum by the difference
+      // (__udp_gso_segment in net/ipv4/udp_offload.c), as for a socket's own UDP_SEGMENT sends.
+      StoreBE16(ip + 24, l4Len);
+      StoreSum(ip + 26, FoldSum(PseudoHeaderSum(ip, kProtoUdp, l4Len)));
     }
-    if (result == -2) {
-      ThrowSystemError(env, errno, "write");
-      return env.Undefined();
-    }
-    if (result == -1) break;
-    if (result == 1) accepted += members;
     i += members;
+  }
+  int fatal = 0;
+  int accepted = ring == kNoRing ? WritePlanSyscalls(fd, plan, &fatal) : WritePlanUring(ring, fd, plan, &fatal);
+  if (accepted < 0) {
+    ThrowSystemError(env, fatal, "write");
+    return env.Undefined();
   }
   return Napi::Number::New(env, accepted);
 }

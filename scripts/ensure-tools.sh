@@ -12,6 +12,9 @@ missing=()
 for tool in "${!package_of[@]}"; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("${package_of[$tool]}")
 done
+# liburing's header: the native addon batches TUN reads and writes with io_uring when it is there at build time
+# (binding.gyp; without it the build still works and --tun-io uring falls back to readv).
+[ -f /usr/include/liburing.h ] || missing+=(liburing-dev)
 # scapy (test/net/forge.py forges VXLAN and IP-in-IP packets) is a module of Debian's python, not a command.
 /usr/bin/python3 -c 'import scapy' >/dev/null 2>&1 || missing+=(python3-scapy)
 [ ${#missing[@]} -eq 0 ] && exit 0

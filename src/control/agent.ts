@@ -12,7 +12,8 @@ import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
 import { replaceRoute, setTxQueueLength } from '../io/kernel-routes';
 import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
 import { RawSocket } from '../io/raw';
-import { Tun } from '../io/tun';
+import { DEFAULT_TUN_IO, DEFAULT_TUN_USO, Tun } from '../io/tun';
+import type { TunIoMode } from '../io/types';
 import type { DatagramSocket } from '../io/types';
 import { UdpSocket } from '../io/udp';
 import { openStore } from '../store/open';
@@ -68,6 +69,10 @@ export interface AgentOptions {
   offload?: boolean;
   /** IP-in-IP: TCP super-packets segmented and sent by one native call (default true); false: the earlier path. */
   ipipSegmentBatch?: boolean;
+  /** TUN reads and writes: a system call per packet (`readv`) or a batch per io_uring_enter (`uring`); default DEFAULT_TUN_IO. */
+  tunIo?: TunIoMode;
+  /** With offload: write runs of one UDP flow's datagrams into the TUN as one UDP GSO write (Linux 6.2+); default DEFAULT_TUN_USO. */
+  tunUso?: boolean;
   /** VXLAN: sockets to send from, on as many ephemeral source ports, one per inner flow's hash (ECMP entropy). */
   sourcePorts?: number;
   /** Outer DF bit (ip-link(8) `df`): 'unset' (default, as the kernel's vxlan), 'set', or 'inherit' from the inner packet. */
@@ -285,7 +290,12 @@ export class Agent {
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     const overlayMtu = underlayMtu - encap.overhead;
     const offload = options.offload ?? true;
-    const tun = Tun.open({ name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload });
+    const tun = Tun.open({
+      name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload,
+      io: options.tunIo ?? DEFAULT_TUN_IO, uso: options.tunUso ?? DEFAULT_TUN_USO,
+    });
+    if (tun.ioFallback !== undefined) options.log.warn('TUN io_uring unavailable: one system call per packet', { reason: tun.ioFallback });
+    if (tun.usoFallback !== undefined) options.log.info('TUN UDP segmentation offload unavailable: UDP written one datagram at a time', { reason: tun.usoFallback });
     // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
     try {
       writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
@@ -321,7 +331,7 @@ export class Agent {
       nativeSegments: options.ipipSegmentBatch,
     });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, df: options.df ?? DEFAULT_DF_MODE });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: options.df ?? DEFAULT_DF_MODE });
     const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
     return { engine, pool, tun, sync };
   }

@@ -9,6 +9,7 @@ import type { PacketBatch } from './batch';
 import { native } from './native';
 import { tcpSegment } from './segmentation';
 import type { DatagramSocket, GsoSendResult, TunDevice } from './types';
+import type { TunIoMode } from './types';
 
 /** Calls a watcher once, soon, however many packets arrive meanwhile (level-triggered, like uv_poll). */
 class Readiness {
@@ -85,11 +86,16 @@ export class FakeTun implements TunDevice {
   readonly failures = new Failures<'read' | 'write'>();
   closed = false;
 
-  /** With `offload`, injected packets must start with a virtio_net_hdr, as reads from an IFF_VNET_HDR TUN do. */
+  /**
+   * With `offload`, injected packets must start with a virtio_net_hdr, as reads from an IFF_VNET_HDR TUN do. With io
+   * `uring`, reads hand back the offered slots in another order (filled slots first, as native/uring.cc may swap
+   * offset/length pairs): the engine must not assume slot i of a batch is the i-th slot it offered.
+   */
   constructor(
     readonly name = 'fake0',
     readonly mtu = 1450,
     readonly offload = false,
+    readonly io: TunIoMode = 'readv',
   ) {}
 
   /** A packet the kernel routed into the TUN. */
@@ -100,6 +106,11 @@ export class FakeTun implements TunDevice {
 
   read(batch: PacketBatch): number {
     this.failures.check('read');
+    if (this.io === 'uring') {
+      // A permutation of the offered slots, the last offered first.
+      batch.offsets.subarray(0, batch.count).reverse();
+      batch.lengths.subarray(0, batch.count).reverse();
+    }
     const n = readQueue(this.pending, batch, 'full-length', () => {});
     if (this.pending.length > 0) this.readiness.notify(); // level-triggered: still readable
     return n;

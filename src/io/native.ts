@@ -48,11 +48,33 @@ export interface NativeAddon {
   /**
    * With vnetHdr: IFF_VNET_HDR, a 10-byte struct virtio_net_hdr before every packet read and written, and the offloads
    * TUN_F_CSUM | TUN_F_TSO4 (reads may be TCP super-packets up to 64 KB, or carry a partial checksum).
+   * With vnetHdr and probeUso: `uso` says whether the kernel knows TUN_F_USO4/USO6 (6.2+; TUNSETOFFLOAD answers
+   * EINVAL otherwise), and so takes VIRTIO_NET_HDR_GSO_UDP_L4 writes. The device keeps CSUM | TSO4 either way.
    */
-  tunOpen(name: string, vnetHdr?: boolean): { fd: number; name: string };
+  tunOpen(name: string, vnetHdr?: boolean, probeUso?: boolean): { fd: number; name: string; uso: boolean };
   tunConfigure(name: string, mtu: number, address: number, prefixLength: number, up: boolean): void;
-  tunRead(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, max: number): number;
-  tunWrite(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number): number;
+  /**
+   * Up to `max` packets into the slots (lengths in: capacities; out: sizes). With `ring` (uringOpen), in one
+   * io_uring_enter, and filled slots first: an offset/length pair may be swapped with a later unfilled one.
+   */
+  tunRead(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, max: number, ring?: number): number;
+  /** `count` packets, one write each (with `ring`: all in one io_uring_enter); returns how many were accepted. */
+  tunWrite(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, ring?: number): number;
+  /**
+   * An io_uring of `entries` submission slots (1-4096) for one TUN fd, used from this thread only; returns its id.
+   * A system error when the kernel refuses (EPERM: kernel.io_uring_disabled; ENOSYS, also when the addon was built
+   * without liburing: see uringAvailable).
+   */
+  uringOpen(entries: number): number;
+  /** Frees a ring; a closed id is ignored. */
+  uringClose(ring: number): void;
+  /**
+   * A connected, non-blocking AF_UNIX SOCK_SEQPACKET pair: one whole message per read or write, as a TUN fd, so tests
+   * without root can run tunRead / tunWrite / tunWriteCoalesced on it. Close both with close().
+   */
+  seqpacketPair(): [number, number];
+  /** The addon was built with liburing (native/uring.cc). */
+  readonly uringAvailable: boolean;
   udpOpen(address: number, port: number, recvBufferBytes: number, sendBufferBytes: number): number;
   udpLocalPort(fd: number): number;
   udpRecv(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint32Array, ports: Uint16Array, max: number): number;
@@ -117,10 +139,15 @@ export interface NativeAddon {
   ): number;
   /**
    * For a TUN opened with vnetHdr: packet i is a bare IPv4 packet at slab[offsets[i], +lengths[i]) with 10 bytes of
-   * headroom before it (overwritten). Adjacent TCP segments of one flow are written as one GSO super-packet built in
-   * scratch (>= 65545 bytes); the rest alone with a zeroed virtio header. Returns the input packets accepted.
+   * headroom before it (overwritten). Adjacent TCP segments of one flow, and with flags & COALESCE_UDP adjacent UDP
+   * datagrams of one flow (at most 64, all the size of the first but the last), are written as one GSO super-packet:
+   * the first packet's headers are rewritten in place and the others' payloads gathered after it (writev), nothing
+   * copied. The rest go alone with a zeroed virtio header. `scratch` is ignored (the copying version needed it).
+   * With `ring`, every write of the batch goes in one io_uring_enter. Returns the input packets accepted.
    */
-  tunWriteCoalesced(fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, scratch: Buffer): number;
+  tunWriteCoalesced(
+    fd: number, slab: Buffer, offsets: Uint32Array, lengths: Uint32Array, count: number, scratch?: Buffer, flags?: number, ring?: number,
+  ): number;
   FdWatcher: new (fd: number, onReadable: () => void) => NativeFdWatcher;
   /**
    * flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | LOCK_NB): true when taken, false when another open file description
@@ -161,9 +188,12 @@ export interface NativeAddon {
 const FUNCTIONS: ReadonlyArray<keyof NativeAddon> = [
   'tunOpen', 'tunConfigure', 'tunRead', 'tunWrite', 'udpOpen', 'udpLocalPort', 'udpRecv', 'udpSend',
   'rawOpen', 'rawRecv', 'rawSend', 'rawSendSegments', 'close', 'takeSendErrno', 'tcpSegment', 'completeChecksum', 'udpSendGso', 'udpSetGro', 'udpRecvGro',
-  'tunWriteCoalesced', 'FdWatcher', 'ipSetMtuDiscover', 'ipGetMtuDiscover', 'flockTry', 'flockRelease',
+  'tunWriteCoalesced', 'FdWatcher', 'ipSetMtuDiscover', 'ipGetMtuDiscover', 'flockTry', 'flockRelease', 'uringOpen', 'uringClose', 'seqpacketPair',
   'udp6Open', 'udp6Recv', 'udp6Send', 'udp6SendGso', 'udp6RecvGro', 'ip6SetDontFragment', 'ip6GetMtuDiscover',
 ];
+
+/** tunWriteCoalesced flag: coalesce UDP datagrams too (only where tunOpen reported `uso`). */
+export const COALESCE_UDP = 1;
 
 // This file is src/io/native.ts or dist/io/native.js: the package root is two levels up in both.
 export const ADDON_PATH = path.join(__dirname, '..', '..', 'build', 'Release', 'vxtun.node');

@@ -5,6 +5,10 @@ import type { PacketBatch } from './batch';
 /** What a GSO send did (see UdpSocket.sendGso). */
 export type GsoSendResult = 'sent' | 'again' | 'fallback' | 'split' | 'dropped';
 
+/** TUN I/O: `readv` one system call per packet (readv / writev), `uring` a whole batch per io_uring_enter. */
+export type TunIoMode = 'readv' | 'uring';
+export const TUN_IO_MODES: readonly TunIoMode[] = ['readv', 'uring'];
+
 /** Layer-3 TUN device (IFF_TUN | IFF_NO_PI): each packet is a bare IP packet. */
 export interface TunDevice {
   readonly name: string;
@@ -26,8 +30,15 @@ export interface TunDevice {
    * writes go through writeCoalesced.
    */
   readonly offload: boolean;
-  /** Offload devices: writes IPv4 packets (10 bytes of headroom each), adjacent TCP segments coalesced into one. */
+  /**
+   * Offload devices: writes IPv4 packets (10 bytes of headroom each), adjacent TCP segments of one flow coalesced into
+   * one write, and adjacent UDP datagrams of one flow too where `uso` is set.
+   */
   writeCoalesced?(batch: PacketBatch, scratch: Buffer): number;
+  /** How reads and writes reach the kernel: a system call per packet, or a batch per io_uring_enter. */
+  readonly io?: TunIoMode;
+  /** Offload devices whose kernel takes UDP GSO writes (TUN_F_USO4, 6.2+), and which were asked to use them. */
+  readonly uso?: boolean;
 }
 
 /**

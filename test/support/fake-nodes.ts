@@ -6,6 +6,7 @@ import { Engine, OFFLOAD_SLOT_BYTES } from '../../src/dataplane/engine';
 import type { DataPlaneLog } from '../../src/dataplane/log';
 import type { EncapName } from '../../src/dataplane/tables';
 import { FakeNetwork, type FakeSocket, FakeTun } from '../../src/io/fake';
+import type { TunIoMode } from '../../src/io/types';
 import { type Cidr, type IPv4, type Mac, parseCidr, parseMac } from '../../src/wire/address';
 import { ip } from './packets';
 
@@ -35,6 +36,8 @@ export interface FakeNodeOptions {
   gso?: boolean;
   /** Engine option: super-packets go whole to raw sockets' sendSegments (default true). */
   nativeSegments?: boolean;
+  /** The fake TUN's read order: `uring` hands slots back permuted, as native/uring.cc may. */
+  tunIo?: TunIoMode;
   log?: DataPlaneLog;
   onFatal?: (error: Error) => void;
 }
@@ -43,7 +46,7 @@ export function makeFakeNode(network: FakeNetwork, encap: EncapName, index: numb
   const subnet = parseCidr(`10.17.${index}.0/24`);
   const underlayIp = ip(`192.0.2.${10 + index}`);
   const mac = parseMac(`02:00:00:00:00:0${index}`);
-  const tun = new FakeTun(`vxtun${index}`, 1450, options.offload === true);
+  const tun = new FakeTun(`vxtun${index}`, 1450, options.offload === true, options.tunIo);
   const socket = encap === 'vxlan' ? network.udp(underlayIp, PORT) : network.raw(underlayIp);
   socket.gro = options.gro === true;
   if (options.gso === true) socket.enableGso();

@@ -9,6 +9,8 @@ import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
+import { DEFAULT_TUN_IO, DEFAULT_TUN_USO } from '../../io/tun';
+import { TUN_IO_MODES, type TunIoMode } from '../../io/types';
 import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
 import { storeOption } from '../store-option';
 
@@ -49,6 +51,8 @@ export function agentCommand(program: Command): void {
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
       .option('--ipip-segment-batch <on|off>', 'IP-in-IP: send each TCP super-packet through one native call that segments and sendmmsgs it (on), or segment, then sendmmsg (off: the earlier path, for comparison)', oneOf(['on', 'off'] as const), 'on')
+      .option('--tun-io <mode>', 'TUN reads and writes: readv (a system call per packet) or uring (a batch per io_uring_enter; falls back to readv where io_uring is unavailable)', oneOf(TUN_IO_MODES), DEFAULT_TUN_IO)
+      .option('--tun-uso <on|off>', 'write consecutive UDP datagrams of one flow into the TUN as one UDP GSO write (Linux 6.2+, needs offload; off where the kernel refuses)', oneOf(['on', 'off'] as const), DEFAULT_TUN_USO ? 'on' : 'off')
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
@@ -116,6 +120,8 @@ export function agentCommand(program: Command): void {
       batchSize: opts.batch,
       offload: opts.offload,
       ipipSegmentBatch: opts.ipipSegmentBatch === 'on',
+      tunIo: opts.tunIo as TunIoMode,
+      tunUso: opts.tunUso === 'on',
       sourcePorts: opts.sourcePorts,
       df: opts.df as DfMode,
       birdDir: opts.birdDir,
