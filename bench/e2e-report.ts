@@ -59,6 +59,19 @@ export function cpuTable(results: readonly PathResult[]): string {
   return table(['path', ...figures.map(unit), 'agents CPU s (tcp1)', 'agent peak RSS MB'], rows);
 }
 
+/**
+ * How busy the machine was, with nothing of ours running, just before the iperf3 runs: the machine CPU figures count
+ * that load too, so they mean little when it is high (a saturated 2-core machine gives ~2 s CPU per second whatever runs).
+ */
+export function backgroundNote(results: readonly PathResult[]): string {
+  const shares = results.flatMap((r) => Object.values(r.figures).flatMap((f) => f!.samples.flatMap((s) => (s.backgroundBusy === null ? [] : [s.backgroundBusy]))));
+  if (shares.length === 0) return '';
+  const sorted = [...shares].sort((a, b) => a - b);
+  const pct = (v: number): string => `${(v * 100).toFixed(0)}%`;
+  const warning = sorted[sorted.length >> 1]! > 0.2 ? ' -- others were using the machine: the CPU figures include their load' : '';
+  return `machine busy before the runs (ours idle): median ${pct(sorted[sorted.length >> 1]!)}, max ${pct(sorted[sorted.length - 1]!)}${warning}`;
+}
+
 /** The pairs compared: every other path against kernel-vxlan, each variant against its base, IP-in-IP against VXLAN. */
 export function comparisonPairs(results: readonly PathResult[]): Array<[PathResult, PathResult]> {
   const ok = results.filter((r) => r.error === null);

@@ -11,7 +11,7 @@ import { createKernelVtep, addKernelPeer, FLANNEL_VXLAN_PORT } from '../src/lab/
 import { type IperfResult, runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { ping, percentile } from '../src/lab/ping';
-import { cpuSeconds, machineCpuSeconds, machineJiffies, peakRssBytes } from '../src/lab/proc';
+import { cpuSeconds, machineBusyShare, machineCpuSeconds, machineJiffies, peakRssBytes } from '../src/lab/proc';
 import type { AgentStatus } from '../src/control/agent';
 import { fetchStatus } from '../src/control/status-server';
 import { type Lab, type LabNode, createLab } from '../src/lab/topology';
@@ -48,6 +48,11 @@ export interface Sample {
   error: string | null;
   /** 1-minute load average when the run started. */
   load1: number;
+  /**
+   * Share of the whole machine (0-1) busy in the BACKGROUND_MS before the run, with nothing of ours running: other
+   * work that the machine CPU figure of the run also counts. null for ping figures.
+   */
+  backgroundBusy: number | null;
   /** Machine CPU seconds (all CPUs, non-idle, /proc/stat) over the run; iperf3 figures only. */
   machineCpuSeconds: number | null;
   /** Gbit (TCP) or million datagrams (UDP) received during the run. */
@@ -229,13 +234,19 @@ const IPERF: Partial<Record<FigureName, { protocol: 'tcp' | 'udp'; streams?: num
 };
 
 function emptySample(round: number): Sample {
-  return { round, value: null, error: null, load1: loadavg()[0]!, machineCpuSeconds: null, carried: null, cpuPerUnit: null, agentCpuSeconds: null };
+  return { round, value: null, error: null, load1: loadavg()[0]!, backgroundBusy: null, machineCpuSeconds: null, carried: null, cpuPerUnit: null, agentCpuSeconds: null };
 }
+
+/** How long the machine's background load is sampled before each iperf3 run. */
+const BACKGROUND_MS = 300;
 
 /** One iperf3 run, with the machine's and the agents' CPU read around it. */
 async function iperfSample(setup: PathSetup, options: E2eOptions, figure: FigureName, round: number): Promise<Sample> {
   const sample = emptySample(round);
   try {
+    const idleBefore = machineJiffies();
+    await new Promise((resolve) => setTimeout(resolve, BACKGROUND_MS));
+    sample.backgroundBusy = machineBusyShare(idleBefore, machineJiffies());
     const agentsBefore = agentsCpu(setup.agentPids);
     const machineBefore = machineJiffies();
     const result: IperfResult = await runIperf(setup.lab, {
@@ -289,7 +300,8 @@ function describe(figure: FigureName, s: Sample): string {
   const cpu = s.cpuPerUnit === null ? '' : `, machine ${s.machineCpuSeconds!.toFixed(2)} s CPU = ${s.cpuPerUnit.toFixed(3)} s/${TCP_FIGURES.includes(figure) ? 'Gbit' : 'Mpkt'}`;
   const agents = s.agentCpuSeconds === null ? '' : `, agents ${s.agentCpuSeconds.toFixed(2)} s`;
   const pings = s.ping ? `, p99 ${s.ping.p99Us?.toFixed(0)} us, ${s.ping.received}/${s.ping.transmitted}` : '';
-  return `${value} ${unit}${cpu}${agents}${pings} (load ${s.load1.toFixed(1)})`;
+  const background = s.backgroundBusy === null ? '' : `, machine ${(s.backgroundBusy * 100).toFixed(0)}% busy before`;
+  return `${value} ${unit}${cpu}${agents}${pings} (load ${s.load1.toFixed(1)}${background})`;
 }
 
 function summarize(result: FigureResult): void {

@@ -24,7 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { barChartSvg } from './chart';
 import { type E2eResult, type PathResult, runE2e } from './e2e';
-import { comparisonTable, cpuTable, failureNotes, figuresTable, roundsTable, table } from './e2e-report';
+import { backgroundNote, comparisonTable, cpuTable, failureNotes, figuresTable, roundsTable, table } from './e2e-report';
 import { type MicroResult, runMicro } from './micro';
 import { type BenchArgs, HelpRequested, parseBenchArgs } from './options';
 import { targetsTable } from './targets';
@@ -65,6 +65,7 @@ function e2eReport(e2e: E2eResult): string[] {
     '',
     'machine CPU seconds (all CPUs, non-idle, /proc/stat) per Gbit (TCP) or per million datagrams received (UDP), medians',
     cpuTable(e2e.paths),
+    backgroundNote(e2e.paths),
     '',
     'comparisons: median of the per-round ratios (ratio of the medians); ping: us added, per round (of medians)',
     comparisonTable(e2e.paths),

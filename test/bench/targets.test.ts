@@ -9,7 +9,7 @@ import { judge, targetChecks, targetsTable } from '../../bench/targets';
 const Targets = suite('bench/targets: issue 11 targets, met or missed by how much');
 
 function sample(round: number, value: number | null, cpuPerUnit: number | null = null): Sample {
-  return { round, value, error: value === null ? 'failed' : null, load1: 0, machineCpuSeconds: null, carried: null, cpuPerUnit, agentCpuSeconds: null };
+  return { round, value, error: value === null ? 'failed' : null, load1: 0, backgroundBusy: null, machineCpuSeconds: null, carried: null, cpuPerUnit, agentCpuSeconds: null };
 }
 
 function path(name: string, base: BasePath, figures: Partial<Record<FigureName, Array<[number | null, number | null]>>>, extra: Partial<PathResult> = {}): PathResult {
