@@ -335,6 +335,20 @@ async function floodHeap(setup: PathSetup, socket: string, seconds: number): Pro
 }
 
 /**
+ * A path whose target does not answer pings after setup (a variant whose flags break forwarding, a broken lab) is
+ * reported as failed at once, instead of as every run of every round failing. Two tries: the first packets may wait
+ * for ARP and the agents' first table sync.
+ */
+async function checkReachable(setup: PathSetup): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const replies = await ping(setup.lab, setup.client, setup.target, { count: 3, intervalSeconds: 0.2 });
+    if (replies.received > 0) return;
+    if (attempt === 2) throw new Error(`${setup.target} does not answer pings from ${setup.client.name} after setup`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+/**
  * Sets every path up, runs the rounds, then the floods, and tears everything down (also on failure). A path whose
  * setup fails is reported with its error; a failed run is a sample with its error; the others still run.
  */
@@ -352,7 +366,10 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
       try {
         setups[i] = await setUp(options.paths[i]!, i);
         log(`e2e ${options.paths[i]!.name}: ${setups[i]!.client.name} -> ${setups[i]!.target}`);
+        await checkReachable(setups[i]!);
       } catch (error) {
+        await setups[i]?.close().catch(() => undefined);
+        setups[i] = null;
         results[i]!.error = message(error);
         log(`e2e ${options.paths[i]!.name}: setup FAILED: ${results[i]!.error}`);
       }
