@@ -24,7 +24,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { barChartSvg } from './chart';
 import { type E2eResult, type PathResult, runE2e } from './e2e';
-import { backgroundNote, comparisonTable, cpuTable, failureNotes, figuresTable, roundsTable, table } from './e2e-report';
+import { backgroundNote, comparisonPairs, comparisonTable, cpuTable, failureNotes, figuresTable, roundsTable, table } from './e2e-report';
 import { type MicroResult, runMicro } from './micro';
 import { type BenchArgs, HelpRequested, parseBenchArgs } from './options';
 import { targetsTable } from './targets';
@@ -54,26 +54,33 @@ function throughputChart(results: PathResult[]): string {
 
 function e2eReport(e2e: E2eResult): string[] {
   const load = e2e.loadAverageStart.map((l) => l.toFixed(2)).join(' ');
-  const variants = e2e.paths.filter((p) => p.agentArgs.length > 0).map((p) => `${p.path} = agents + ${p.agentArgs.join(' ')}`);
-  return [
+  const has = (base: string): boolean => e2e.paths.some((p) => p.base === base);
+  const iperf = e2e.paths.some((p) => ['tcp1', 'tcp1r', 'tcp4', 'udp64', 'udp1400'].some((f) => p.figures[f as 'tcp1'] !== undefined));
+  const legend = [
+    'medians over the rounds; * = some rounds failed',
+    has('vxtun-vxlan-plain') ? 'vxtun-vxlan-plain = agents with --no-offload (one packet per system call)' : '',
+    has('mixed') ? 'mixed = vxtun agent (client) to a kernel VXLAN device programmed as flannel does (server); rev = the server sends' : '',
+    e2e.paths.some((p) => p.figures['ping-busy'] !== undefined) ? 'busy = ping with a nice-19 spinner per core (no CPU wake-up latency)' : '',
+    ...e2e.paths.filter((p) => p.agentArgs.length > 0).map((p) => `${p.path} = ${p.base} with agents + ${p.agentArgs.join(' ')}`),
+  ].filter((l) => l !== '');
+  const sections: string[][] = [[
     `end to end (2 namespaces per path on a bridge, MTU 1500; ${e2e.rounds} interleaved round(s) x ${e2e.seconds} s per run; `
       + `${(e2e.durationSeconds / 60).toFixed(1)} min; load average at start ${load})`,
     figuresTable(e2e.paths),
-    'medians over the rounds; * = some rounds failed; vxtun-vxlan-plain = agents with --no-offload; mixed = vxtun agent (client)',
-    'to a flannel-programmed kernel VXLAN device (server), rev = server sends; busy = a nice-19 spinner per core (no CPU wake-ups)',
-    ...variants,
-    '',
-    'machine CPU seconds (all CPUs, non-idle, /proc/stat) per Gbit (TCP) or per million datagrams received (UDP), medians',
-    cpuTable(e2e.paths),
-    backgroundNote(e2e.paths),
-    '',
-    'comparisons: median of the per-round ratios (ratio of the medians); ping: us added, per round (of medians)',
-    comparisonTable(e2e.paths),
-    '',
-    'every round (machine CPU s per unit in brackets)',
-    roundsTable(e2e.paths, e2e.rounds),
-    ...failureNotes(e2e.paths).map((n) => `! ${n}`),
-  ];
+    ...legend,
+  ]];
+  if (iperf) {
+    sections.push([
+      'machine CPU seconds (all CPUs, non-idle, /proc/stat) per Gbit (TCP) or per million datagrams received (UDP), medians',
+      cpuTable(e2e.paths),
+      backgroundNote(e2e.paths),
+    ]);
+  }
+  if (comparisonPairs(e2e.paths).length > 0) {
+    sections.push(['comparisons: median of the per-round ratios (ratio of the medians); ping: us added, per round (of medians)', comparisonTable(e2e.paths)]);
+  }
+  sections.push(['every round (machine CPU s per unit in brackets)', roundsTable(e2e.paths, e2e.rounds), ...failureNotes(e2e.paths).map((n) => `! ${n}`)]);
+  return sections.flatMap((section, i) => (i === 0 ? section : ['', ...section]));
 }
 
 async function main(): Promise<number> {
