@@ -3,21 +3,12 @@
 // threads (multi-queue TUN) have no idle core to run on. Run as root:
 //   node -r tsx/cjs bench/cpu-share.ts [tcp|udp64]
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
-import { cpuSeconds } from '../src/lab/proc';
+import { cpuSeconds, machineBusyShare, machineJiffies } from '../src/lab/proc';
 import { createLab } from '../src/lab/topology';
 import { formatIPv4 } from '../src/wire/address';
-
-/** Busy and total jiffies of all CPUs, from /proc/stat. */
-function machineTicks(): { busy: number; total: number } {
-  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  const idle = fields[3] + fields[4]; // idle + iowait
-  return { busy: total - idle, total };
-}
 
 async function main(): Promise<void> {
   const mode = process.argv[2] === 'udp64' ? 'udp64' : 'tcp';
@@ -36,13 +27,13 @@ async function main(): Promise<void> {
     const iperfs = execFileSync('pgrep', ['-x', 'iperf3'], { encoding: 'utf8' }).trim().split('\n').map(Number);
     const pids = [...agents, ...iperfs];
     const before = pids.map(cpuSeconds);
-    const machineBefore = machineTicks();
+    const machineBefore = machineJiffies();
     const windowMs = 2000;
     await new Promise((resolve) => setTimeout(resolve, windowMs));
     const shares = pids.map((pid, i) => (cpuSeconds(pid) - before[i]) / (windowMs / 1000));
-    const machineAfter = machineTicks();
+    const machineAfter = machineJiffies();
     const result = await run;
-    const busy = (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total);
+    const busy = machineBusyShare(machineBefore, machineAfter) ?? 0;
     const figure = mode === 'udp64' ? `${((result.packetsPerSecond ?? 0) / 1000).toFixed(0)} kpps received` : `${result.gbitPerSecond.toFixed(2)} Gbit/s`;
     process.stdout.write(`${mode}: ${figure}\n`);
     process.stdout.write(`  machine busy ${(busy * 100).toFixed(0)}% of ${cpus().length} cores (softirq and kernel threads included)\n`);

@@ -1,66 +1,105 @@
-// End-to-end benchmark in network namespaces: the same iperf3 and ping runs over four paths between two nodes of a
-// fresh lab each, in one process, so that the figures are compared side by side (FACTS.md: this machine is noisy,
-// only ratios measured together mean something).
+// End-to-end benchmark in network namespaces, in interleaved rounds: every path's lab is set up once and kept, then
+// each round measures every figure on every path in a fixed order (for each figure: kernel-vxlan, vxtun-vxlan, its
+// variants, vxtun-ipip, mixed, vxtun-vxlan-plain, underlay), so the runs compared with each other are minutes, not a
+// quarter of an hour, apart, and drift of the shared machine (FACTS.md) reaches every path alike. Ratios are then
+// taken round by round (bench/stats.ts). Paths and figures: bench/options.ts.
 //
-//   vxtun-vxlan   two `vxtun agent` processes, VXLAN (port 4789)
-//   vxtun-ipip    two `vxtun agent` processes, IP-in-IP over raw sockets
-//   kernel-vxlan  Linux's VXLAN device at both ends, programmed as flannel does (offloads left on, as flannel runs)
-//   underlay      the lab's veth + bridge, no overlay: the ceiling
+// Around every iperf3 run the machine's CPU time is read from /proc/stat (all CPUs' non-idle jiffies, USER_HZ from
+// `getconf CLK_TCK`), giving machine CPU seconds per Gbit received (TCP) or per million datagrams received (UDP):
+// softirq and kernel threads count, which is where the kernel's own VXLAN spends its cost.
 import { createKernelVtep, addKernelPeer, FLANNEL_VXLAN_PORT } from '../src/lab/kernel-vxlan';
 import { type IperfResult, runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { ping, percentile } from '../src/lab/ping';
-import { cpuSeconds, peakRssBytes } from '../src/lab/proc';
+import { cpuSeconds, machineBusyShare, machineCpuSeconds, machineJiffies, peakRssBytes } from '../src/lab/proc';
 import type { AgentStatus } from '../src/control/agent';
 import { fetchStatus } from '../src/control/status-server';
 import { type Lab, type LabNode, createLab } from '../src/lab/topology';
-import { formatIPv4 } from '../src/wire/address';
+import { formatCidr, formatIPv4 } from '../src/wire/address';
 import { spawn } from 'node:child_process';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
+import { type BasePath, type FigureName, type PathSpec, TCP_FIGURES, UDP_FIGURES, measures } from './options';
+import { cpuPerUnit, median } from './stats';
 
-/** vxtun-vxlan-plain: the same agents with --no-offload, one packet per system call (the design offloads replaced). */
-export const PATHS = ['vxtun-vxlan', 'vxtun-vxlan-plain', 'vxtun-ipip', 'kernel-vxlan', 'underlay'] as const;
-export type PathName = (typeof PATHS)[number];
+export { median } from './stats';
 
 export interface E2eOptions {
-  /** Throughput runs per figure; the median is reported. */
-  runs: number;
+  rounds: number;
   /** Seconds per iperf3 run. */
   seconds: number;
+  /** In round order (bench/options.ts puts variants after their base). */
+  paths: PathSpec[];
+  figures: FigureName[];
+  /** --figures was given (tcp1r then runs on every path). */
+  figuresGiven: boolean;
   pingCount?: number;
   pingIntervalSeconds?: number;
-  /** Length of the UDP flood during which the agent's heap is sampled (default 30 s). */
+  /** Seconds of the heap-sampling UDP flood per path with a receiving agent, after the rounds; 0 skips it. */
   floodSeconds?: number;
   /** Progress lines (to stderr). */
   log?: (line: string) => void;
 }
 
-/** One figure measured `runs` times: every value, their median, and the errors of the runs that failed. */
-export interface Figure {
-  values: number[];
+/** One run of one figure on one path in one round. */
+export interface Sample {
+  round: number;
+  /** Gbit/s (TCP), datagrams/s (UDP) or p50 us (ping); null when the run failed. */
+  value: number | null;
+  error: string | null;
+  /** 1-minute load average when the run started. */
+  load1: number;
+  /**
+   * Share of the whole machine (0-1) busy in the BACKGROUND_MS before the run, with nothing of ours running: other
+   * work that the machine CPU figure of the run also counts. null for ping figures.
+   */
+  backgroundBusy: number | null;
+  /** Machine CPU seconds (all CPUs, non-idle, /proc/stat) over the run; iperf3 figures only. */
+  machineCpuSeconds: number | null;
+  /** Gbit (TCP) or million datagrams (UDP) received during the run. */
+  carried: number | null;
+  /** machineCpuSeconds / carried: s per Gbit (TCP), s per million packets (UDP). */
+  cpuPerUnit: number | null;
+  /** The agents' CPU seconds (all agents of the path summed) over the run; null without agents. */
+  agentCpuSeconds: number | null;
+  /** Ping figures: p99 us, replies, and every reply's rtt in us. */
+  ping?: { p99Us: number | null; received: number; transmitted: number; rttsUs: number[] };
+}
+
+export interface FigureResult {
+  figure: FigureName;
+  samples: Sample[];
+  /** Median over the rounds' values. */
   median: number | null;
-  errors: string[];
-  /** Agents' CPU seconds (all agents summed) during each successful run; empty without agents. */
-  agentCpuSeconds: number[];
+  /** Median over the rounds' machine CPU cost per unit (iperf3 figures). */
+  cpuPerUnitMedian: number | null;
+  /** Median over the rounds' agent CPU seconds. */
+  agentCpuMedian: number | null;
+  /** Ping figures: median over the rounds' p99. */
+  p99Median?: number | null;
 }
 
 export interface PathResult {
-  path: PathName;
-  /** Set when the path could not be set up at all; the figures are then empty. */
+  path: string;
+  base: BasePath;
+  agentArgs: string[];
+  /** Set when the path could not be set up at all; its figures are then empty. */
   error: string | null;
-  tcp1Gbps: Figure;
-  tcp4Gbps: Figure;
-  udp64Pps: Figure;
-  udp1400Pps: Figure;
-  ping: { p50Us: number | null; p99Us: number | null; received: number; transmitted: number; error: string | null; rttsUs: number[] };
-  /** Ping p50 again while idle-priority spinners keep both cores awake: what is left without CPU wake-up latency. */
-  pingBusyP50Us: number | null;
-  /** Median over the TCP single-stream runs of both agents' CPU seconds; null without agents. */
-  agentCpuSecondsTcp1: number | null;
-  /** Largest VmHWM among the agents at the end of the path, in bytes; null without agents. */
+  figures: Partial<Record<FigureName, FigureResult>>;
+  /** Largest VmHWM among the agents at the end of the rounds, in bytes; null without agents. */
   agentPeakRssBytes: number | null;
-  /** The receiving agent's JS heap sampled every second through a UDP 64 B flood; null without agents. */
+  /** The receiving agent's JS heap sampled every second through a UDP 64 B flood after the rounds. */
   floodHeap: { seconds: number; startMb: number; maxMb: number; endMb: number; packets: number } | null;
+}
+
+export interface E2eResult {
+  rounds: number;
+  seconds: number;
+  startedAt: string;
+  /** os.loadavg() when the suite started: 1, 5 and 15 minutes. */
+  loadAverageStart: number[];
+  /** Wall-clock seconds of the whole suite, set-up and tear-down included. */
+  durationSeconds: number;
+  paths: PathResult[];
 }
 
 /** What a path's setup hands to the measurements. */
@@ -71,28 +110,25 @@ interface PathSetup {
   /** Address of the server node across the path under test. */
   target: string;
   agentPids: number[];
-  /** The agents' status sockets (vxtun paths), for heap samples. */
-  statusSockets: string[];
+  /** The server's agent status socket, for heap samples; null when the server runs none. */
+  serverStatusSocket: string | null;
   close(): Promise<void>;
-}
-
-export function median(values: readonly number[]): number | null {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 function message(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n').slice(0, 3).join(' | ');
 }
 
-function labName(path: PathName): string {
-  return `vxt-b${process.pid}-${path.replace('vxtun-', 'v').replace('kernel-', 'k').replace('-plain', 'p').slice(0, 8)}`;
+const SHORT: Record<BasePath, string> = {
+  'kernel-vxlan': 'kv', 'vxtun-vxlan': 'vv', 'vxtun-ipip': 'vi', mixed: 'mx', 'vxtun-vxlan-plain': 'vp', underlay: 'ul',
+};
+
+function labName(path: PathSpec, index: number): string {
+  return `vxt-b${process.pid}-${SHORT[path.base]}${path.agentArgs.length > 0 ? index : ''}`;
 }
 
-async function setUpVxtun(backend: 'vxlan' | 'ipip', path: PathName, agentArgs: string[] = []): Promise<PathSetup> {
-  const lab = await createLab({ name: labName(path), nodes: 2 });
+async function setUpVxtun(backend: 'vxlan' | 'ipip', name: string, agentArgs: string[]): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2 });
   let overlay: Overlay | undefined;
   const close = async (): Promise<void> => {
     await overlay?.close();
@@ -111,15 +147,43 @@ async function setUpVxtun(backend: 'vxlan' | 'ipip', path: PathName, agentArgs: 
       if (handle.process.pid === undefined) throw new Error(`agent in ${handle.node.name} has no pid`);
       return handle.process.pid;
     });
-    return { lab, client, server, target, agentPids, statusSockets: handles.map((h) => h.statusSocket), close };
+    return { lab, client, server, target, agentPids, serverStatusSocket: handles[1]!.statusSocket, close };
   } catch (error) {
     await close();
     throw error;
   }
 }
 
-async function setUpKernelVxlan(): Promise<PathSetup> {
-  const lab = await createLab({ name: labName('kernel-vxlan'), nodes: 2 });
+/**
+ * The cluster most users run while migrating: vxtun on the client node, Linux's VXLAN device on the server node
+ * programmed as flannel's vxlan backend does (Overlay.addKernelNode: flannel's port 8472, one neighbor, FDB entry and
+ * route per lease, and `ethtool -K tx off` on the kernel VTEP, the workaround flannel documents for user-space peers).
+ */
+async function setUpMixed(name: string, agentArgs: string[]): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2 });
+  let overlay: Overlay | undefined;
+  const close = async (): Promise<void> => {
+    await overlay?.close();
+    await lab.destroy();
+  };
+  try {
+    overlay = await Overlay.create(lab, { backend: 'vxlan', port: FLANNEL_VXLAN_PORT });
+    const [client, server] = [lab.node(1), lab.node(2)];
+    const handle = await overlay.startAgent(client, ['--no-ip-masq', ...agentArgs]);
+    const taken = formatCidr(await overlay.subnetOf(client));
+    const kernelSubnet = ['10.17.250.0/24', '10.17.251.0/24'].find((c) => c !== taken)!;
+    await overlay.addKernelNode(server, kernelSubnet);
+    await overlay.waitForRoutes(client, 1);
+    if (handle.process.pid === undefined) throw new Error(`agent in ${client.name} has no pid`);
+    return { lab, client, server, target: kernelSubnet.replace('/24', ''), agentPids: [handle.process.pid], serverStatusSocket: null, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+async function setUpKernelVxlan(name: string): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2 });
   try {
     const nodes = [lab.node(1), lab.node(2)] as const;
     const subnets = ['10.17.1.0/24', '10.17.2.0/24'];
@@ -131,25 +195,27 @@ async function setUpKernelVxlan(): Promise<PathSetup> {
       const peer = 1 - i;
       await addKernelPeer(lab, nodes[i], { subnet: subnets[peer]!, vtepMac: macs[peer]!, publicIp: nodes[peer].underlayIp, vni: 1 });
     }
-    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], statusSockets: [], close: () => lab.destroy() };
+    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], serverStatusSocket: null, close: () => lab.destroy() };
   } catch (error) {
     await lab.destroy();
     throw error;
   }
 }
 
-async function setUpUnderlay(): Promise<PathSetup> {
-  const lab = await createLab({ name: labName('underlay'), nodes: 2 });
-  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], statusSockets: [], close: () => lab.destroy() };
+async function setUpUnderlay(name: string): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2 });
+  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], serverStatusSocket: null, close: () => lab.destroy() };
 }
 
-function setUp(path: PathName): Promise<PathSetup> {
-  switch (path) {
-    case 'vxtun-vxlan': return setUpVxtun('vxlan', path);
-    case 'vxtun-vxlan-plain': return setUpVxtun('vxlan', path, ['--no-offload']);
-    case 'vxtun-ipip': return setUpVxtun('ipip', path);
-    case 'kernel-vxlan': return setUpKernelVxlan();
-    case 'underlay': return setUpUnderlay();
+function setUp(path: PathSpec, index: number): Promise<PathSetup> {
+  const name = labName(path, index);
+  switch (path.base) {
+    case 'vxtun-vxlan': return setUpVxtun('vxlan', name, path.agentArgs);
+    case 'vxtun-vxlan-plain': return setUpVxtun('vxlan', name, ['--no-offload', ...path.agentArgs]);
+    case 'vxtun-ipip': return setUpVxtun('ipip', name, path.agentArgs);
+    case 'mixed': return setUpMixed(name, path.agentArgs);
+    case 'kernel-vxlan': return setUpKernelVxlan(name);
+    case 'underlay': return setUpUnderlay(name);
   }
 }
 
@@ -159,122 +225,97 @@ function agentsCpu(pids: readonly number[]): number {
   return sum;
 }
 
-/** Runs one iperf3 configuration `runs` times, sampling the agents' CPU around each run. */
-async function measure(
-  setup: PathSetup,
-  options: E2eOptions,
-  what: string,
-  iperf: { protocol: 'tcp' | 'udp'; streams?: number; udpPacketSize?: number },
-  pick: (result: IperfResult) => number,
-): Promise<Figure> {
-  const figure: Figure = { values: [], median: null, errors: [], agentCpuSeconds: [] };
-  for (let run = 1; run <= options.runs; run++) {
-    try {
-      const before = agentsCpu(setup.agentPids);
-      const result = await runIperf(setup.lab, {
-        server: setup.server, client: setup.client, address: setup.target, seconds: options.seconds, ...iperf,
-      });
-      const cpu = agentsCpu(setup.agentPids) - before;
-      figure.values.push(pick(result));
-      if (setup.agentPids.length > 0) figure.agentCpuSeconds.push(cpu);
-      options.log?.(`  ${what} run ${run}: ${pick(result).toFixed(3)}${setup.agentPids.length > 0 ? ` (agents ${cpu.toFixed(2)} s CPU)` : ''}`);
-    } catch (error) {
-      figure.errors.push(message(error));
-      options.log?.(`  ${what} run ${run} FAILED: ${message(error)}`);
-    }
-  }
-  figure.median = median(figure.values);
-  return figure;
+const IPERF: Partial<Record<FigureName, { protocol: 'tcp' | 'udp'; streams?: number; udpPacketSize?: number; reverse?: boolean }>> = {
+  tcp1: { protocol: 'tcp' },
+  tcp1r: { protocol: 'tcp', reverse: true },
+  tcp4: { protocol: 'tcp', streams: 4 },
+  udp64: { protocol: 'udp', udpPacketSize: 64 },
+  udp1400: { protocol: 'udp', udpPacketSize: 1400 },
+};
+
+function emptySample(round: number): Sample {
+  return { round, value: null, error: null, load1: loadavg()[0]!, backgroundBusy: null, machineCpuSeconds: null, carried: null, cpuPerUnit: null, agentCpuSeconds: null };
 }
 
-function emptyFigure(): Figure {
-  return { values: [], median: null, errors: [], agentCpuSeconds: [] };
-}
+/** How long the machine's background load is sampled before each iperf3 run. */
+const BACKGROUND_MS = 300;
 
-async function benchPath(path: PathName, options: E2eOptions): Promise<PathResult> {
-  const result: PathResult = {
-    path, error: null,
-    tcp1Gbps: emptyFigure(), tcp4Gbps: emptyFigure(), udp64Pps: emptyFigure(), udp1400Pps: emptyFigure(),
-    ping: { p50Us: null, p99Us: null, received: 0, transmitted: 0, error: null, rttsUs: [] },
-    agentCpuSecondsTcp1: null, agentPeakRssBytes: null, floodHeap: null, pingBusyP50Us: null,
-  };
-  options.log?.(`e2e ${path}: setting up`);
-  let setup: PathSetup;
+/** One iperf3 run, with the machine's and the agents' CPU read around it. */
+async function iperfSample(setup: PathSetup, options: E2eOptions, figure: FigureName, round: number): Promise<Sample> {
+  const sample = emptySample(round);
   try {
-    setup = await setUp(path);
+    const idleBefore = machineJiffies();
+    await new Promise((resolve) => setTimeout(resolve, BACKGROUND_MS));
+    sample.backgroundBusy = machineBusyShare(idleBefore, machineJiffies());
+    const agentsBefore = agentsCpu(setup.agentPids);
+    const machineBefore = machineJiffies();
+    const result: IperfResult = await runIperf(setup.lab, {
+      server: setup.server, client: setup.client, address: setup.target, seconds: options.seconds, ...IPERF[figure]!,
+    });
+    const machine = machineCpuSeconds(machineBefore, machineJiffies());
+    sample.machineCpuSeconds = machine;
+    if (setup.agentPids.length > 0) sample.agentCpuSeconds = agentsCpu(setup.agentPids) - agentsBefore;
+    if (TCP_FIGURES.includes(figure)) {
+      sample.value = result.gbitPerSecond;
+      sample.carried = (result.bytes * 8) / 1e9;
+    } else {
+      sample.value = result.packetsPerSecond ?? 0;
+      sample.carried = ((result.packetsPerSecond ?? 0) * result.seconds) / 1e6;
+    }
+    sample.cpuPerUnit = cpuPerUnit(machine, sample.carried);
   } catch (error) {
-    result.error = message(error);
-    options.log?.(`e2e ${path}: setup FAILED: ${result.error}`);
-    return result;
+    sample.error = message(error);
   }
-  try {
-    options.log?.(`e2e ${path}: ${setup.client.name} -> ${setup.target}`);
-    const gbps = (r: IperfResult): number => r.gbitPerSecond;
-    const pps = (r: IperfResult): number => r.packetsPerSecond ?? 0;
-    result.tcp1Gbps = await measure(setup, options, 'tcp x1 Gbit/s', { protocol: 'tcp' }, gbps);
-    result.tcp4Gbps = await measure(setup, options, 'tcp x4 Gbit/s', { protocol: 'tcp', streams: 4 }, gbps);
-    result.udp64Pps = await measure(setup, options, 'udp 64 B pps', { protocol: 'udp', udpPacketSize: 64 }, pps);
-    result.udp1400Pps = await measure(setup, options, 'udp 1400 B pps', { protocol: 'udp', udpPacketSize: 1400 }, pps);
-    try {
-      const count = options.pingCount ?? 50;
-      const replies = await ping(setup.lab, setup.client, setup.target, { count, intervalSeconds: options.pingIntervalSeconds ?? 0.05 });
-      result.ping.received = replies.received;
-      result.ping.transmitted = replies.transmitted;
-      result.ping.rttsUs = replies.rttsMs.map((ms) => Math.round(ms * 1000));
-      if (replies.rttsMs.length > 0) {
-        const sorted = [...replies.rttsMs].sort((a, b) => a - b);
-        result.ping.p50Us = percentile(sorted, 50) * 1000;
-        result.ping.p99Us = percentile(sorted, 99) * 1000;
-      }
-      options.log?.(`  ping: ${replies.received}/${replies.transmitted}, p50 ${result.ping.p50Us?.toFixed(0)} us, p99 ${result.ping.p99Us?.toFixed(0)} us`);
-    } catch (error) {
-      result.ping.error = message(error);
-    }
-    try {
-      result.pingBusyP50Us = await pingWithBusyCores(setup, options);
-      options.log?.(`  ping with busy cores: p50 ${result.pingBusyP50Us?.toFixed(0)} us`);
-    } catch (error) {
-      options.log?.(`  ping with busy cores FAILED: ${message(error)}`);
-    }
-    if (setup.statusSockets.length > 0) {
-      try {
-        result.floodHeap = await floodHeap(setup, options.floodSeconds ?? 30);
-        const h = result.floodHeap;
-        options.log?.(`  flood ${h.seconds} s: heap ${h.startMb.toFixed(1)} -> max ${h.maxMb.toFixed(1)} -> ${h.endMb.toFixed(1)} MB over ${h.packets} packets`);
-      } catch (error) {
-        options.log?.(`  flood FAILED: ${message(error)}`);
-      }
-    }
-    if (setup.agentPids.length > 0) {
-      result.agentCpuSecondsTcp1 = median(result.tcp1Gbps.agentCpuSeconds);
-      let peak = 0;
-      for (const pid of setup.agentPids) peak = Math.max(peak, peakRssBytes(pid) ?? 0);
-      result.agentPeakRssBytes = peak > 0 ? peak : null;
-    }
-  } catch (error) {
-    result.error = message(error);
-  } finally {
-    await setup.close();
-  }
-  return result;
+  return sample;
 }
 
-/** Ping p50 with one nice-19 spinner per core, so no CPU sleeps: separates wake-up latency from forwarding cost. */
-async function pingWithBusyCores(setup: PathSetup, options: E2eOptions): Promise<number | null> {
-  const spinners = cpus().map(() => spawn('nice', ['-n', '19', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' }));
+/** Ping p50 / p99; with `busy`, while a nice-19 spinner per core keeps every CPU awake (no wake-up latency). */
+async function pingSample(setup: PathSetup, options: E2eOptions, round: number, busy: boolean): Promise<Sample> {
+  const sample = emptySample(round);
+  const spinners = busy ? cpus().map(() => spawn('nice', ['-n', '19', 'sh', '-c', 'while :; do :; done'], { stdio: 'ignore' })) : [];
   try {
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    if (busy) await new Promise((resolve) => setTimeout(resolve, 200));
     const replies = await ping(setup.lab, setup.client, setup.target, { count: options.pingCount ?? 50, intervalSeconds: options.pingIntervalSeconds ?? 0.05 });
-    if (replies.rttsMs.length === 0) return null;
-    return percentile([...replies.rttsMs].sort((a, b) => a - b), 50) * 1000;
+    const sorted = [...replies.rttsMs].sort((a, b) => a - b);
+    sample.ping = {
+      p99Us: sorted.length > 0 ? percentile(sorted, 99) * 1000 : null,
+      received: replies.received,
+      transmitted: replies.transmitted,
+      rttsUs: replies.rttsMs.map((ms) => Math.round(ms * 1000)),
+    };
+    if (sorted.length > 0) sample.value = percentile(sorted, 50) * 1000;
+    else sample.error = `no replies of ${replies.transmitted}`;
+  } catch (error) {
+    sample.error = message(error);
   } finally {
     for (const spinner of spinners) spinner.kill('SIGKILL');
+  }
+  return sample;
+}
+
+function describe(figure: FigureName, s: Sample): string {
+  if (s.value === null) return `FAILED: ${s.error}`;
+  const unit = TCP_FIGURES.includes(figure) ? 'Gbit/s' : UDP_FIGURES.includes(figure) ? 'pps' : 'us p50';
+  const value = TCP_FIGURES.includes(figure) ? s.value.toFixed(2) : s.value.toFixed(0);
+  const cpu = s.cpuPerUnit === null ? '' : `, machine ${s.machineCpuSeconds!.toFixed(2)} s CPU = ${s.cpuPerUnit.toFixed(3)} s/${TCP_FIGURES.includes(figure) ? 'Gbit' : 'Mpkt'}`;
+  const agents = s.agentCpuSeconds === null ? '' : `, agents ${s.agentCpuSeconds.toFixed(2)} s`;
+  const pings = s.ping ? `, p99 ${s.ping.p99Us?.toFixed(0)} us, ${s.ping.received}/${s.ping.transmitted}` : '';
+  const background = s.backgroundBusy === null ? '' : `, machine ${(s.backgroundBusy * 100).toFixed(0)}% busy before`;
+  return `${value} ${unit}${cpu}${agents}${pings} (load ${s.load1.toFixed(1)}${background})`;
+}
+
+function summarize(result: FigureResult): void {
+  const values = result.samples.flatMap((s) => (s.value === null ? [] : [s.value]));
+  result.median = median(values);
+  result.cpuPerUnitMedian = median(result.samples.flatMap((s) => (s.cpuPerUnit === null ? [] : [s.cpuPerUnit])));
+  result.agentCpuMedian = median(result.samples.flatMap((s) => (s.agentCpuSeconds === null || s.value === null ? [] : [s.agentCpuSeconds])));
+  if (result.figure === 'ping' || result.figure === 'ping-busy') {
+    result.p99Median = median(result.samples.flatMap((s) => (s.ping?.p99Us == null ? [] : [s.ping.p99Us])));
   }
 }
 
 /** Samples the receiving agent's heap every second while iperf3 floods it with 64-byte UDP datagrams. */
-async function floodHeap(setup: PathSetup, seconds: number): Promise<NonNullable<PathResult['floodHeap']>> {
-  const socket = setup.statusSockets[setup.statusSockets.length - 1]!;
+async function floodHeap(setup: PathSetup, socket: string, seconds: number): Promise<NonNullable<PathResult['floodHeap']>> {
   const sample = async (): Promise<{ heap: number; packets: number }> => {
     const s = (await fetchStatus(socket)) as AgentStatus;
     return { heap: s.memory.heapUsedBytes / 2 ** 20, packets: (s.counters as { underlayIn: { packets: number } }).underlayIn.packets };
@@ -293,9 +334,93 @@ async function floodHeap(setup: PathSetup, seconds: number): Promise<NonNullable
   return { seconds, startMb: start.heap, maxMb: Math.max(...heaps), endMb: end.heap, packets: end.packets - start.packets };
 }
 
-/** Measures every path in turn; a path that fails is reported with its error, the others still run. */
-export async function runE2e(options: E2eOptions, paths: readonly PathName[] = PATHS): Promise<PathResult[]> {
-  const results: PathResult[] = [];
-  for (const path of paths) results.push(await benchPath(path, options));
-  return results;
+/**
+ * A path whose target does not answer pings after setup (a variant whose flags break forwarding, a broken lab) is
+ * reported as failed at once, instead of as every run of every round failing. Two tries: the first packets may wait
+ * for ARP and the agents' first table sync.
+ */
+async function checkReachable(setup: PathSetup): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const replies = await ping(setup.lab, setup.client, setup.target, { count: 3, intervalSeconds: 0.2 });
+    if (replies.received > 0) return;
+    if (attempt === 2) throw new Error(`${setup.target} does not answer pings from ${setup.client.name} after setup`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+}
+
+/**
+ * Sets every path up, runs the rounds, then the floods, and tears everything down (also on failure). A path whose
+ * setup fails is reported with its error; a failed run is a sample with its error; the others still run.
+ */
+export async function runE2e(options: E2eOptions): Promise<E2eResult> {
+  const log = options.log ?? (() => undefined);
+  const startedAt = new Date();
+  const loadAverageStart = loadavg();
+  const results: PathResult[] = options.paths.map((p) => ({
+    path: p.name, base: p.base, agentArgs: p.agentArgs, error: null, figures: {}, agentPeakRssBytes: null, floodHeap: null,
+  }));
+  const setups: Array<PathSetup | null> = options.paths.map(() => null);
+  try {
+    for (let i = 0; i < options.paths.length; i++) {
+      log(`e2e ${options.paths[i]!.name}: setting up`);
+      try {
+        setups[i] = await setUp(options.paths[i]!, i);
+        log(`e2e ${options.paths[i]!.name}: ${setups[i]!.client.name} -> ${setups[i]!.target}`);
+        await checkReachable(setups[i]!);
+      } catch (error) {
+        await setups[i]?.close().catch(() => undefined);
+        setups[i] = null;
+        results[i]!.error = message(error);
+        log(`e2e ${options.paths[i]!.name}: setup FAILED: ${results[i]!.error}`);
+      }
+    }
+    for (let round = 1; round <= options.rounds; round++) {
+      for (const figure of options.figures) {
+        for (let i = 0; i < options.paths.length; i++) {
+          const setup = setups[i];
+          const path = options.paths[i]!;
+          if (setup === null || !measures(options, path, figure)) continue;
+          const sample = IPERF[figure] !== undefined
+            ? await iperfSample(setup, options, figure, round)
+            : await pingSample(setup, options, round, figure === 'ping-busy');
+          const result = (results[i]!.figures[figure] ??= { figure, samples: [], median: null, cpuPerUnitMedian: null, agentCpuMedian: null });
+          result.samples.push(sample);
+          log(`round ${round}/${options.rounds} ${figure} ${path.name}: ${describe(figure, sample)}`);
+        }
+      }
+    }
+    for (const result of results) for (const figure of Object.values(result.figures)) summarize(figure!);
+    for (let i = 0; i < options.paths.length; i++) {
+      const setup = setups[i];
+      if (setup === null) continue;
+      if (setup.serverStatusSocket !== null && (options.floodSeconds ?? 30) > 0) {
+        try {
+          const h = await floodHeap(setup, setup.serverStatusSocket, options.floodSeconds ?? 30);
+          results[i]!.floodHeap = h;
+          log(`e2e ${options.paths[i]!.name} flood ${h.seconds} s: heap ${h.startMb.toFixed(1)} -> max ${h.maxMb.toFixed(1)} -> ${h.endMb.toFixed(1)} MB over ${h.packets} packets`);
+        } catch (error) {
+          log(`e2e ${options.paths[i]!.name} flood FAILED: ${message(error)}`);
+        }
+      }
+      if (setup.agentPids.length > 0) {
+        let peak = 0;
+        for (const pid of setup.agentPids) {
+          try {
+            peak = Math.max(peak, peakRssBytes(pid) ?? 0);
+          } catch {
+            // the agent is gone: its runs have failed and say so
+          }
+        }
+        results[i]!.agentPeakRssBytes = peak > 0 ? peak : null;
+      }
+    }
+  } finally {
+    for (let i = 0; i < setups.length; i++) {
+      await setups[i]?.close().catch((error: unknown) => log(`e2e ${options.paths[i]!.name}: teardown FAILED: ${message(error)}`));
+    }
+  }
+  return {
+    rounds: options.rounds, seconds: options.seconds, startedAt: startedAt.toISOString(), loadAverageStart,
+    durationSeconds: (Date.now() - startedAt.getTime()) / 1000, paths: results,
+  };
 }

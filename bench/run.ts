@@ -1,113 +1,38 @@
-// `npm run bench [-- --only micro|e2e|scale|soak|bgp] [--runs N] [--seconds S] [--soak-minutes N]`: runs the suites, prints one table per suite, and
-// writes bench/results/<timestamp>.json and bench/results/throughput.svg.
+// `npm run bench [-- flags]`: runs the suites, prints one table per suite, and writes bench/results/<timestamp>.json
+// (every round's every figure, CPU and load included) and bench/results/throughput.svg. Must run as root.
+//
+//   --only micro|e2e|scale|soak|bgp   one suite (default micro, e2e and scale; soak and bgp only when asked for)
+//   --rounds N          e2e interleaved rounds, default 3 (each round runs every figure on every path, in the fixed
+//                       path order kernel-vxlan, vxtun-vxlan (+ its variants), vxtun-ipip, mixed, vxtun-vxlan-plain,
+//                       underlay); figures are medians over the rounds, ratios taken per round. Also bgp's runs.
+//                       --runs N is the old name.
+//   --seconds S         seconds per iperf3 run (default 5)
+//   --paths a,b         e2e paths (default all six; see bench/options.ts)
+//   --figures a,b       e2e figures: tcp1, tcp1r, tcp4, udp64, udp1400, ping, ping-busy (default all; tcp1r, the
+//                       reverse direction, runs only on mixed unless named here)
+//   --variant NAME=FLAGS   adds path vxtun-vxlan+NAME whose agents get FLAGS (shell-quoted), interleaved like the
+//                       others, e.g. --variant uring="--tun-io uring"; BASE+NAME=FLAGS varies another agent path
+//                       (vxtun-ipip, mixed, vxtun-vxlan-plain). Repeatable.
+//   --flood S           heap-sampling 64 B flood per path with a receiving agent, after the rounds (default 30; 0: none)
+//   --ping-count N      echo requests per ping figure and round (default 50, every 50 ms)
+//   --soak-minutes N    length of --only soak (default 10)
+//
+// Default e2e (6 paths, 3 rounds, 5 s runs, 30 s floods): about 15 minutes on the 2-core machine. A before/after of
+// one lever: npm run bench -- --only e2e --paths kernel-vxlan,vxtun-vxlan --figures tcp1,udp64,ping --variant uring="--tun-io uring"
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { barChartSvg } from './chart';
-import { type PathResult, type Figure, PATHS, runE2e } from './e2e';
+import { type E2eResult, type PathResult, runE2e } from './e2e';
+import { backgroundNote, comparisonPairs, comparisonTable, cpuTable, failureNotes, figuresTable, roundsTable, table } from './e2e-report';
 import { type MicroResult, runMicro } from './micro';
+import { type BenchArgs, HelpRequested, parseBenchArgs } from './options';
 import { targetsTable } from './targets';
 import { type ScaleResult, formatScale, runScale } from './scale';
 import { type SoakResult, formatSoak, runSoak } from './soak';
 import { type BgpBenchResult, formatBgpBench, runBgpBench } from './bgp';
 
-interface Args {
-  /** soak and bgp (a 50-node lab) run only when asked for: not part of the default run. */
-  only: 'micro' | 'e2e' | 'scale' | 'soak' | 'bgp' | undefined;
-  runs: number;
-  seconds: number;
-  flood: number;
-  soakMinutes: number;
-}
-
-const USAGE = 'usage: npm run bench -- [--only micro|e2e|scale|soak|bgp] [--runs N (default 3)] [--seconds S (default 5)] [--flood S (default 30)]\n'
-  + '       [--soak-minutes N (default 10)]   (soak and bgp run only when asked for: --only soak, --only bgp)';
 const RESULTS_DIR = join(__dirname, 'results');
-
-function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { only: undefined, runs: 3, seconds: 5, flood: 30, soakMinutes: 10 };
-  for (let i = 0; i < argv.length; i++) {
-    const flag = argv[i]!;
-    const value = argv[i + 1];
-    if (flag === '--help' || flag === '-h') throw new Error(USAGE);
-    if (value === undefined) throw new Error(`${flag} needs a value\n${USAGE}`);
-    i++;
-    if (flag === '--only') {
-      if (value !== 'micro' && value !== 'e2e' && value !== 'scale' && value !== 'soak' && value !== 'bgp') throw new Error(`--only must be micro, e2e, scale, soak or bgp, got "${value}"\n${USAGE}`);
-      args.only = value;
-    } else if (flag === '--runs') {
-      args.runs = Number(value);
-      if (!Number.isInteger(args.runs) || args.runs < 1 || args.runs > 50) throw new Error(`--runs must be an integer 1-50, got "${value}"`);
-    } else if (flag === '--flood') {
-      args.flood = Number(value);
-      if (!(args.flood >= 1 && args.flood <= 300)) throw new Error(`--flood must be 1-300 seconds, got "${value}"`);
-    } else if (flag === '--soak-minutes') {
-      args.soakMinutes = Number(value);
-      if (!(args.soakMinutes >= 0.5 && args.soakMinutes <= 24 * 60)) throw new Error(`--soak-minutes must be 0.5 to 1440, got "${value}"`);
-    } else if (flag === '--seconds') {
-      args.seconds = Number(value);
-      if (!(args.seconds >= 1 && args.seconds <= 120)) throw new Error(`--seconds must be 1-120, got "${value}"`);
-    } else {
-      throw new Error(`unknown option ${flag}\n${USAGE}`);
-    }
-  }
-  return args;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((row) => (row[c] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-function fixed(value: number | null, digits: number): string {
-  return value === null ? 'n/a' : value.toFixed(digits);
-}
-
-function figureCell(figure: Figure, scale: number, digits: number): string {
-  if (figure.median === null) return figure.errors.length > 0 ? 'FAIL' : 'n/a';
-  return (figure.median * scale).toFixed(digits) + (figure.errors.length > 0 ? '*' : '');
-}
-
-/** The numbers of the e2e table, per row, for ratios: tcp1, tcp4, udp64, udp1400, p50, p99. */
-function figures(result: PathResult): Array<number | null> {
-  return [result.tcp1Gbps.median, result.tcp4Gbps.median, result.udp64Pps.median, result.udp1400Pps.median, result.ping.p50Us, result.ping.p99Us];
-}
-
-function e2eTable(results: PathResult[]): string {
-  const header = ['path', 'TCP x1 Gbit/s', 'TCP x4 Gbit/s', 'UDP 64 B kpps', 'UDP 1400 B kpps', 'ping p50/p99 us', 'p50 busy cores us', 'agent CPU s (TCP x1)', 'agent peak RSS MB'];
-  const rows = results.map((r) => [
-    r.path + (r.error ? ' (FAILED)' : ''),
-    figureCell(r.tcp1Gbps, 1, 2),
-    figureCell(r.tcp4Gbps, 1, 2),
-    figureCell(r.udp64Pps, 1e-3, 1),
-    figureCell(r.udp1400Pps, 1e-3, 1),
-    `${fixed(r.ping.p50Us, 0)}/${fixed(r.ping.p99Us, 0)}`,
-    fixed(r.pingBusyP50Us, 0),
-    fixed(r.agentCpuSecondsTcp1, 2),
-    r.agentPeakRssBytes === null ? 'n/a' : (r.agentPeakRssBytes / 2 ** 20).toFixed(1),
-  ]);
-  const kernel = results.find((r) => r.path === 'kernel-vxlan');
-  if (kernel) {
-    const base = figures(kernel);
-    for (const r of results.filter((x) => x.path.startsWith('vxtun-'))) {
-      const ratio = figures(r).map((v, i) => (v === null || base[i] === null || base[i] === 0 ? null : v / base[i]!));
-      rows.push([`${r.path} / kernel`, fixed(ratio[0]!, 2), fixed(ratio[1]!, 2), fixed(ratio[2]!, 2), fixed(ratio[3]!, 2), `${fixed(ratio[4]!, 2)}/${fixed(ratio[5]!, 2)}`, '', '', '']);
-    }
-  }
-  const notes: string[] = [];
-  for (const r of results) {
-    if (r.error) notes.push(`${r.path}: ${r.error}`);
-    for (const [name, figure] of [['TCP x1', r.tcp1Gbps], ['TCP x4', r.tcp4Gbps], ['UDP 64', r.udp64Pps], ['UDP 1400', r.udp1400Pps]] as const) {
-      for (const error of figure.errors) notes.push(`${r.path} ${name}: ${error}`);
-    }
-    if (r.ping.error) notes.push(`${r.path} ping: ${r.ping.error}`);
-    else if (!r.error && r.ping.received < r.ping.transmitted) notes.push(`${r.path} ping: ${r.ping.received}/${r.ping.transmitted} replies`);
-  }
-  const legend = 'medians of the runs; * = some runs failed; ratios are vxtun / kernel VXLAN (for ping, > 1 is slower);\n'
-    + 'vxtun-vxlan-plain = agents with --no-offload; "busy cores" = ping with a nice-19 spinner per core (no CPU wake-ups)';
-  return [table(header, rows), legend, ...notes.map((n) => `! ${n}`)].join('\n');
-}
 
 function microTable(results: MicroResult[]): string {
   const header = ['suite', 'case', 'ops/s', '±%', 'packets/s'];
@@ -120,18 +45,53 @@ function microTable(results: MicroResult[]): string {
 
 function throughputChart(results: PathResult[]): string {
   return barChartSvg({
-    title: 'TCP throughput per path (iperf3, median)',
+    title: 'TCP throughput per path (iperf3, median over interleaved rounds)',
     unit: 'Gbit/s',
     series: ['1 stream', '4 streams'],
-    groups: results.map((r) => ({ label: r.path, values: [r.tcp1Gbps.median, r.tcp4Gbps.median] })),
+    groups: results.map((r) => ({ label: r.path, values: [r.figures.tcp1?.median ?? null, r.figures.tcp4?.median ?? null] })),
   });
 }
 
+function e2eReport(e2e: E2eResult): string[] {
+  const load = e2e.loadAverageStart.map((l) => l.toFixed(2)).join(' ');
+  const has = (base: string): boolean => e2e.paths.some((p) => p.base === base);
+  const iperf = e2e.paths.some((p) => ['tcp1', 'tcp1r', 'tcp4', 'udp64', 'udp1400'].some((f) => p.figures[f as 'tcp1'] !== undefined));
+  const legend = [
+    'medians over the rounds; * = some rounds failed',
+    has('vxtun-vxlan-plain') ? 'vxtun-vxlan-plain = agents with --no-offload (one packet per system call)' : '',
+    has('mixed') ? 'mixed = vxtun agent (client) to a kernel VXLAN device programmed as flannel does (server); rev = the server sends' : '',
+    e2e.paths.some((p) => p.figures['ping-busy'] !== undefined) ? 'busy = ping with a nice-19 spinner per core (no CPU wake-up latency)' : '',
+    ...e2e.paths.filter((p) => p.agentArgs.length > 0).map((p) => `${p.path} = ${p.base} with agents + ${p.agentArgs.join(' ')}`),
+  ].filter((l) => l !== '');
+  const sections: string[][] = [[
+    `end to end (2 namespaces per path on a bridge, MTU 1500; ${e2e.rounds} interleaved round(s) x ${e2e.seconds} s per run; `
+      + `${(e2e.durationSeconds / 60).toFixed(1)} min; load average at start ${load})`,
+    figuresTable(e2e.paths),
+    ...legend,
+  ]];
+  if (iperf) {
+    sections.push([
+      'machine CPU seconds (all CPUs, non-idle, /proc/stat) per Gbit (TCP) or per million datagrams received (UDP), medians',
+      cpuTable(e2e.paths),
+      backgroundNote(e2e.paths),
+    ]);
+  }
+  if (comparisonPairs(e2e.paths).length > 0) {
+    sections.push(['comparisons: median of the per-round ratios (ratio of the medians); ping: us added, per round (of medians)', comparisonTable(e2e.paths)]);
+  }
+  sections.push(['every round (machine CPU s per unit in brackets)', roundsTable(e2e.paths, e2e.rounds), ...failureNotes(e2e.paths).map((n) => `! ${n}`)]);
+  return sections.flatMap((section, i) => (i === 0 ? section : ['', ...section]));
+}
+
 async function main(): Promise<number> {
-  let args: Args;
+  let args: BenchArgs;
   try {
-    args = parseArgs(process.argv.slice(2));
+    args = parseBenchArgs(process.argv.slice(2));
   } catch (error) {
+    if (error instanceof HelpRequested) {
+      process.stdout.write(error.text);
+      return 0;
+    }
     process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   }
@@ -142,21 +102,28 @@ async function main(): Promise<number> {
   }
   const log = (line: string): void => { process.stderr.write(`${line}\n`); };
   const startedAt = new Date();
+  const loadAverageStart = loadavg();
   let micro: MicroResult[] | undefined;
-  let e2e: PathResult[] | undefined;
+  let e2e: E2eResult | undefined;
   let scale: ScaleResult | undefined;
   let soak: SoakResult | undefined;
   if (args.only === undefined || args.only === 'micro') micro = await runMicro({ log });
-  if (args.only === undefined || args.only === 'e2e') e2e = await runE2e({ runs: args.runs, seconds: args.seconds, floodSeconds: args.flood, log }, PATHS);
+  if (args.only === undefined || args.only === 'e2e') {
+    e2e = await runE2e({
+      rounds: args.rounds, seconds: args.seconds, paths: args.paths, figures: args.figures, figuresGiven: args.figuresGiven,
+      floodSeconds: args.flood, pingCount: args.pingCount, log,
+    });
+  }
   if (args.only === undefined || args.only === 'scale') scale = await runScale({ log });
   if (args.only === 'soak') soak = await runSoak({ minutes: args.soakMinutes, log });
   let bgp: BgpBenchResult | undefined;
-  if (args.only === 'bgp') bgp = await runBgpBench({ runs: args.runs, log });
+  if (args.only === 'bgp') bgp = await runBgpBench({ runs: args.rounds, log });
 
   const machine = `${cpus().length} x ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}`;
-  const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`];
-  if (e2e) out.push('', `end to end (2 namespaces on a bridge, MTU 1500; ${args.runs} run(s) x ${args.seconds} s)`, e2eTable(e2e));
-  if (e2e) out.push('', 'targets', targetsTable(e2e));
+  const command = `npm run bench --${process.argv.slice(2).map((a) => ` ${/[\s"']/.test(a) ? JSON.stringify(a) : a}`).join('')}`;
+  const out: string[] = [`vxtun bench, ${startedAt.toISOString()}, ${machine}`, command];
+  if (e2e) out.push('', ...e2eReport(e2e));
+  if (e2e) out.push('', 'targets (issue 11; ratios are medians of per-round ratios, ratio of medians beside)', targetsTable(e2e.paths));
   if (scale) out.push('', formatScale(scale));
   if (soak) out.push('', formatSoak(soak));
   if (bgp) out.push('', formatBgpBench(bgp));
@@ -165,15 +132,16 @@ async function main(): Promise<number> {
 
   mkdirSync(RESULTS_DIR, { recursive: true });
   const file = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ startedAt, machine, args, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null, soak: soak ?? null, bgp: bgp ?? null }, null, 2)}\n`);
+  const json = { startedAt, machine, command, args, loadAverageStart, e2e: e2e ?? null, micro: micro ?? null, scale: scale ?? null, soak: soak ?? null, bgp: bgp ?? null };
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   const written = [file];
   if (e2e) {
     const svg = join(RESULTS_DIR, 'throughput.svg');
-    writeFileSync(svg, throughputChart(e2e));
+    writeFileSync(svg, throughputChart(e2e.paths));
     written.push(svg);
   }
   process.stdout.write(`\nwrote ${written.join(', ')}\n`);
-  const failed = (e2e ?? []).some((r) => r.error !== null) || (soak !== undefined && soak.error !== null);
+  const failed = (e2e?.paths ?? []).some((r) => r.error !== null) || (soak !== undefined && soak.error !== null);
   return failed ? 1 : 0;
 }
 

@@ -31,3 +31,44 @@ export function peakRssBytes(pid: number): number | null {
   const match = /^VmHWM:\s+(\d+)\s+kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) * 1024 : null;
 }
+
+/** All CPUs' jiffies from the first line of /proc/stat: `busy` is everything but idle and iowait (proc(5)). */
+export interface MachineJiffies {
+  busy: number;
+  total: number;
+}
+
+/**
+ * Parses the aggregate `cpu` line of /proc/stat text (proc(5): user nice system idle iowait irq softirq steal guest
+ * guest_nice, in USER_HZ ticks). guest and guest_nice are already counted in user and nice, so they are left out.
+ * Throws on text without a `cpu ` line: the caller has no machine figure rather than a wrong one.
+ */
+export function parseProcStat(text: string): MachineJiffies {
+  const line = text.split('\n').find((l) => l.startsWith('cpu '));
+  if (line === undefined) throw new Error('/proc/stat has no aggregate "cpu" line');
+  const fields = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  if (fields.length < 4 || fields.some((f) => !Number.isFinite(f))) throw new Error(`/proc/stat "cpu" line is malformed: ${line}`);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = fields[3]! + (fields[4] ?? 0); // idle + iowait
+  return { busy: total - idle, total };
+}
+
+/** The machine's jiffies now, from /proc/stat. */
+export function machineJiffies(): MachineJiffies {
+  return parseProcStat(readFileSync('/proc/stat', 'utf8'));
+}
+
+/**
+ * Machine CPU seconds (all CPUs, non-idle) between two /proc/stat samples: busy jiffies / USER_HZ. Everything the
+ * machine ran counts, softirq and kernel threads included (where most forwarding cost lands), and so does any other
+ * load on a shared machine: compare figures of one run only.
+ */
+export function machineCpuSeconds(before: MachineJiffies, after: MachineJiffies, ticksPerSecond = clockTicksPerSecond()): number {
+  return (after.busy - before.busy) / ticksPerSecond;
+}
+
+/** Share of the machine's CPU time that was busy between two samples, 0-1 (null when no time passed). */
+export function machineBusyShare(before: MachineJiffies, after: MachineJiffies): number | null {
+  const total = after.total - before.total;
+  return total > 0 ? (after.busy - before.busy) / total : null;
+}
