@@ -138,11 +138,13 @@ export class FakeTun implements TunDevice {
       this.coalesceFd = openSync(path, 'w+');
       unlinkSync(path); // the fd keeps it until close()
     }
+    // Copies first: the coalescer rewrites the first packet of a run in place (its length and checksum become the
+    // super-packet's) before gathering the run from the slab.
+    const queued: Buffer[] = [];
+    for (let i = 0; i < batch.count; i++) queued.push(Buffer.from(batch.slab.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i])));
     const accepted = native().tunWriteCoalesced(this.coalesceFd, batch.slab, batch.offsets, batch.lengths, batch.count, scratch);
     this.readCoalescedWrites();
-    for (let i = 0; i < accepted; i++) {
-      this.written.push(Buffer.from(batch.slab.subarray(batch.offsets[i], batch.offsets[i] + batch.lengths[i])));
-    }
+    this.written.push(...queued.slice(0, accepted));
     return accepted;
   }
 
