@@ -11,6 +11,7 @@ import { HEADROOM, type BufferPool } from '../buf/pool';
 import { PacketBatch } from '../io/batch';
 import type { DatagramSocket, TunDevice } from '../io/types';
 import type { Cidr } from '../wire/address';
+import type { Cidr6 } from '../wire/address6';
 import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
 import { completeChecksum } from '../io/segmentation';
@@ -52,6 +53,13 @@ export interface EngineOptions {
   /** The cluster network: its address is the source of our ICMP net-unreachable (never a local address: the kernel
    *  drops packets from its own addresses arriving on a device). */
   network: Cidr;
+  /** The cluster IPv6 network (flannel's IPv6Network): its address is the source of the ICMPv6 errors we generate. */
+  network6?: Cidr6;
+  /**
+   * An IPv6 underlay socket (family 6, from v6-underlay's udp.ts): IPv6 and IPv4 inner packets whose FDB entry is in
+   * fdb6 leave through it, and datagrams it receives are checked against VTEPs with an IPv6 PublicIPv6.
+   */
+  socket6?: DatagramSocket;
   batchSize?: number;
   tables?: ForwardingTables;
   /** Where the engine says what went wrong (each kind of I/O fault once); the agent passes its Logger. */

@@ -10,6 +10,8 @@ export class PacketBatch {
   readonly lengths: Uint32Array;
   readonly addrs: Uint32Array;
   readonly ports: Uint16Array;
+  /** IPv6 peers for family-6 sockets: entry i at 4*i..4*i+3, most significant word first (issue 12 contract). */
+  readonly addrs6: Uint32Array;
   count = 0;
 
   constructor(slab: Buffer, capacity: number) {
@@ -19,6 +21,7 @@ export class PacketBatch {
     this.lengths = new Uint32Array(capacity);
     this.addrs = new Uint32Array(capacity);
     this.ports = new Uint16Array(capacity);
+    this.addrs6 = new Uint32Array(4 * capacity);
   }
 
   /** No room for another packet: send or write the batch (or drop and count) before pushing more. */

@@ -36,6 +36,8 @@ export interface TunDevice {
  */
 export interface DatagramSocket {
   readonly kind: 'udp' | 'raw';
+  /** Underlay address family (issue 12): 6 reads and writes peers in PacketBatch.addrs6. Absent means 4. */
+  readonly family?: 4 | 6;
   /** As TunDevice.read: up to batch.count datagrams into prepared slots; fills addrs/ports with each sender. */
   recv(batch: PacketBatch): number;
   /** Sends batch.count datagrams to (addrs[i], ports[i]); returns how many the kernel took. */

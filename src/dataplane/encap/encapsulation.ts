@@ -2,6 +2,7 @@
 // batches and the TUN; an encapsulation owns the outer headers and the checks that belong to them.
 import type { PacketBatch } from '../../io/batch';
 import type { Cidr, IPv4, Mac } from '../../wire/address';
+import type { Cidr6 } from '../../wire/address6';
 import type { Counters } from '../counters';
 import type { EncapName, ForwardingTables, Route } from '../tables';
 
@@ -16,6 +17,13 @@ export interface LocalVtep {
   readonly vni: number;
   /** Destination UDP port of VXLAN datagrams (unused by IP-in-IP). */
   readonly port: number;
+  /**
+   * Our IPv6 lease (flannel's second subnet, e.g. fd00:10:244:1::/64): without it the engine drops IPv6 packets as
+   * "ipv6-not-supported". Our v6 VTEP address is its network address (`<subnet>::`), as flannel-v6.<VNI> is given.
+   */
+  readonly subnet6?: Cidr6;
+  /** MAC of our v6 VTEP (flannel's BackendV6Data.VtepMAC): inner Ethernet source of IPv6 frames, NA target link-layer. */
+  readonly vtepMac6?: Mac;
 }
 
 export interface Encapsulation {
