@@ -38,3 +38,21 @@ export async function deleteRoute(destination: string, device: string): Promise<
 export async function setTxQueueLength(device: string, packets: number): Promise<void> {
   await ip(['link', 'set', 'dev', device, 'txqueuelen', String(packets)]);
 }
+
+/**
+ * `ip -6 route replace <destination> dev <device>`: the cluster IPv6 network into the TUN (flannel routes it into
+ * flannel-v6.<VNI>). Idempotent.
+ */
+export async function replaceRoute6(destination: string, device: string): Promise<void> {
+  await ip(['-6', 'route', 'replace', destination, 'dev', device]);
+}
+
+/**
+ * `ip -6 addr replace <address>/128 dev <device> nodad`: the TUN's own IPv6 address, a /128 as flannel gives its v6
+ * device `<subnet>::/128` (pkg/backend/vxlan/vxlan.go ConfigureIPv6), so the kernel adds no on-link prefix route that
+ * would shadow the cluster route; nodad because nothing else on a point-to-point TUN can hold it, and a tentative
+ * address (DAD takes a second or more) cannot be a source meanwhile.
+ */
+export async function replaceAddress6(address: string, device: string): Promise<void> {
+  await ip(['-6', 'addr', 'replace', `${address}/128`, 'dev', device, 'nodad']);
+}

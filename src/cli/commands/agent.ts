@@ -9,7 +9,7 @@ import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
-import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
+import { hostPort, integerIn, ipv4Address, ipv6Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
 import { storeOption } from '../store-option';
 
 /** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
@@ -44,6 +44,7 @@ export function agentCommand(program: Command): void {
       .option('--ip-masq-resync <seconds>', 'how often the masquerade rules are checked and restored (flannel: --iptables-resync)', integerIn(1, 3600), 10)
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
+      .option('--public-ipv6 <ip>', "dual stack: this node's IPv6 underlay address (flannel's PublicIPv6); without it IPv6 pods ride the IPv4 underlay", ipv6Address)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
@@ -110,6 +111,7 @@ export function agentCommand(program: Command): void {
       leaseTtlSeconds: opts.leaseTtl,
       nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,
+      publicIpv6: opts.publicIpv6,
       batchSize: opts.batch,
       offload: opts.offload,
       sourcePorts: opts.sourcePorts,
