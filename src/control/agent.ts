@@ -200,6 +200,19 @@ function parseAddress6(text: string): IPv6 {
  */
 const openUdp6 = UdpSocket.open as unknown as (options: Omit<UdpSocketOptions, 'address'> & { address: IPv6 }) => DatagramSocket;
 
+/**
+ * The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them (status, --json, metrics); empty
+ * lists without a data plane.
+ */
+export function ipv6TablesStatus(tables: ForwardingTables | undefined): Pick<AgentStatus, 'routes6' | 'neighbors6' | 'fdb6'> {
+  if (tables === undefined) return { routes6: [], neighbors6: [], fdb6: [] };
+  return {
+    routes6: [...tables.routes6.entries()].map(([subnet, r]) => ({ subnet: formatCidr6(subnet), via: formatIPv6(r.gateway), encap: r.encap })),
+    neighbors6: [...tables.neighbors6].map(([address, mac]) => ({ address: formatIPv6(address), mac: formatMac(mac) })),
+    fdb6: [...tables.fdb6].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv6(dst) })),
+  };
+}
+
 /** The encapsulating half of a node: absent for host-gw. */
 interface DataPlane {
   engine: Engine;
@@ -521,23 +534,13 @@ export class Agent {
       ],
       neighbors: tables ? [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })) : [],
       fdb: tables ? [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })) : [],
-      ...(this.config.ipv6 !== undefined ? Agent.tables6(tables) : {}),
+      ...(this.config.ipv6 !== undefined ? ipv6TablesStatus(tables) : {}),
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
       node: Agent.nodeStatus(),
       ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
-    };
-  }
-
-  /** The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them. */
-  private static tables6(tables: ForwardingTables | undefined): Pick<AgentStatus, 'routes6' | 'neighbors6' | 'fdb6'> {
-    if (tables === undefined) return { routes6: [], neighbors6: [], fdb6: [] };
-    return {
-      routes6: [...tables.routes6.entries()].map(([subnet, r]) => ({ subnet: formatCidr6(subnet), via: formatIPv6(r.gateway), encap: r.encap })),
-      neighbors6: [...tables.neighbors6].map(([address, mac]) => ({ address: formatIPv6(address), mac: formatMac(mac) })),
-      fdb6: [...tables.fdb6].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv6(dst) })),
     };
   }
 
