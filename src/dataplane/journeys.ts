@@ -4,6 +4,7 @@ import type { PacketBatch } from '../io/batch';
 import type { Journey } from '../trace/journey';
 import { summarizeIpv4 } from '../trace/journey';
 import { type IPv4, formatCidr, formatIPv4, formatMac } from '../wire/address';
+import { type IPv6, formatIPv6 } from '../wire/address6';
 import { ETHERNET_HEADER_LEN, EthernetView } from '../wire/ethernet';
 import { Ipv4View } from '../wire/ipv4';
 import { VXLAN_HEADER_LEN, VxlanView } from '../wire/vxlan';
@@ -23,6 +24,11 @@ export interface PacketTracer {
 const ethernet = new EthernetView();
 const vxlan = new VxlanView();
 const ipv4 = new Ipv4View();
+
+/** An underlay address of either family: IPv4 (number) or IPv6 (bigint). */
+function formatUnderlay(address: IPv4 | IPv6): string {
+  return typeof address === 'bigint' ? formatIPv6(address) : formatIPv4(address);
+}
 
 function base64(slab: Buffer, off: number, len: number): string {
   return slab.toString('base64', off, off + len);
@@ -89,20 +95,20 @@ export class JourneyBuilder {
     return { journey, batchIndex: i };
   }
 
-  inbound(slab: Buffer, off: number, len: number, source: IPv4, inner: number, toTun: PacketBatch, queuedBefore: number, arpAnswered: boolean, withBytes: boolean): PendingJourney {
+  inbound(slab: Buffer, off: number, len: number, source: IPv4 | IPv6, inner: number, toTun: PacketBatch, queuedBefore: number, arpAnswered: boolean, withBytes: boolean): PendingJourney {
     const journey: Journey = {
       timeUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000),
       direction: 'inbound',
       verdict: 'dropped',
-      from: `underlay ${formatIPv4(source)}`,
+      from: `underlay ${formatUnderlay(source)}`,
     };
     if (withBytes) journey.frame = base64(slab, off, len);
     if (this.encap === 'vxlan' && len >= VXLAN_HEADER_LEN + ETHERNET_HEADER_LEN) {
       ethernet.wrap(slab, off + VXLAN_HEADER_LEN);
       journey.outer = {
         encap: 'vxlan',
-        src: formatIPv4(source),
-        dst: formatIPv4(this.local.underlayIp),
+        src: formatUnderlay(source),
+        dst: typeof source === 'bigint' ? formatUnderlay(this.local.underlayIp6 ?? 0n) : formatIPv4(this.local.underlayIp),
         dstPort: this.local.port,
         vni: vxlan.wrap(slab, off).vni,
         innerSrcMac: formatMac(ethernet.source),
@@ -110,7 +116,7 @@ export class JourneyBuilder {
         length: len + 28,
       };
     } else if (this.encap === 'ipip') {
-      journey.outer = { encap: 'ipip', src: formatIPv4(source), dst: formatIPv4(this.local.underlayIp), length: len };
+      journey.outer = { encap: 'ipip', src: formatUnderlay(source), dst: formatIPv4(this.local.underlayIp), length: len };
     }
     if (arpAnswered) {
       journey.verdict = 'arp-answered';
