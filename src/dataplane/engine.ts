@@ -26,7 +26,7 @@ import { ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, emitIc
 import { IPV6_DESTINATION_OFFSET, IPV6_HEADER_LEN } from '../wire/ipv6';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
-import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import { BATCH6_INDEX, JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
 import { type DataPlaneLog, silentLog } from './log';
 import { SegmentSender } from './segment-sender';
 import { SourcePorts } from './source-ports';
@@ -456,10 +456,16 @@ export class Engine {
       return;
     }
     const sentBefore = this.outSend.count;
+    const sent6Before = this.outSend6.count;
     const icmpBefore = this.icmpReplies.count;
+    const ipv6 = this.v6 !== undefined && len > 0 && this.slab[off] >> 4 === 6;
     this.forward(off, len);
     const icmpSent = this.icmpReplies.count > icmpBefore;
-    this.pendingJourneys.push(this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes));
+    this.pendingJourneys.push(
+      ipv6
+        ? this.journeys.outbound6(this.slab, off, len, this.tables, this.outSend, sentBefore, this.outSend6, sent6Before, icmpSent, tracer.withBytes)
+        : this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes),
+    );
   }
 
   /** Sends what this round queued so far (before a super-packet, so that its segments do not overtake them). */
@@ -482,8 +488,7 @@ export class Engine {
     let sent6 = 0;
     if (send6.count > 0) sent6 = this.sendBatch(this.socket6!, send6);
     if (tracer !== undefined) {
-      const n4 = send.count;
-      this.journeys.finish(this.pendingJourneys, (i) => (i < n4 ? this.outSent[i] === 1 : i - n4 < sent6), send.count, this.socketLabel, tracer);
+      this.journeys.finish(this.pendingJourneys, (i) => (i < BATCH6_INDEX ? this.outSent[i] === 1 : i - BATCH6_INDEX < sent6), send.count, this.socketLabel, tracer);
     }
     send.count = 0;
     send6.count = 0;
