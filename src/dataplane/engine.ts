@@ -21,6 +21,7 @@ import { completeChecksum } from '../io/segmentation';
 import { MAX_VIRTIO_NET_PACKET_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
 import { InnerAdmission } from './admission';
 import { Ipv6Path, IPV6_UNDERLAY_EXTRA } from './ipv6-path';
+import { VIRTIO_NET_HDR_GSO_TCPV6, tcpSegment6 } from './tso6';
 import type { LeasedVtep } from './vtep-registry';
 import { ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, emitIcmpv6Error, icmpv6ErrorAllowed } from '../wire/icmpv6';
 import { IPV6_DESTINATION_OFFSET, IPV6_HEADER_LEN } from '../wire/ipv6';
@@ -125,6 +126,8 @@ export class Engine {
   private readonly segments: SegmentSender;
   private readonly segSizes: Uint32Array;
   private readonly coalesceScratch: Buffer;
+  /** TSO6 segmentation buffers (made on the first super-packet: only offload TUNs with an IPv6 lease need them). */
+  private tso6: { out: Buffer; prefix: Buffer; lengths: Uint32Array; batch: PacketBatch } | undefined;
 
   private readonly journeys: JourneyBuilder;
   private readonly pendingJourneys: PendingJourney[] = [];
@@ -364,6 +367,15 @@ export class Engine {
     send6.addrs6.set(v6.underlay6, 4 * (send6.count - 1));
   }
 
+  private get segments6(): { out: Buffer; prefix: Buffer; lengths: Uint32Array; batch: PacketBatch } {
+    if (this.tso6 === undefined) {
+      // A 64 KB payload plus 128 copies of the largest headers (VXLAN 8 + Ethernet 14 + IPv6 40 + TCP 60).
+      const out = Buffer.alloc(65535 + 128 * 122);
+      this.tso6 = { out, prefix: Buffer.alloc(64), lengths: new Uint32Array(128), batch: new PacketBatch(out, 128) };
+    }
+    return this.tso6;
+  }
+
   private get localPort(): number {
     return this.local.port;
   }
@@ -510,6 +522,10 @@ export class Engine {
       else this.forwardTraced(pkt, pktLen, tracer);
       return;
     }
+    if (gsoType === VIRTIO_NET_HDR_GSO_TCPV6 && this.v6 !== undefined) {
+      this.forwardSuperPacket6(pkt, pktLen, vnet.gsoSize, vnet.checksumStart, tracer);
+      return;
+    }
     if (gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) {
       this.counters.drops.count('tun', 'unsupported-gso');
       return;
@@ -548,6 +564,57 @@ export class Engine {
     if (tracer !== undefined && tracer.wants(this.slab, pkt, pktLen)) {
       tracer.record(this.journeys.superPacket(this.slab, pkt, pktLen, route, this.tables, sent, this.segments.lastVia, tracer.withBytes));
     }
+  }
+
+  /**
+   * A TCP/IPv6 super-packet (TSO6): one route decision, segments cut by tcpSegment6 behind one VXLAN + Ethernet
+   * template, sent in one sendmmsg batch through the socket of the route's underlay. Segments larger than the path
+   * (the kernel sized them for the TUN's MTU) are answered with Packet Too Big, as single packets are.
+   */
+  private forwardSuperPacket6(pkt: number, pktLen: number, gsoSize: number, csumStart: number, tracer: PacketTracer | undefined): void {
+    const counters = this.counters;
+    const v6 = this.v6!;
+    const slab = this.slab;
+    counters.tunIn.add(pktLen);
+    if (!v6.checkOutbound(slab, pkt, pktLen)) return;
+    const route = this.tables.routes6.lookupAt(slab, pkt + IPV6_DESTINATION_OFFSET);
+    if (route === undefined) {
+      this.icmpv6Error(ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, 0, v6.networkBytes, pkt, pktLen);
+      counters.drops.count('route6', 'no-match');
+      return;
+    }
+    if (route.encap !== this.encap.name) {
+      counters.drops.count('route6', 'wrong-encap');
+      return;
+    }
+    if (!v6.resolve(route, this.tables)) return;
+    const mtu = v6.overIpv6 ? this.overlayMtu6 : this.overlayMtu;
+    const thl = pktLen >= IPV6_HEADER_LEN + 20 ? (slab[pkt + IPV6_HEADER_LEN + 12] >> 4) * 4 : 20;
+    if (IPV6_HEADER_LEN + thl + gsoSize > mtu) {
+      this.icmpv6Error(ICMPV6_PACKET_TOO_BIG, 0, mtu, v6.gatewayOf(route), pkt, pktLen);
+      counters.drops.count('mtu', 'too-big');
+      return;
+    }
+    const socket = v6.overIpv6 ? this.socket6 : this.sourcePorts.senders[this.sourcePorts.pick6(slab, pkt)];
+    if (socket === undefined) {
+      counters.drops.count('underlay6', 'no-socket');
+      return;
+    }
+    const seg = this.segments6;
+    this.encap.writeHeaders6!(seg.prefix, 0, v6.mac);
+    const count = tcpSegment6(slab, pkt, pktLen, gsoSize, csumStart, seg.out, 0, seg.prefix, this.encap.headroom, seg.lengths);
+    if (count < 0) {
+      counters.drops.count('gso', 'cannot-segment');
+      return;
+    }
+    this.flushOutbound(tracer);
+    const batch = seg.batch;
+    batch.count = 0;
+    for (let i = 0, at = 0; i < count; at += seg.lengths[i], i++) {
+      batch.push(at, seg.lengths[i], v6.underlay4, this.local.port);
+      if (v6.overIpv6) batch.addrs6.set(v6.underlay6, 4 * i);
+    }
+    this.sendBatch(socket, batch);
   }
 
   private get socketLabel(): string {
