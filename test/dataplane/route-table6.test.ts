@@ -62,6 +62,18 @@ Lpm6('10,000 /64 routes: each found, neighbors not confused, entries list them a
   assert.is(formatCidr6(first[0]), 'fd00:10:244::/64');
 });
 
+Lpm6('deleting every other route of 10,000 and adding others reuses slots without losing or confusing any', () => {
+  const t = new RouteTable6<number>();
+  const base = parseIPv6('fd00:10:244::');
+  const at = (i: number): bigint => base + (BigInt(i) << 64n);
+  for (let i = 0; i < 10_000; i++) t.set({ address: at(i), prefixLength: 64 }, i);
+  for (let i = 0; i < 10_000; i += 2) assert.ok(t.delete({ address: at(i), prefixLength: 64 }));
+  for (let i = 10_000; i < 15_000; i++) t.set({ address: at(i), prefixLength: 64 }, i);
+  assert.is(t.size, 10_000);
+  for (let i = 0; i < 15_000; i++) assert.is(t.lookup(at(i) + 1n), i < 10_000 && i % 2 === 0 ? undefined : i, String(i));
+  assert.is([...t.entries()].length, 10_000);
+});
+
 Lpm6('words with the top bit set (unsigned) match what the packet holds', () => {
   const t = new RouteTable6<string>();
   t.set(parseCidr6('ffff:ffff:8000::/33'), 'high');
