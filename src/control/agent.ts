@@ -28,7 +28,7 @@ import { type IPv6, formatCidr6, formatIPv6, parseIPv6 as parseIPv6Text } from '
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { ApiError } from './api-error';
 import { BgpNode, type BgpStatus } from './bgp/bgp-node';
-import { DirectRoutes } from './direct-routes';
+import { type DirectRoute, DirectRoutes } from './direct-routes';
 import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
 import { ipForwardWarning, readIpForward } from './node-checks';
 import { type Lease, formatLeaseSubnets } from './lease';
@@ -123,7 +123,7 @@ export interface AgentStatus {
   neighbors: { address: string; mac: string }[];
   fdb: { mac: string; dst: string }[];
   /** IPv6 routes (`ip -6 route`): `<v6 subnet> via <v6 subnet>::`, longest prefixes first. Empty without IPv6. */
-  routes6?: { subnet: string; via: string; encap: EncapName }[];
+  routes6?: { subnet: string; via: string; encap: EncapName | 'direct'; dev?: string }[];
   /** IPv6 neighbors (`ip -6 neigh`): `<v6 subnet>::` -> v6 VTEP MAC. */
   neighbors6?: { address: string; mac: string }[];
   /** FDB entries whose destination is an IPv6 underlay (`bridge fdb ... dst <PublicIPv6>`). */
@@ -164,8 +164,8 @@ export function agentConfigProblem(config: NetworkConfig, options: { publicIpv6?
   if (!carriesIPv4(config)) {
     return 'the network is IPv6-only ("EnableIPv4": false): leases and subnet.env support it, the agent does not yet; run a dual-stack network (vxtun init --network CIDR --ipv6-network CIDR6)';
   }
-  if (config.ipv6 !== undefined && config.backend.type === 'host-gw') {
-    return 'IPv6 with the host-gw backend is accepted in the config (flannel routes it via PublicIPv6) but not programmed by the vxtun agent yet; use the vxlan backend for IPv6';
+  if (config.ipv6 !== undefined && config.backend.type === 'host-gw' && options.publicIpv6 === undefined) {
+    return 'host-gw with IPv6 routes every IPv6 subnet via its node\'s PublicIPv6 (as flannel does): pass --public-ipv6 with this host\'s IPv6 address on the shared segment';
   }
   if (options.publicIpv6 !== undefined && config.ipv6 === undefined) {
     return '--public-ipv6 was given but the network carries no IPv6 (set "EnableIPv6": true and "IPv6Network", e.g. vxtun init --ipv6-network CIDR)';
@@ -204,10 +204,14 @@ const openUdp6 = UdpSocket.open as unknown as (options: Omit<UdpSocketOptions, '
  * The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them (status, --json, metrics); empty
  * lists without a data plane.
  */
-export function ipv6TablesStatus(tables: ForwardingTables | undefined): Pick<AgentStatus, 'routes6' | 'neighbors6' | 'fdb6'> {
-  if (tables === undefined) return { routes6: [], neighbors6: [], fdb6: [] };
+export function ipv6TablesStatus(tables: ForwardingTables | undefined, direct: DirectRoute[] = []): Pick<AgentStatus, 'routes6' | 'neighbors6' | 'fdb6'> {
+  const directRoutes = direct.map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
+  if (tables === undefined) return { routes6: directRoutes, neighbors6: [], fdb6: [] };
   return {
-    routes6: [...tables.routes6.entries()].map(([subnet, r]) => ({ subnet: formatCidr6(subnet), via: formatIPv6(r.gateway), encap: r.encap })),
+    routes6: [
+      ...directRoutes,
+      ...[...tables.routes6.entries()].map(([subnet, r]) => ({ subnet: formatCidr6(subnet), via: formatIPv6(r.gateway), encap: r.encap })),
+    ],
     neighbors6: [...tables.neighbors6].map(([address, mac]) => ({ address: formatIPv6(address), mac: formatMac(mac) })),
     fdb6: [...tables.fdb6].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv6(dst) })),
   };
@@ -328,7 +332,7 @@ export class Agent {
       });
 
       const directRouting = backend.type === 'host-gw' || (backend.type !== 'bgp' && backend.directRouting);
-      const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
+      const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log, backend.type === 'host-gw' ? lease.subnet6 : undefined) : undefined;
       // bgp with encap none is host-gw's shape (BIRD programs the kernel); with IP-in-IP, vxtun's ipip data plane.
       const kernelForwards = backend.type === 'host-gw' || (backend.type === 'bgp' && backend.encap === 'none');
       const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, vtepMac6, direct);
@@ -534,7 +538,7 @@ export class Agent {
       ],
       neighbors: tables ? [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })) : [],
       fdb: tables ? [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })) : [],
-      ...(this.config.ipv6 !== undefined ? ipv6TablesStatus(tables) : {}),
+      ...(this.config.ipv6 !== undefined ? ipv6TablesStatus(tables, this.direct?.current6) : {}),
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },

@@ -75,7 +75,7 @@ export class LeaseSync {
   }
 
   private accepts(lease: Lease): boolean {
-    if (isOwnLease(lease, this.ownSubnet, this.ipv6?.ownSubnet6) || this.isDirect(lease)) return false;
+    if (isOwnLease(lease, this.ownSubnet, this.ipv6?.ownSubnet6)) return false;
     if (lease.attrs.backendType !== this.encap) {
       this.log.debug('ignoring lease of another backend type', { subnet: formatCidr(lease.subnet), backendType: lease.attrs.backendType });
       return false;
@@ -89,9 +89,12 @@ export class LeaseSync {
     return true;
   }
 
-  /** Whether we program the lease's IPv4 half: we carry IPv4, it has an IPv4 subnet (and, vxlan, a VtepMAC). */
+  /**
+   * Whether we program the lease's IPv4 half: we carry IPv4, it has an IPv4 subnet (and, vxlan, a VtepMAC), and the
+   * kernel does not route it directly (DirectRouting programs IPv4 routes only: the IPv6 half stays encapsulated).
+   */
   private carries4(lease: Lease): boolean {
-    if (!hasIPv4Subnet(this.ownSubnet) || !hasIPv4Subnet(lease.subnet)) return false;
+    if (!hasIPv4Subnet(this.ownSubnet) || !hasIPv4Subnet(lease.subnet) || this.isDirect(lease)) return false;
     return this.encap !== 'vxlan' || lease.attrs.backendData?.vtepMac !== undefined;
   }
 

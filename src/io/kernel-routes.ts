@@ -47,6 +47,20 @@ export async function replaceRoute6(destination: string, device: string): Promis
   await ip(['-6', 'route', 'replace', destination, 'dev', device]);
 }
 
+/** `ip -6 route replace <destination> via <gateway> dev <device>`: host-gw's IPv6 route to a peer's PublicIPv6. */
+export async function replaceRoute6Via(destination: string, gateway: string, device: string): Promise<void> {
+  await ip(['-6', 'route', 'replace', destination, 'via', gateway, 'dev', device]);
+}
+
+/** Deletes an IPv6 route; a route already gone is not an error. */
+export async function deleteRoute6(destination: string, device: string): Promise<void> {
+  try {
+    await ip(['-6', 'route', 'del', destination, 'dev', device]);
+  } catch (err) {
+    if (!/No such process|Cannot find device/.test((err as Error).message)) throw err;
+  }
+}
+
 /**
  * `ip -6 addr replace <address>/128 dev <device> nodad`: the TUN's own IPv6 address, a /128 as flannel gives its v6
  * device `<subnet>::/128` (pkg/backend/vxlan/vxlan.go ConfigureIPv6), so the kernel adds no on-link prefix route that

@@ -37,13 +37,14 @@ test('--public-ipv6 must be an IPv6 address other nodes can reach', () => {
   for (const ip of ['2001:db8::11', 'fd00:1::2']) checkAgentOptions({ publicIp, publicIpv6: parseIPv6(ip) });
 });
 
-test('agentConfigProblem: IPv6-only, host-gw with IPv6, --public-ipv6 without IPv6 in the network', () => {
+test('agentConfigProblem: IPv6-only, host-gw with IPv6 without --public-ipv6, --public-ipv6 without IPv6 in the network', () => {
   const v6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
   const hostGw6 = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"host-gw"}}');
   const v4 = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
   const dual = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
   assert.match(agentConfigProblem(v6only, {})!, /IPv6-only .* the agent does not yet/);
-  assert.match(agentConfigProblem(hostGw6, {})!, /host-gw .* not programmed by the vxtun agent yet; use the vxlan backend for IPv6/);
+  assert.match(agentConfigProblem(hostGw6, {})!, /host-gw with IPv6 routes every IPv6 subnet via its node's PublicIPv6 \(as flannel does\): pass --public-ipv6/);
+  assert.is(agentConfigProblem(hostGw6, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
   assert.match(agentConfigProblem(v4, { publicIpv6: parseIPv6('2001:db8::1') })!, /--public-ipv6 was given but the network carries no IPv6/);
   assert.is(agentConfigProblem(dual, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
   assert.is(agentConfigProblem(dual, {}), undefined);

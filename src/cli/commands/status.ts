@@ -42,7 +42,9 @@ function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
 export function formatTables6(s: AgentStatus, dev: string): string[] {
   if (s.routes6 === undefined) return [];
   const lines = ['', `routes6 (${s.routes6.length})`];
-  for (const r of s.routes6) lines.push(`  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  for (const r of s.routes6) {
+    lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  }
   const neighbors = s.neighbors6 ?? [];
   lines.push('', `neighbors6 (${neighbors.length})`);
   for (const n of neighbors) lines.push(`  ${n.address} dev ${dev} lladdr ${n.mac} PERMANENT`);
