@@ -68,6 +68,41 @@ V6('dual stack over the IPv4 underlay: leases, subnet.env, TUN address and route
   });
 });
 
+V6('host-gw with IPv6: each IPv6 subnet routed via its node\'s PublicIPv6 on the underlay, as flannel\'s host-gw', async () => {
+  await withOverlay('6h', 2, { backend: 'host-gw' }, async (lab, overlay) => {
+    const [n1, n2] = lab.nodes;
+    await overlay.withStore((store) =>
+      store.put(configKey(DEFAULT_PREFIX), `{"Network":"${overlay.network}","EnableIPv6":true,"IPv6Network":"${NETWORK6}","Backend":{"Type":"host-gw"}}`),
+    );
+    for (const node of lab.nodes) {
+      await lab.exec(node, 'ip', ['-6', 'addr', 'add', `2001:db8:1::${node.index}/64`, 'dev', node.underlayDev, 'nodad']);
+      await overlay.startAgent(node, ['--public-ipv6', `2001:db8:1::${node.index}`]);
+    }
+    await overlay.waitForRoutes(n1, 1);
+    const s2 = await overlay.waitForRoutes(n2, 1);
+    const deadline = Date.now() + 10_000;
+    let s1 = await overlay.status(n1);
+    while ((s1.routes6 ?? []).length < 1 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      s1 = await overlay.status(n1);
+    }
+    assert.equal(s1.routes6, [{ subnet: s2.lease.subnet6!, via: '2001:db8:1::2', encap: 'direct', dev: n1.underlayDev }]);
+    assert.is(s2.lease.publicIpv6, '2001:db8:1::2');
+    const { stdout } = await lab.exec(n1, 'ip', ['-6', 'route', 'show', s2.lease.subnet6!]);
+    assert.match(stdout, `via 2001:db8:1::2 dev ${n1.underlayDev}`);
+    // The route goes with the node: its lease deleted, the kernel route is removed.
+    await overlay.stopAgent(n2);
+    await overlay.withStore((store) => store.delete(subnetKey(DEFAULT_PREFIX, parseCidr(s2.lease.subnet), parseCidr6(s2.lease.subnet6!))));
+    const gone = Date.now() + 10_000;
+    let left = stdout;
+    while (left.trim() !== '' && Date.now() < gone) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      left = (await lab.exec(n1, 'ip', ['-6', 'route', 'show', s2.lease.subnet6!])).stdout;
+    }
+    assert.is(left.trim(), '', 'the IPv6 route left with the lease');
+  });
+});
+
 V6('--public-ipv6 must be an address of this host; --public-ipv6 in an IPv4-only network is refused', async () => {
   await withOverlay('6r', 1, { backend: 'vxlan' }, async (lab, overlay) => {
     const [n1] = lab.nodes;
