@@ -30,7 +30,7 @@ import { ApiError } from './api-error';
 import { BgpNode, type BgpStatus } from './bgp/bgp-node';
 import { type DirectRoute, DirectRoutes } from './direct-routes';
 import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
-import { ipForwardWarning, readIpForward } from './node-checks';
+import { ipForwardWarning, ipv6ForwardWarning, readIpForward, readIpv6Forward } from './node-checks';
 import { type Lease, formatLeaseSubnets } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
@@ -135,7 +135,7 @@ export interface AgentStatus {
   /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
   traceClients?: TraceClientStatus[];
   /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
-  node?: { ipForward: boolean | null; warning?: string };
+  node?: { ipForward: boolean | null; warning?: string; /** Dual stack: net.ipv6.conf.all.forwarding (null: unreadable). */ ipv6Forward?: boolean | null };
   /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
   ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
   /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
@@ -339,6 +339,7 @@ export class Agent {
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
       const ipMasq = options.ipMasq ?? false;
       if (readIpForward() === false) log.warn(ipForwardWarning());
+      if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
         ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
@@ -542,15 +543,19 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
-      node: Agent.nodeStatus(),
+      node: Agent.nodeStatus(this.config.ipv6 !== undefined),
       ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }
 
-  private static nodeStatus(): NonNullable<AgentStatus['node']> {
+  private static nodeStatus(ipv6: boolean): NonNullable<AgentStatus['node']> {
     const ipForward = readIpForward() ?? null;
-    return ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    const node: NonNullable<AgentStatus['node']> = ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    if (!ipv6) return node;
+    node.ipv6Forward = readIpv6Forward() ?? null;
+    if (node.ipv6Forward === false) node.warning = node.warning === undefined ? ipv6ForwardWarning() : `${node.warning}; ${ipv6ForwardWarning()}`;
+    return node;
   }
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */

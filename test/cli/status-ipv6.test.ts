@@ -84,4 +84,12 @@ test('metrics: IPv6 table gauges, and IPv6 drops as vxtun_drops_total samples by
   assert.match(formatMetrics(agentStatus({ routes6: [], neighbors6: [], fdb6: [] })), /\nvxtun_routes6 0\n/, 'host-gw style status without counters');
 });
 
+test('node line: IPv6 forwarding beside ip_forward, and its warning when off', () => {
+  const on = formatStatus(agentStatus({ node: { ipForward: true, ipv6Forward: true } }));
+  assert.match(on, /^node     ip_forward on, ipv6 forwarding on$/m);
+  const off = formatStatus(agentStatus({ node: { ipForward: true, ipv6Forward: false, warning: 'IPv6 forwarding is off' } }));
+  assert.match(off, /^node     ip_forward on, ipv6 forwarding OFF: IPv6 forwarding is off$/m);
+  assert.match(formatStatus(agentStatus({ node: { ipForward: true } })), /^node     ip_forward on$/m, 'IPv4-only: as before');
+});
+
 test.run();

@@ -71,7 +71,9 @@ export function formatStatus(s: AgentStatus): string {
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   if (s.node !== undefined) {
-    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : `OFF: ${s.node.warning ?? ''}`}`);
+    const v6 = s.node.ipv6Forward === undefined ? '' : `, ipv6 forwarding ${s.node.ipv6Forward === null ? 'unknown' : s.node.ipv6Forward ? 'on' : 'OFF'}`;
+    const off = s.node.ipForward === false || s.node.ipv6Forward === false;
+    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : 'OFF'}${v6}${off ? `: ${s.node.warning ?? ''}` : ''}`);
   }
   if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
