@@ -447,7 +447,13 @@ export class Agent {
       const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
       for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
       sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
-      if (underlay6) socket6 = openUdp6({ address: options.publicIpv6!, port: local.port, gro: offload });
+      if (underlay6) {
+        try {
+          socket6 = openUdp6({ address: options.publicIpv6!, port: local.port, gro: offload });
+        } catch (err) {
+          throw new Error(`cannot open the IPv6 underlay socket on [${formatIPv6(options.publicIpv6!)}]:${local.port}: ${(err as Error).message}`);
+        }
+      }
     } catch (err) {
       for (const sender of senders) sender.close();
       tun.close();
