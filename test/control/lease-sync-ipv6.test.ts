@@ -83,4 +83,17 @@ test('IPv6-only: leases keyed by their IPv6 subnet (all share 0.0.0.0/0), own on
   assert.equal([...t.fdb6.keys()], [0x0200000001ff]);
 });
 
+test('DirectRouting takes the IPv4 half of an adjacent lease to the kernel; its IPv6 half stays encapsulated', () => {
+  const target = { tables: new ForwardingTables() };
+  const direct = (l: Lease): boolean => l.attrs.publicIp === parseIPv4('192.0.2.2');
+  const sync = new LeaseSync(target, OWN, 'vxlan', nullLogger, direct, { ownSubnet6: OWN6, underlay6: false });
+  sync.applySnapshot([lease(2), lease(3)]);
+  const t = target.tables;
+  assert.is(t.routes.size, 1, 'only the non-adjacent IPv4 subnet is encapsulated');
+  assert.is(t.routes.lookup(parseIPv4('10.244.2.7')), undefined);
+  assert.is(t.routes6.size, 2, 'both IPv6 subnets are');
+  sync.applyEvents([{ type: 'removed', lease: lease(2) }]);
+  assert.equal([t.routes.size, t.routes6.size, t.neighbors6.size], [1, 1, 1]);
+});
+
 test.run();
