@@ -35,8 +35,11 @@ function dualStatus(): AgentStatus {
   new LeaseSync({ tables }, parseCidr('10.244.1.0/24'), 'vxlan', nullLogger, undefined, { ownSubnet6: parseCidr6('fd00:10:244:1::/64'), underlay6: true })
     .applySnapshot([dualLease(2, '2001:db8::2'), dualLease(3)]);
   const counters = new Counters(64);
-  counters.drops.count('tun-ipv6', 'no-route', 3);
-  counters.drops.count('inner-ipv6', 'source-not-in-lease');
+  // Stage/reason pairs the engine counts for IPv6 (src/dataplane: route6, inner-ipv6, ndp, underlay6).
+  counters.drops.count('route6', 'no-match', 3);
+  counters.drops.count('inner-ipv6', 'spoofed-source');
+  counters.drops.count('ndp', 'not-for-us', 2);
+  counters.drops.count('underlay6', 'no-socket');
   counters.drops.count('tun-ipv4', 'no-route');
   return agentStatus({
     lease: { subnet: '10.244.1.0/24', publicIp: '192.0.2.1', vtepMac: '02:00:00:00:00:01', subnet6: 'fd00:10:244:1::/64', publicIpv6: '2001:db8::1', vtepMac6: '02:00:00:00:01:01' },
@@ -68,8 +71,10 @@ test('status text: lease6, the IPv6 network, and the three IPv6 tables; IPv6 dro
   assert.match(text, /\nroutes6 \(2\)\n {2}fd00:10:244:[23]::\/64 via fd00:10:244:[23]:: dev vxtun0 onlink encap vxlan\n/);
   assert.match(text, /^ {2}fd00:10:244:2:: dev vxtun0 lladdr 02:00:00:00:01:02 PERMANENT$/m);
   assert.match(text, /\nfdb6 \(1\)\n {2}02:00:00:00:01:02 dev vxtun0 dst 2001:db8::2 self permanent\n/);
-  assert.match(text, /^ {2}tun-ipv6\/no-route +3$/m);
-  assert.match(text, /^ {2}inner-ipv6\/source-not-in-lease +1$/m);
+  assert.match(text, /^ {2}route6\/no-match +3$/m);
+  assert.match(text, /^ {2}inner-ipv6\/spoofed-source +1$/m);
+  assert.match(text, /^ {2}ndp\/not-for-us +2$/m);
+  assert.match(text, /^ {2}underlay6\/no-socket +1$/m);
   assert.not.match(formatStatus(agentStatus()), /routes6|lease6|ipv6/, 'an IPv4-only agent shows nothing of IPv6');
 });
 
@@ -78,8 +83,9 @@ test('metrics: IPv6 table gauges, and IPv6 drops as vxtun_drops_total samples by
   assert.match(text, /\nvxtun_routes6 2\n/);
   assert.match(text, /\nvxtun_neighbors6 2\n/);
   assert.match(text, /\nvxtun_fdb6 1\n/);
-  assert.match(text, /\nvxtun_drops_total\{stage="tun-ipv6",reason="no-route"\} 3\n/);
-  assert.match(text, /\nvxtun_drops_total\{stage="inner-ipv6",reason="source-not-in-lease"\} 1\n/);
+  assert.match(text, /\nvxtun_drops_total\{stage="route6",reason="no-match"\} 3\n/);
+  assert.match(text, /\nvxtun_drops_total\{stage="inner-ipv6",reason="spoofed-source"\} 1\n/);
+  assert.match(text, /\nvxtun_drops_total\{stage="ndp",reason="not-for-us"\} 2\n/);
   assert.not.match(formatMetrics(agentStatus()), /routes6/);
   assert.match(formatMetrics(agentStatus({ routes6: [], neighbors6: [], fdb6: [] })), /\nvxtun_routes6 0\n/, 'host-gw style status without counters');
 });

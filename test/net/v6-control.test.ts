@@ -60,6 +60,12 @@ V6('dual stack over the IPv4 underlay: leases, subnet.env, TUN address and route
     const ping = await lab.exec(n1, 'ping', ['-6', '-n', '-c', '3', '-i', '0.2', '-W', '2', formatIPv6(sub2.address)]).catch((err: Error) => ({ stdout: err.message }));
     assert.match(ping.stdout, / 3 received/, ping.stdout);
 
+    // A packet to an IPv6 subnet nobody leases is dropped and counted by stage and reason, in status and metrics alike.
+    const unleased = [...Array(256).keys()].map((i) => `fd00:10:17:${i.toString(16)}::`).find((a) => a !== formatIPv6(sub6.address) && a !== formatIPv6(sub2.address) && a !== 'fd00:10:17:0::')!;
+    await lab.exec(n1, 'ping', ['-6', '-n', '-c', '1', '-W', '1', `${unleased}1`]).catch(() => undefined);
+    const drops = ((await overlay.status(n1)).counters as { drops: Record<string, number> }).drops;
+    assert.ok((drops['route6/no-match'] ?? 0) >= 1, JSON.stringify(drops));
+
     // A restart keeps both subnets (the lease is found again by node name).
     await overlay.stopAgent(n1);
     await overlay.startAgent(n1);
