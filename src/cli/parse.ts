@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from 'commander';
 import { validateTunOptions } from '../io/tun';
 import { type IPv4, type Mac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import { type IPv6, parseCidr6, parseIPv6 } from '../wire/address6';
 
 export function integerIn(min: number, max: number): (value: string) => number {
   return (value) => {
@@ -29,6 +30,25 @@ export function cidr(value: string): string {
   try {
     parseCidr(value);
     return value;
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** An IPv6 CIDR such as fd00:10:244::/56 (host bits must be clear), kept as text. */
+export function cidr6(value: string): string {
+  try {
+    parseCidr6(value);
+    return value;
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+/** An IPv6 address such as 2001:db8::1. */
+export function ipv6Address(value: string): IPv6 {
+  try {
+    return parseIPv6(value);
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }

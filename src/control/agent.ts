@@ -2,14 +2,21 @@
 // network config -> lease (flannel's rules) -> TUN with <lease .0>/32 and the cluster network routed into it ->
 // underlay socket -> engine -> subnet.env -> watch of the other leases into the tables -> lease renewal.
 // A store that goes away later never stops the engine: the tables keep their last state until it returns.
+//
+// Dual stack (issue 12, vxlan): the lease also holds an IPv6 subnet; the TUN gets `<subnet6>::/128` (flannel gives
+// flannel-v6.<VNI> that address) and the route `<IPv6Network> dev <tun>`; the engine gets network6, local.subnet6 and
+// local.vtepMac6 (a second VTEP MAC, as flannel's second device has), and, with --public-ipv6, an IPv6 underlay
+// socket. Without --public-ipv6 our IPv6 pods travel over the IPv4 underlay (vxtun peers only: a kernel flannel-v6
+// device listens on its IPv6 address). IPv6-only networks (EnableIPv4 false) are refused by the agent for now.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
 import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-df';
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
-import type { EncapName } from '../dataplane/tables';
+import type { EncapName, ForwardingTables } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
-import { replaceRoute, setTxQueueLength } from '../io/kernel-routes';
+import { replaceAddress6, replaceRoute, replaceRoute6, setTxQueueLength } from '../io/kernel-routes';
 import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
 import { RawSocket } from '../io/raw';
 import { DEFAULT_TUN_IO, DEFAULT_TUN_USO, Tun } from '../io/tun';
@@ -19,29 +26,36 @@ import { UdpSocket } from '../io/udp';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
+import { type IPv6, formatCidr6, formatIPv6, parseIPv6 as parseIPv6Text } from '../wire/address6';
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { ApiError } from './api-error';
 import { BgpNode, type BgpStatus } from './bgp/bgp-node';
-import { DirectRoutes } from './direct-routes';
+import { type DirectRoute, DirectRoutes } from './direct-routes';
 import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
-import { ipForwardWarning, readIpForward } from './node-checks';
-import type { Lease } from './lease';
+import { ipForwardWarning, ipv6ForwardWarning, readIpForward, readIpv6Forward } from './node-checks';
+import { type Lease, formatLeaseSubnets } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
 import { TraceHub, type TraceSubscription } from './trace-hub';
 import type { Logger } from './log';
-import type { NetworkConfig } from './network-config';
+import { type NetworkConfig, carriesIPv4 } from './network-config';
 import { NodeLock } from './node-lock';
 import type { TraceClientStatus } from './status-server';
 import { readSubnetEnv, writeSubnetEnv } from './subnet-env';
-import { unusableUnderlayAddress } from './special-addresses';
+import { unusableUnderlayAddress, unusableUnderlayAddress6 } from './special-addresses';
 import { UnderlayWatch } from './underlay-watch';
-import { deriveVtepMac } from './vtep-mac';
+import { deriveVtepMac, deriveVtepMac6 } from './vtep-mac';
 
 export interface AgentOptions {
   storeUrl: string;
   prefix: string;
   publicIp: IPv4;
+  /**
+   * This node's IPv6 underlay address (--public-ipv6, flannel's PublicIPv6): written into the lease, and VXLAN over
+   * IPv6 is sent from and received on it. Must be an address of this host. Without it, in a dual-stack network, IPv6
+   * pods travel over the IPv4 underlay.
+   */
+  publicIpv6?: IPv6;
   tunName: string;
   subnetFile: string;
   /**
@@ -63,6 +77,8 @@ export interface AgentOptions {
   nodeName?: string;
   /** Defaults to a MAC derived from the node name (or the public IP without one), stable across restarts. */
   vtepMac?: Mac;
+  /** The IPv6 VTEP's MAC (BackendV6Data.VtepMAC); defaults to a second MAC derived like vtepMac. */
+  vtepMac6?: Mac;
   batchSize?: number;
   poolSlots?: number;
   /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
@@ -92,8 +108,18 @@ export interface AgentOptions {
 }
 
 export interface AgentStatus {
-  lease: { subnet: string; publicIp: string; nodeName?: string; vtepMac?: string; expiresAt?: number };
-  network: { network: string; subnetLen: number; backend: NetworkConfig['backend'] };
+  lease: {
+    subnet: string;
+    publicIp: string;
+    nodeName?: string;
+    vtepMac?: string;
+    expiresAt?: number;
+    /** Dual stack: our IPv6 subnet, PublicIPv6 and IPv6 VTEP MAC (BackendV6Data). */
+    subnet6?: string;
+    publicIpv6?: string;
+    vtepMac6?: string;
+  };
+  network: { network: string; subnetLen: number; backend: NetworkConfig['backend']; ipv6Network?: string; ipv6SubnetLen?: number };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
   /** addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not. */
@@ -106,6 +132,12 @@ export interface AgentStatus {
   routes: { subnet: string; via: string; encap: EncapName | 'direct'; dev?: string }[];
   neighbors: { address: string; mac: string }[];
   fdb: { mac: string; dst: string }[];
+  /** IPv6 routes (`ip -6 route`): `<v6 subnet> via <v6 subnet>::`, longest prefixes first. Empty without IPv6. */
+  routes6?: { subnet: string; via: string; encap: EncapName | 'direct'; dev?: string }[];
+  /** IPv6 neighbors (`ip -6 neigh`): `<v6 subnet>::` -> v6 VTEP MAC. */
+  neighbors6?: { address: string; mac: string }[];
+  /** FDB entries whose destination is an IPv6 underlay (`bridge fdb ... dst <PublicIPv6>`). */
+  fdb6?: { mac: string; dst: string }[];
   counters?: Record<string, unknown>;
   pool?: { capacity: number; inUse: number; lowWater: number };
   /** The agent process: a heap that stays flat under load says the data path does not allocate per packet. */
@@ -113,7 +145,7 @@ export interface AgentStatus {
   /** Added by the API server (status-server.ts): each attached `vxtun trace` client's queue and drops. */
   traceClients?: TraceClientStatus[];
   /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
-  node?: { ipForward: boolean | null; warning?: string };
+  node?: { ipForward: boolean | null; warning?: string; /** Dual stack: net.ipv6.conf.all.forwarding (null: unreadable). */ ipv6Forward?: boolean | null };
   /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
   ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
   /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
@@ -124,11 +156,73 @@ export interface AgentStatus {
  * Refuses options no agent can run with, before anything on the node changes. An underlay address that is loopback,
  * multicast or reserved would be written into our lease and programmed by every other node as our VTEP.
  */
-export function checkAgentOptions(options: Pick<AgentOptions, 'publicIp'>): void {
+export function checkAgentOptions(options: Pick<AgentOptions, 'publicIp'> & { publicIpv6?: IPv6 }): void {
   const unusable = unusableUnderlayAddress(options.publicIp);
   if (unusable !== undefined) {
     throw new Error(`--public-ip ${unusable}: other nodes cannot reach this node there; pass this host's address on the network the nodes share`);
   }
+  if (options.publicIpv6 !== undefined) {
+    const unusable6 = unusableUnderlayAddress6(options.publicIpv6);
+    if (unusable6 !== undefined) {
+      throw new Error(`--public-ipv6 ${unusable6}: other nodes cannot reach this node there; pass this host's global or unique local IPv6 address on the network the nodes share`);
+    }
+  }
+}
+
+/** Why this node cannot run `config` with these options (an IPv6 option without IPv6 in the network, ...), or undefined. */
+export function agentConfigProblem(config: NetworkConfig, options: { publicIpv6?: IPv6 }): string | undefined {
+  if (!carriesIPv4(config)) {
+    return 'the network is IPv6-only ("EnableIPv4": false): leases and subnet.env support it, the agent does not yet; run a dual-stack network (vxtun init --network CIDR --ipv6-network CIDR6)';
+  }
+  if (config.ipv6 !== undefined && config.backend.type === 'host-gw' && options.publicIpv6 === undefined) {
+    return 'host-gw with IPv6 routes every IPv6 subnet via its node\'s PublicIPv6 (as flannel does): pass --public-ipv6 with this host\'s IPv6 address on the shared segment';
+  }
+  if (options.publicIpv6 !== undefined && config.ipv6 === undefined) {
+    return '--public-ipv6 was given but the network carries no IPv6 (set "EnableIPv6": true and "IPv6Network", e.g. vxtun init --ipv6-network CIDR)';
+  }
+  return undefined;
+}
+
+/** Whether an interface of this host has the IPv6 address (what `--public-ip` checks for IPv4). */
+function hostHasAddress6(address: IPv6): boolean {
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family !== 'IPv6') continue;
+      try {
+        if (formatIPv6(parseAddress6(a.address)) === formatIPv6(address)) return true;
+      } catch {
+        // a zoned or odd address: not ours to match
+      }
+    }
+  }
+  return false;
+}
+
+function parseAddress6(text: string): IPv6 {
+  const zone = text.indexOf('%');
+  return parseIPv6Text(zone < 0 ? text : text.slice(0, zone));
+}
+
+/**
+ * The contract's IPv6 underlay socket (issue 12): UdpSocket.open with an IPv6 bind address opens an AF_INET6 socket
+ * (v6-underlay's udp.ts). Typed here so this file compiles before that branch is merged; until it is, opening throws
+ * UdpSocket's "must be an IPv4 address" and the agent refuses --public-ipv6 with that message.
+ */
+/**
+ * The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them (status, --json, metrics); empty
+ * lists without a data plane.
+ */
+export function ipv6TablesStatus(tables: ForwardingTables | undefined, direct: DirectRoute[] = []): Pick<AgentStatus, 'routes6' | 'neighbors6' | 'fdb6'> {
+  const directRoutes = direct.map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
+  if (tables === undefined) return { routes6: directRoutes, neighbors6: [], fdb6: [] };
+  return {
+    routes6: [
+      ...directRoutes,
+      ...[...tables.routes6.entries()].map(([subnet, r]) => ({ subnet: formatCidr6(subnet), via: formatIPv6(r.gateway), encap: r.encap })),
+    ],
+    neighbors6: [...tables.neighbors6].map(([address, mac]) => ({ address: formatIPv6(address), mac: formatMac(mac) })),
+    fdb6: [...tables.fdb6].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv6(dst) })),
+  };
 }
 
 /** The encapsulating half of a node: absent for host-gw. */
@@ -206,13 +300,21 @@ export class Agent {
       const leases = new LeaseManager({ store, prefix: options.prefix, ttlSeconds: options.leaseTtlSeconds, log });
       const storeWait = { waitMs: options.storeWaitMs ?? DEFAULT_STORE_WAIT_MS, log };
       const config = await waitForStore('read the network config', () => leases.readNetworkConfig(), storeWait);
+      const problem = agentConfigProblem(config, options);
+      if (problem !== undefined) throw new Error(problem);
       const backend = config.backend;
       const publicIp = formatIPv4(options.publicIp);
       const underlay = interfaceWithAddress(publicIp);
       if (underlay === undefined) {
         throw new Error(`no interface of this host has the address ${publicIp}: pass --public-ip with one of this host's IPv4 addresses`);
       }
+      if (options.publicIpv6 !== undefined && !hostHasAddress6(options.publicIpv6)) {
+        throw new Error(`no interface of this host has the address ${formatIPv6(options.publicIpv6)}: pass --public-ipv6 with one of this host's IPv6 addresses`);
+      }
       const vtepMac = options.vtepMac ?? deriveVtepMac(options.nodeName ?? publicIp);
+      // Our IPv6 VTEP: in a dual-stack vxlan network, with or without an IPv6 underlay (then IPv6 rides the IPv4 one).
+      const ipv6Vtep = config.ipv6 !== undefined && backend.type === 'vxlan';
+      const vtepMac6 = ipv6Vtep ? (options.vtepMac6 ?? deriveVtepMac6(options.nodeName ?? publicIp)) : undefined;
       const vni = backend.type === 'vxlan' ? backend.vni : 0;
       const previous = await readSubnetEnv(options.subnetFile).catch((err: Error) => {
         log.warn('ignoring an unreadable subnet file: a new subnet may be chosen', { file: options.subnetFile, error: err.message });
@@ -223,25 +325,41 @@ export class Agent {
           publicIp: options.publicIp,
           backendType: backend.type,
           backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined,
+          ...(options.publicIpv6 !== undefined ? { publicIpv6: options.publicIpv6 } : {}),
+          ...(vtepMac6 !== undefined ? { backendV6Data: { vni, vtepMac: vtepMac6 } } : {}),
           nodeName: options.nodeName,
         },
-        { previousSubnet: previous?.subnet },
+        { previousSubnet: previous?.subnet, previousSubnet6: previous?.subnet6 },
       ), storeWait);
-      log.info('lease acquired', { subnet: formatCidr(lease.subnet), node: options.nodeName, publicIp, vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined });
+      log.info('lease acquired', {
+        subnet: formatLeaseSubnets(lease.subnet, lease.subnet6),
+        node: options.nodeName,
+        publicIp,
+        publicIpv6: options.publicIpv6 !== undefined ? formatIPv6(options.publicIpv6) : undefined,
+        vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined,
+        vtepMac6: vtepMac6 !== undefined ? formatMac(vtepMac6) : undefined,
+      });
 
       const directRouting = backend.type === 'host-gw' || (backend.type !== 'bgp' && backend.directRouting);
-      const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log) : undefined;
+      const direct = directRouting ? new DirectRoutes(underlay, lease.subnet, backend.type, backend.type === 'host-gw', log, backend.type === 'host-gw' ? lease.subnet6 : undefined) : undefined;
       // bgp with encap none is host-gw's shape (BIRD programs the kernel); with IP-in-IP, vxtun's ipip data plane.
       const kernelForwards = backend.type === 'host-gw' || (backend.type === 'bgp' && backend.encap === 'none');
-      const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, direct);
+      const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, vtepMac6, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
       const ipMasq = options.ipMasq ?? false;
       if (readIpForward() === false) log.warn(ipForwardWarning());
+      if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
         ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
         : undefined;
-      await writeSubnetEnv(options.subnetFile, { network: config.network, subnet: lease.subnet, mtu, ipMasq });
+      await writeSubnetEnv(options.subnetFile, {
+        network: config.network,
+        subnet: lease.subnet,
+        ...(config.ipv6 !== undefined && lease.subnet6 !== undefined ? { network6: config.ipv6.network, subnet6: lease.subnet6 } : {}),
+        mtu,
+        ipMasq,
+      });
       const bgp = backend.type === 'bgp'
         ? new BgpNode({
           lease, config, underlay, log, tables: dataPlane?.engine.tables,
@@ -259,7 +377,15 @@ export class Agent {
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       agent.nodeLock = nodeLock;
       agent.underlayWatch = new UnderlayWatch(publicIp, log);
-      await agent.follow(leases, { config, ownSubnet: lease.subnet, ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined, ownPublicIp: options.publicIp });
+      await agent.follow(leases, {
+        config,
+        ownSubnet: lease.subnet,
+        ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined,
+        ownPublicIp: options.publicIp,
+        ownSubnet6: lease.subnet6,
+        ownVtepMac6: vtepMac6,
+        ownPublicIpv6: options.publicIpv6,
+      });
       log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
       agent.masq = masq;
       return agent;
@@ -278,6 +404,7 @@ export class Agent {
     lease: Lease,
     underlay: HostInterface,
     vtepMac: Mac,
+    vtepMac6: Mac | undefined,
     direct: DirectRoutes | undefined,
   ): Promise<DataPlane> {
     const backend = config.backend;
@@ -285,10 +412,20 @@ export class Agent {
     // bgp's data plane (encap ipip / ipip-crosssubnet) is vxtun's IP-in-IP, its routes learned from BIRD.
     const encapName: EncapName = backend.type === 'bgp' ? 'ipip' : backend.type;
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
-    const local: LocalVtep = { vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0 };
+    const subnet6 = vtepMac6 !== undefined ? lease.subnet6 : undefined;
+    const local: LocalVtep = {
+      vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0,
+      ...(subnet6 !== undefined ? { subnet6, vtepMac6 } : {}),
+    };
     const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
-    const overlayMtu = underlayMtu - encap.overhead;
+    // One TUN carries both families: over an IPv6 underlay the outer header is 20 bytes longer (40 instead of 20), so
+    // the overlay MTU leaves room for it (the kernel's vxlan device over IPv6 likewise takes 70, not 50).
+    const underlay6 = subnet6 !== undefined && options.publicIpv6 !== undefined;
+    const overlayMtu = underlayMtu - encap.overhead - (underlay6 ? 20 : 0);
+    if (subnet6 !== undefined && overlayMtu < 1280) {
+      throw new Error(`the overlay MTU would be ${overlayMtu}, below IPv6's minimum 1280 (RFC 8200): raise the underlay MTU (${underlayMtu}) to carry IPv6`);
+    }
     const offload = options.offload ?? true;
     const tun = Tun.open({
       name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload,
@@ -296,18 +433,25 @@ export class Agent {
     });
     if (tun.ioFallback !== undefined) options.log.warn('TUN io_uring unavailable: one system call per packet', { reason: tun.ioFallback });
     if (tun.usoFallback !== undefined) options.log.info('TUN UDP segmentation offload unavailable: UDP written one datagram at a time', { reason: tun.usoFallback });
-    // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
-    try {
-      writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
-    } catch {
-      // no IPv6 on this host: nothing to silence
+    if (subnet6 === undefined) {
+      // An IPv4 overlay: keep the kernel from sending router solicitations and MLD reports into it (flannel does too).
+      try {
+        writeFileSync(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, '1');
+      } catch {
+        // no IPv6 on this host: nothing to silence
+      }
     }
     let socket: DatagramSocket | undefined;
+    let socket6: DatagramSocket | undefined;
     const senders: DatagramSocket[] = [];
     let sending: DatagramSocket[];
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       await replaceRoute(formatCidr(config.network), tun.name);
+      if (subnet6 !== undefined) {
+        await replaceAddress6(formatIPv6(subnet6.address), tun.name);
+        await replaceRoute6(formatCidr6(config.ipv6!.network), tun.name);
+      }
       socket =
         backend.type === 'vxlan'
           ? UdpSocket.open({ address: options.publicIp, port: backend.port, gro: offload })
@@ -317,6 +461,13 @@ export class Agent {
       const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
       for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
       sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
+      if (underlay6) {
+        try {
+          socket6 = UdpSocket.open({ address: options.publicIpv6!, port: local.port, gro: offload });
+        } catch (err) {
+          throw new Error(`cannot open the IPv6 underlay socket on [${formatIPv6(options.publicIpv6!)}]:${local.port}: ${(err as Error).message}`);
+        }
+      }
     } catch (err) {
       for (const sender of senders) sender.close();
       tun.close();
@@ -329,10 +480,13 @@ export class Agent {
     const engine = new Engine({
       tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
       nativeSegments: options.ipipSegmentBatch,
+      ...(subnet6 !== undefined ? { network6: config.ipv6!.network } : {}),
+      ...(socket6 !== undefined ? { socket6 } : {}),
     });
     engine.start();
     options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: options.df ?? DEFAULT_DF_MODE });
-    const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined);
+    const ipv6 = subnet6 !== undefined ? { ownSubnet6: subnet6, underlay6: socket6 !== undefined } : undefined;
+    const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined, ipv6);
     return { engine, pool, tun, sync };
   }
 
@@ -363,13 +517,14 @@ export class Agent {
       },
       onLost: (lost, error) => {
         // As flanneld: the subnet is someone else's now, so routing it here would blackhole their traffic. Stop.
-        this.fatal(new Error(`${error.message}: this node no longer owns ${formatCidr(lost.subnet)}; start the agent again to acquire a new subnet`));
+        this.fatal(new Error(`${error.message}: this node no longer owns ${formatLeaseSubnets(lost.subnet, lost.subnet6)}; start the agent again to acquire a new subnet`));
       },
     });
   }
 
   status(): AgentStatus {
     const data = this.lease.attrs.backendData;
+    const data6 = this.lease.attrs.backendV6Data;
     const plane = this.dataPlane;
     const tables = plane?.engine.tables;
     const directRoutes = [
@@ -383,8 +538,14 @@ export class Agent {
         nodeName: this.lease.attrs.nodeName,
         vtepMac: data?.vtepMac !== undefined ? formatMac(data.vtepMac) : undefined,
         expiresAt: this.lease.expiresAt,
+        ...(this.lease.subnet6 !== undefined ? { subnet6: formatCidr6(this.lease.subnet6) } : {}),
+        ...(this.lease.attrs.publicIpv6 !== undefined ? { publicIpv6: formatIPv6(this.lease.attrs.publicIpv6) } : {}),
+        ...(data6?.vtepMac !== undefined ? { vtepMac6: formatMac(data6.vtepMac) } : {}),
       },
-      network: { network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend },
+      network: {
+        network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend,
+        ...(this.config.ipv6 !== undefined ? { ipv6Network: formatCidr6(this.config.ipv6.network), ipv6SubnetLen: this.config.ipv6.subnetLen } : {}),
+      },
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
       underlay: {
         device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
@@ -399,18 +560,23 @@ export class Agent {
       ],
       neighbors: tables ? [...tables.neighbors].map(([address, mac]) => ({ address: formatIPv4(address), mac: formatMac(mac) })) : [],
       fdb: tables ? [...tables.fdb].map(([mac, dst]) => ({ mac: formatMac(mac), dst: formatIPv4(dst) })) : [],
+      ...(this.config.ipv6 !== undefined ? ipv6TablesStatus(tables, this.direct?.current6) : {}),
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
-      node: Agent.nodeStatus(),
+      node: Agent.nodeStatus(this.config.ipv6 !== undefined),
       ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }
 
-  private static nodeStatus(): NonNullable<AgentStatus['node']> {
+  private static nodeStatus(ipv6: boolean): NonNullable<AgentStatus['node']> {
     const ipForward = readIpForward() ?? null;
-    return ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    const node: NonNullable<AgentStatus['node']> = ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    if (!ipv6) return node;
+    node.ipv6Forward = readIpv6Forward() ?? null;
+    if (node.ipv6Forward === false) node.warning = node.warning === undefined ? ipv6ForwardWarning() : `${node.warning}; ${ipv6ForwardWarning()}`;
+    return node;
   }
 
   /** Stops forwarding and closes the store. The lease stays in the store, as flannel leaves it, for our restart. */

@@ -3,7 +3,7 @@
 // absent (deleted, expired), and given up (onLost) only when our own key holds another node's valid lease.
 import type { Watch } from '../store/store';
 import { formatCidr, formatIPv4 } from '../wire/address';
-import { type Lease, formatLeaseAttrs, isHeldBy, parseLeaseAttrs, subnetKey } from './lease';
+import { type Lease, formatLeaseAttrs, formatLeaseSubnets, isHeldBy, parseLeaseAttrs, subnetKey } from './lease';
 import { expiry } from './lease-acquire';
 import { type LeaseContext, errorText } from './lease-store';
 
@@ -44,8 +44,8 @@ function holderText(nodeName: string | undefined, publicIp: number): string {
  * second process using our name) throws LeaseLostError.
  */
 export async function renewLease(ctx: LeaseContext, lease: Lease): Promise<Lease> {
-  const key = subnetKey(ctx.prefix, lease.subnet);
-  const subnet = formatCidr(lease.subnet);
+  const key = subnetKey(ctx.prefix, lease.subnet, lease.subnet6);
+  const subnet = formatLeaseSubnets(lease.subnet, lease.subnet6);
   const value = formatLeaseAttrs(lease.attrs);
   for (let attempt = 1; attempt <= CAS_RETRIES; attempt++) {
     const kv = await ctx.store.get(key);
@@ -78,8 +78,8 @@ export async function renewLease(ctx: LeaseContext, lease: Lease): Promise<Lease
  * re-creates it at once when it is deleted from the store. Calls onLost (and stops) when another node holds it.
  */
 export function keepLease(ctx: LeaseContext, lease: Lease, handlers: KeepHandlers): LeaseKeeper {
-  const key = subnetKey(ctx.prefix, lease.subnet);
-  const subnet = formatCidr(lease.subnet);
+  const key = subnetKey(ctx.prefix, lease.subnet, lease.subnet6);
+  const subnet = formatLeaseSubnets(lease.subnet, lease.subnet6);
   const marginMs = Math.min(ctx.renewMarginSeconds, ctx.ttlSeconds / 2) * 1000;
   let current = lease;
   let timer: unknown;

@@ -3,6 +3,7 @@
 // lease-keeper.ts (renew and keep), lease-watch.ts (watch, through lease-validator.ts), lease-store.ts (shared
 // settings, listing). This class only holds the settings and hands them to those.
 import type { Cidr } from '../wire/address';
+import type { Cidr6 } from '../wire/address6';
 import type { Store } from '../store/store';
 import { DEFAULT_PREFIX, type Lease, type LeaseAttrs } from './lease';
 import { acquireLease } from './lease-acquire';
@@ -14,7 +15,7 @@ import type { NetworkConfig } from './network-config';
 import { type ConfigWatch, readNetworkConfig, watchNetworkConfig, writeNetworkConfig } from './network-config-store';
 
 export { subnetsOverlap } from './lease';
-export { NetworkFullError, subnetFitsConfig } from './lease-acquire';
+export { NetworkFullError, subnet6FitsConfig, subnetFitsConfig } from './lease-acquire';
 export { LeaseLostError, type KeepHandlers, type LeaseKeeper } from './lease-keeper';
 export type { LeaseRecord, Timers } from './lease-store';
 export type { LeaseEvent, LeaseChecks, RefusedLease } from './lease-validator';
@@ -90,9 +91,9 @@ export class LeaseManager {
   }
 
   /** See lease-acquire.ts for the order: our node name, our PublicIP, `previousSubnet` (subnet.env), a random one. */
-  async acquire(attrs: LeaseAttrs, options: { previousSubnet?: Cidr } = {}): Promise<Lease> {
+  async acquire(attrs: LeaseAttrs, options: { previousSubnet?: Cidr; previousSubnet6?: Cidr6 } = {}): Promise<Lease> {
     const config = this.config ?? (await this.readNetworkConfig());
-    return acquireLease(this.ctx, config, attrs, options.previousSubnet);
+    return acquireLease(this.ctx, config, attrs, options.previousSubnet, options.previousSubnet6);
   }
 
   renew(lease: Lease): Promise<Lease> {

@@ -22,12 +22,22 @@
 // the right length, then to the older key (lower create revision), then to the lower key. Refused leases are checked
 // again whenever an accepted lease leaves or changes, so the loser of a conflict is accepted once the winner is gone.
 // Without checks (no config given) only rule 1 applies: what parses passes, as before the gate existed.
+//
+// IPv6 (issue 12). In a network that carries IPv6, a lease's IPv6 half is checked by the same rules after its IPv4
+// half: the PublicIPv6 can be an underlay address (not ::, loopback, multicast, link-local or IPv4-mapped:
+// special-addresses.ts) and is not ours; vxlan: BackendV6Data's VNI is ours and it has a VtepMAC; the IPv6 subnet is
+// inside IPv6Network, overlaps neither ours nor an accepted lease's, and is IPv6SubnetLen long; the v6 VTEP MAC is
+// neither ours (v4 or v6) nor any accepted lease's. A lease with no IPv6 subnet in a dual-stack network still serves
+// IPv4 (flannel nodes that run single-stack); in an IPv6-only network it is refused, and the IPv4 half of a lease is
+// not looked at (flannel writes 0.0.0.0-0 and PublicIP 0.0.0.0 there). In an IPv4-only network the IPv6 half of a
+// dual-stack lease is ignored, as flannel's IPv4-only nodes ignore it.
 import { type Cidr, type IPv4, type Mac, cidrContains, cidrEquals, formatCidr, formatIPv4, formatMac, prefixMask } from '../wire/address';
-import { type Lease, leaseAttrsEqual, subnetsOverlap } from './lease';
+import { type Cidr6, type IPv6, cidr6Contains, cidr6Equals, formatCidr6, formatIPv6, prefixMask6 } from '../wire/address6';
+import { type Lease, formatLeaseSubnets, leaseAttrsEqual, subnets6Overlap, subnetsOverlap } from './lease';
 import type { LeaseRecord } from './lease-store';
 import type { Logger } from './log';
-import type { NetworkConfig } from './network-config';
-import { unusableUnderlayAddress } from './special-addresses';
+import { type NetworkConfig, carriesIPv4 } from './network-config';
+import { unusableUnderlayAddress, unusableUnderlayAddress6 } from './special-addresses';
 
 export interface LeaseEvent {
   /** 'added' for a subnet already known replaces it (a node restarted with a new VTEP MAC, or renewed). */
@@ -46,6 +56,19 @@ export interface LeaseChecks {
   ownVtepMac?: Mac;
   /** Our underlay address: another lease naming it is refused. */
   ownPublicIp?: IPv4;
+  /** Our lease's IPv6 subnet (dual-stack or IPv6-only network). */
+  ownSubnet6?: Cidr6;
+  /** Our IPv6 VTEP MAC (vxlan, BackendV6Data.VtepMAC). */
+  ownVtepMac6?: Mac;
+  /** Our IPv6 underlay address (--public-ipv6). */
+  ownPublicIpv6?: IPv6;
+}
+
+/** Whether a lease names exactly our subnets (both halves): our own lease, which consumers skip. */
+export function isOwnLease(lease: Lease, ownSubnet: Cidr, ownSubnet6?: Cidr6): boolean {
+  if (!cidrEquals(lease.subnet, ownSubnet)) return false;
+  if (lease.subnet6 === undefined || ownSubnet6 === undefined) return lease.subnet6 === ownSubnet6;
+  return cidr6Equals(lease.subnet6, ownSubnet6);
 }
 
 export interface RefusedLease {
@@ -64,6 +87,9 @@ export class LeaseValidator {
   private readonly accepted = new Map<string, Lease>();
   /** Accepted leases by subnet ("10.17.2.0/24") and by VTEP MAC, to find conflicts in O(1). */
   private readonly subnets = new Map<string, string>();
+  /** Accepted leases by IPv6 subnet ("fd00:10:244:1::/64"). */
+  private readonly subnets6 = new Map<string, string>();
+  /** Accepted leases by VTEP MAC, IPv4 and IPv6 VTEPs alike: a MAC names one VTEP. */
   private readonly macs = new Map<Mac, string>();
   private readonly refusals = new Map<string, string>();
   /** The reason last logged per key: a renewal or resync of a refused lease says nothing new. */
@@ -89,6 +115,7 @@ export class LeaseValidator {
     this.records.clear();
     this.accepted.clear();
     this.subnets.clear();
+    this.subnets6.clear();
     this.macs.clear();
     this.refusals.clear();
     for (const record of records) this.records.set(record.key, record);
@@ -133,11 +160,25 @@ export class LeaseValidator {
     const checks = this.checks;
     if (checks === undefined) return undefined;
     const { subnet, attrs } = record.lease;
-    if (cidrEquals(subnet, checks.ownSubnet)) return undefined;
+    if (isOwnLease(record.lease, checks.ownSubnet, checks.ownSubnet6)) return undefined;
+    const own = formatLeaseSubnets(checks.ownSubnet, checks.ownSubnet6);
     // A second lease carrying our node name is a stray or forged write: acquire kept the other one (lease-acquire.ts).
-    if (checks.ownNodeName !== undefined && attrs.nodeName === checks.ownNodeName) return `names this node (${checks.ownNodeName}), whose lease is ${formatCidr(checks.ownSubnet)}`;
+    if (checks.ownNodeName !== undefined && attrs.nodeName === checks.ownNodeName) return `names this node (${checks.ownNodeName}), whose lease is ${own}`;
     const backend = checks.config.backend;
     if (attrs.backendType !== backend.type) return `backend type ${JSON.stringify(attrs.backendType)} is not ours (${JSON.stringify(backend.type)})`;
+    const ipv4 = carriesIPv4(checks.config);
+    if (ipv4) {
+      const reason = this.reasonToRefuse4(record.lease, checks);
+      if (reason !== undefined) return reason;
+    }
+    if (checks.config.ipv6 !== undefined && record.lease.subnet6 !== undefined) return this.reasonToRefuse6(record.lease, checks);
+    if (!ipv4) return 'no IPv6 subnet, in an IPv6-only network';
+    return undefined;
+  }
+
+  private reasonToRefuse4(lease: Lease, checks: LeaseChecks): string | undefined {
+    const { subnet, attrs } = lease;
+    const backend = checks.config.backend;
     const unusable = unusableUnderlayAddress(attrs.publicIp);
     if (unusable !== undefined) return `PublicIP ${unusable}, not a node's underlay address`;
     if (attrs.publicIp === checks.ownPublicIp) return `PublicIP ${formatIPv4(attrs.publicIp)} names this node's own address`;
@@ -154,23 +195,60 @@ export class LeaseValidator {
     if (overlapping !== undefined) return `overlaps ${formatCidr(overlapping.subnet)} of ${formatIPv4(overlapping.attrs.publicIp)}`;
     const subnetLen = checks.config.subnetLen;
     if (subnet.prefixLength !== subnetLen) return `a /${subnet.prefixLength}, but the network's SubnetLen is ${subnetLen}`;
+    if (backend.type === 'vxlan' && mac !== undefined) return this.macReason(mac, checks, 'VTEP MAC');
+    return undefined;
+  }
+
+  private reasonToRefuse6(lease: Lease, checks: LeaseChecks): string | undefined {
+    const { attrs } = lease;
+    const subnet6 = lease.subnet6!;
+    const v6 = checks.config.ipv6!;
+    const backend = checks.config.backend;
+    const publicIpv6 = attrs.publicIpv6;
+    if (publicIpv6 !== undefined) {
+      const unusable = unusableUnderlayAddress6(publicIpv6);
+      if (unusable !== undefined) return `PublicIPv6 ${unusable}, not a node's underlay address`;
+      if (publicIpv6 === checks.ownPublicIpv6) return `PublicIPv6 ${formatIPv6(publicIpv6)} names this node's own address`;
+    } else if (!carriesIPv4(checks.config) || backend.type === 'host-gw') {
+      // IPv6-only: nothing else says where the node is. host-gw: flannel routes IPv6 via the PublicIPv6.
+      return `an IPv6 subnet (${formatCidr6(subnet6)}) without a PublicIPv6`;
+    }
+    const mac = attrs.backendV6Data?.vtepMac;
+    if (backend.type === 'vxlan') {
+      const vni = attrs.backendV6Data?.vni;
+      if (vni !== undefined && vni !== backend.vni) return `BackendV6Data VNI ${vni} is not ours (${backend.vni})`;
+      if (mac === undefined) return `an IPv6 subnet (${formatCidr6(subnet6)}) without a BackendV6Data VtepMAC`;
+    }
+    if (!cidr6Contains(v6.network, subnet6.address)) return `${formatCidr6(subnet6)} is outside the IPv6 network ${formatCidr6(v6.network)}`;
+    if (checks.ownSubnet6 !== undefined && subnets6Overlap(subnet6, checks.ownSubnet6)) return `overlaps our IPv6 subnet ${formatCidr6(checks.ownSubnet6)}`;
+    const overlapping = this.overlappingAccepted6(subnet6);
+    if (overlapping !== undefined) return `overlaps ${formatCidr6(overlapping.subnet6!)} of ${describeHolder(overlapping)}`;
+    if (subnet6.prefixLength !== v6.subnetLen) return `an IPv6 /${subnet6.prefixLength}, but the network's IPv6SubnetLen is ${v6.subnetLen}`;
     if (backend.type === 'vxlan' && mac !== undefined) {
-      if (mac === checks.ownVtepMac) return `VTEP MAC ${formatMac(mac)} is ours`;
-      const holder = this.macs.get(mac);
-      if (holder !== undefined) {
-        const other = this.accepted.get(holder)!;
-        return `VTEP MAC ${formatMac(mac)} is already used by ${formatCidr(other.subnet)} of ${formatIPv4(other.attrs.publicIp)}`;
-      }
+      if (mac === attrs.backendData?.vtepMac && carriesIPv4(checks.config)) return `IPv6 VTEP MAC ${formatMac(mac)} is also its IPv4 VTEP MAC`;
+      return this.macReason(mac, checks, 'IPv6 VTEP MAC');
     }
     return undefined;
+  }
+
+  /** A VTEP MAC that is ours or an accepted lease's: the neighbor and FDB entries keyed by it would be overwritten. */
+  private macReason(mac: Mac, checks: LeaseChecks, what: string): string | undefined {
+    if (mac === checks.ownVtepMac || mac === checks.ownVtepMac6) return `${what} ${formatMac(mac)} is ours`;
+    const holder = this.macs.get(mac);
+    if (holder === undefined) return undefined;
+    const other = this.accepted.get(holder)!;
+    return `${what} ${formatMac(mac)} is already used by ${formatLeaseSubnets(other.subnet, other.subnet6)} of ${describeHolder(other)}`;
   }
 
   // ---- internals ----------------------------------------------------------------------------------------
 
   /** The right length first (a stray /25 never outranks the /24 it lies in), then older keys (create revision), then by key. */
   private compare(a: LeaseRecord, b: LeaseRecord): number {
-    const subnetLen = this.checks?.config.subnetLen;
-    const fits = (r: LeaseRecord): number => (r.subnet?.prefixLength === subnetLen ? 0 : 1);
+    const config = this.checks?.config;
+    const subnetLen = config?.subnetLen;
+    const v6 = config?.ipv6;
+    const fits = (r: LeaseRecord): number =>
+      (config === undefined || !carriesIPv4(config) || r.subnet?.prefixLength === subnetLen) && (v6 === undefined || r.subnet6 === undefined || r.subnet6.prefixLength === v6.subnetLen) ? 0 : 1;
     return fits(a) - fits(b) || a.revision - b.revision || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
   }
 
@@ -188,10 +266,19 @@ export class LeaseValidator {
     const lease = record.lease!;
     if (this.logged.delete(record.key)) this.log.info('accepting a lease refused before', { key: record.key });
     this.accepted.set(record.key, lease);
-    if (this.checks !== undefined && !cidrEquals(lease.subnet, this.checks.ownSubnet)) {
-      this.subnets.set(byCidr(lease.subnet), record.key);
-      const mac = lease.attrs.backendData?.vtepMac;
-      if (mac !== undefined && this.checks.config.backend.type === 'vxlan') this.macs.set(mac, record.key);
+    const checks = this.checks;
+    if (checks !== undefined && !isOwnLease(lease, checks.ownSubnet, checks.ownSubnet6)) {
+      const vxlan = checks.config.backend.type === 'vxlan';
+      if (carriesIPv4(checks.config)) {
+        this.subnets.set(byCidr(lease.subnet), record.key);
+        const mac = lease.attrs.backendData?.vtepMac;
+        if (mac !== undefined && vxlan) this.macs.set(mac, record.key);
+      }
+      if (checks.config.ipv6 !== undefined && lease.subnet6 !== undefined) {
+        this.subnets6.set(formatCidr6(lease.subnet6), record.key);
+        const mac6 = lease.attrs.backendV6Data?.vtepMac;
+        if (mac6 !== undefined && vxlan) this.macs.set(mac6, record.key);
+      }
     }
     events.push({ type: 'added', lease });
     return lease;
@@ -200,8 +287,10 @@ export class LeaseValidator {
   private unaccept(key: string, lease: Lease): void {
     this.accepted.delete(key);
     if (this.subnets.get(byCidr(lease.subnet)) === key) this.subnets.delete(byCidr(lease.subnet));
-    const mac = lease.attrs.backendData?.vtepMac;
-    if (mac !== undefined && this.macs.get(mac) === key) this.macs.delete(mac);
+    if (lease.subnet6 !== undefined && this.subnets6.get(formatCidr6(lease.subnet6)) === key) this.subnets6.delete(formatCidr6(lease.subnet6));
+    for (const mac of [lease.attrs.backendData?.vtepMac, lease.attrs.backendV6Data?.vtepMac]) {
+      if (mac !== undefined && this.macs.get(mac) === key) this.macs.delete(mac);
+    }
   }
 
   private reevaluateRefused(events: LeaseEvent[]): void {
@@ -240,4 +329,25 @@ export class LeaseValidator {
     }
     return undefined;
   }
+
+  /** An accepted lease whose IPv6 subnet shares addresses with `subnet6` (the aligned container, else a scan). */
+  private overlappingAccepted6(subnet6: Cidr6): Lease | undefined {
+    const subnetLen = this.checks!.config.ipv6!.subnetLen;
+    if (subnet6.prefixLength >= subnetLen) {
+      const key = this.subnets6.get(formatCidr6({ address: subnet6.address & prefixMask6(subnetLen), prefixLength: subnetLen }));
+      return key === undefined ? undefined : this.accepted.get(key);
+    }
+    for (const key of this.subnets6.values()) {
+      const lease = this.accepted.get(key)!;
+      if (subnets6Overlap(lease.subnet6!, subnet6)) return lease;
+    }
+    return undefined;
+  }
+}
+
+/** "192.0.2.7", "2001:db8::7" (IPv6 only) or "192.0.2.7 / 2001:db8::7". */
+function describeHolder(lease: Lease): string {
+  const v6 = lease.attrs.publicIpv6;
+  if (v6 === undefined) return formatIPv4(lease.attrs.publicIp);
+  return lease.attrs.publicIp === 0 ? formatIPv6(v6) : `${formatIPv4(lease.attrs.publicIp)} / ${formatIPv6(v6)}`;
 }

@@ -39,10 +39,31 @@ function storeHealth(s: AgentStatus): string[] {
   ];
 }
 
+/**
+ * The IPv6 tables' sizes, present only when the agent carries IPv6: routes6 (`ip -6 route`), neighbors6 and fdb6.
+ * IPv6 drops need nothing here: every stage/reason the engine counts (IPv6 stages included) is a vxtun_drops_total
+ * sample.
+ */
+function tables6(s: AgentStatus): string[] {
+  if (s.routes6 === undefined) return [];
+  return [
+    '# HELP vxtun_routes6 IPv6 routes to other nodes.',
+    '# TYPE vxtun_routes6 gauge',
+    line('vxtun_routes6', {}, s.routes6.length),
+    '# HELP vxtun_neighbors6 IPv6 neighbor entries (remote v6 VTEP addresses to MACs).',
+    '# TYPE vxtun_neighbors6 gauge',
+    line('vxtun_neighbors6', {}, (s.neighbors6 ?? []).length),
+    '# HELP vxtun_fdb6 FDB entries whose destination is an IPv6 underlay address.',
+    '# TYPE vxtun_fdb6 gauge',
+    line('vxtun_fdb6', {}, (s.fdb6 ?? []).length),
+  ];
+}
+
 export function formatMetrics(s: AgentStatus): string {
   const bgp = s.bgp ? `${formatBgpMetrics(s.bgp)}\n` : '';
   if (s.counters === undefined || s.pool === undefined) {
-    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${storeHealth(s).join('\n')}\n${bgp}`;
+    const v6 = tables6(s);
+    return `# HELP vxtun_routes Routes to other nodes.\n# TYPE vxtun_routes gauge\nvxtun_routes ${s.routes.length}\n${v6.length > 0 ? `${v6.join('\n')}\n` : ''}${storeHealth(s).join('\n')}\n${bgp}`;
   }
   const pool = s.pool;
   const c = s.counters as Record<string, unknown> & { drops: Record<string, number>; meanBatch: { outbound: number; inbound: number } };
@@ -71,6 +92,7 @@ export function formatMetrics(s: AgentStatus): string {
     line('vxtun_pool_slots', { state: 'lowest_free' }, pool.lowWater),
   ]);
   family('vxtun_routes', 'gauge', 'Routes to other nodes.', [line('vxtun_routes', {}, s.routes.length)]);
+  out.push(...tables6(s));
   family('vxtun_store_connected', 'gauge', '1 while the store is reachable.', [line('vxtun_store_connected', {}, s.storeConnected ? 1 : 0)]);
   out.push(...storeHealth(s));
   return `${out.join('\n')}\n${bgp}`;

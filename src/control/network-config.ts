@@ -1,10 +1,12 @@
 // The network config that flannel keeps at <prefix>/config, parsed with flannel's defaults and checks
 // (pkg/subnet/config.go CheckNetworkConfig, pkg/backend/vxlan, pkg/backend/ipip), so that one JSON document means
-// the same network to flanneld and to vxtun. IPv4 only. The `bgp` backend is vxtun's (Calico's BGP mode driven by
-// bird2, docs/bgp.md); flanneld does not know it.
+// the same network to flanneld and to vxtun. Dual stack as flannel has it (EnableIPv4, EnableIPv6, IPv6Network,
+// IPv6SubnetLen, IPv6SubnetMin/Max: pkg/subnet/config.go, Documentation/configuration.md). The `bgp` backend is
+// vxtun's (Calico's BGP mode driven by bird2, docs/bgp.md); flanneld does not know it.
 
 import { Cidr, IPv4, cidrContains, formatCidr, formatIPv4, parseCidr, parseIPv4, prefixMask } from '../wire/address';
-import { unusablePodNetwork } from './special-addresses';
+import { type Cidr6, type IPv6, cidr6Contains, formatCidr6, formatIPv6, parseCidr6, parseIPv6, prefixMask6 } from '../wire/address6';
+import { unusablePodNetwork, unusablePodNetwork6 } from './special-addresses';
 
 export type BackendConfig =
   | { type: 'vxlan'; vni: number; port: number; directRouting: boolean; mtu?: number }
@@ -43,17 +45,49 @@ const AS_TRANS = 23456;
 
 export type BackendType = BackendConfig['type'];
 
+/** The IPv6 half of a dual-stack (or IPv6-only) network: flannel's IPv6Network, IPv6SubnetLen, IPv6SubnetMin/Max. */
+export interface Ipv6NetworkConfig {
+  /** e.g. fd00:10:244::/56 */
+  network: Cidr6;
+  /** Prefix length of each node's IPv6 lease (flannel's default 64). */
+  subnetLen: number;
+  /** Network address of the lowest and highest IPv6 subnet that may be leased. */
+  subnetMin: IPv6;
+  subnetMax: IPv6;
+}
+
 export interface NetworkConfig {
+  /**
+   * false: an IPv6-only network (flannel's `"EnableIPv4": false`). Then `network`, `subnetLen`, `subnetMin` and
+   * `subnetMax` hold flannel's zero values (0.0.0.0/0, 0) and mean nothing; absent or true: IPv4 is carried.
+   */
+  enableIPv4?: boolean;
   network: Cidr;
   /** Prefix length of each node's lease. */
   subnetLen: number;
   /** Network address of the lowest and highest subnet that may be leased. */
   subnetMin: IPv4;
   subnetMax: IPv4;
+  /** Present exactly when the network carries IPv6 (flannel's `"EnableIPv6": true`). */
+  ipv6?: Ipv6NetworkConfig;
   backend: BackendConfig;
 }
 
+/** Whether the network carries IPv4 (everything but an IPv6-only network). */
+export function carriesIPv4(config: NetworkConfig): boolean {
+  return config.enableIPv4 !== false;
+}
+
 export const SUPPORTED_BACKENDS: readonly BackendType[] = ['vxlan', 'ipip', 'host-gw', 'bgp'];
+/**
+ * The backends that carry IPv6. vxlan: as flannel's (a second VTEP for IPv6, BackendV6Data); host-gw: routes via the
+ * lease's PublicIPv6, as flannel's. ipip (IPv6 in IPv4 is IP protocol 41, not 4) and bgp (bird2 config is IPv4) do not.
+ */
+export const IPV6_BACKENDS: readonly BackendType[] = ['vxlan', 'host-gw'];
+/** flannel's IPv6SubnetLen when the network is a /62 or larger. */
+export const DEFAULT_IPV6_SUBNET_LEN = 64;
+/** RFC 8200 section 5: every IPv6 link carries at least 1280-byte packets. */
+export const IPV6_MIN_MTU = 1280;
 export const DEFAULT_VNI = 1;
 /** Linux's VXLAN port when none is given; flannel leaves Port 0 to the kernel, so flannel nodes use it. */
 export const DEFAULT_VXLAN_PORT = 8472;
@@ -118,6 +152,17 @@ function ipv4Field(obj: JsonObject, name: string): IPv4 | undefined {
   }
 }
 
+function ipv6Field(obj: JsonObject, name: string): IPv6 | undefined {
+  const value = field(obj, name);
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') fail(`${name} must be an IPv6 address string, got ${show(value)}`);
+  try {
+    return parseIPv6(value);
+  } catch {
+    return fail(`${name} ${show(value)} is not an IPv6 address`);
+  }
+}
+
 function parseNetwork(obj: JsonObject): Cidr {
   const value = field(obj, 'Network');
   if (value === undefined || value === null || value === '') fail('Network is required, e.g. "Network": "10.17.0.0/16"');
@@ -160,6 +205,59 @@ function parseSubnetBound(obj: JsonObject, name: 'SubnetMin' | 'SubnetMax', netw
     fail(`${name} ${formatIPv4(given)} is not on a SubnetLen boundary (/${subnetLen})`);
   }
   return given;
+}
+
+function parseIpv6Network(obj: JsonObject): Cidr6 {
+  const value = field(obj, 'IPv6Network');
+  if (value === undefined || value === null || value === '') fail('EnableIPv6 is true but IPv6Network is missing; give one such as "IPv6Network": "fd00:10:244::/56"');
+  if (typeof value !== 'string') fail(`IPv6Network must be a CIDR string, got ${show(value)}`);
+  let network: Cidr6;
+  try {
+    // Like Network: net.ParseCIDR clears host bits.
+    network = parseCidr6(value, true);
+  } catch {
+    return fail(`IPv6Network ${show(value)} is not an IPv6 CIDR such as "fd00:10:244::/56"`);
+  }
+  if (network.prefixLength === 0) fail(`IPv6Network ${show(value)} is the whole IPv6 space; give a CIDR such as "fd00:10:244::/56"`);
+  const unusable = unusablePodNetwork6(network);
+  if (unusable !== undefined) fail(`IPv6Network ${unusable}: choose a unique local range such as "fd00:10:244::/56"`);
+  return network;
+}
+
+/** flannel: an explicit IPv6SubnetLen is at most 126 and leaves four subnets; otherwise /64, or a quarter of a small network. */
+function parseIpv6SubnetLen(obj: JsonObject, network: Cidr6): number {
+  const given = integerField(obj, 'IPv6SubnetLen', 'IPv6SubnetLen', 0, 128);
+  const net = formatCidr6(network);
+  if (given !== undefined && given > 0) {
+    if (given > 126) fail(`IPv6SubnetLen ${given} is too long: each subnet needs at least 4 addresses (IPv6SubnetLen at most 126)`);
+    if (given < network.prefixLength + 2) {
+      fail(`IPv6SubnetLen ${given} is too short for IPv6Network ${net}: the network must hold at least four subnets (IPv6SubnetLen at least ${network.prefixLength + 2})`);
+    }
+    return given;
+  }
+  if (network.prefixLength > 124) fail(`IPv6Network ${net} is too small: the smallest useful IPv6 network is a /124`);
+  return network.prefixLength <= 62 ? DEFAULT_IPV6_SUBNET_LEN : network.prefixLength + 2;
+}
+
+function parseIpv6SubnetBound(obj: JsonObject, name: 'IPv6SubnetMin' | 'IPv6SubnetMax', network: Cidr6, subnetLen: number, fallback: IPv6): IPv6 {
+  const given = ipv6Field(obj, name);
+  // flannel (ip.IsEmpty) treats an absent or :: bound as "not set".
+  if (given === undefined || given === 0n) return fallback;
+  if (!cidr6Contains(network, given)) fail(`${name} ${formatIPv6(given)} is not in IPv6Network ${formatCidr6(network)}`);
+  if ((given & prefixMask6(subnetLen)) !== given) fail(`${name} ${formatIPv6(given)} is not on an IPv6SubnetLen boundary (/${subnetLen})`);
+  return given;
+}
+
+function parseIpv6(doc: JsonObject): Ipv6NetworkConfig {
+  const network = parseIpv6Network(doc);
+  const subnetLen = parseIpv6SubnetLen(doc, network);
+  const size = 1n << BigInt(128 - subnetLen);
+  // As for IPv4, the first subnet is skipped by default (flannel's GetIPv6SubnetMin).
+  const subnetMin = parseIpv6SubnetBound(doc, 'IPv6SubnetMin', network, subnetLen, network.address + size);
+  const end = network.address + (1n << BigInt(128 - network.prefixLength));
+  const subnetMax = parseIpv6SubnetBound(doc, 'IPv6SubnetMax', network, subnetLen, end - size);
+  if (subnetMin > subnetMax) fail(`IPv6SubnetMin ${formatIPv6(subnetMin)} is above IPv6SubnetMax ${formatIPv6(subnetMax)}`);
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
 function parseBackend(obj: JsonObject): BackendConfig {
@@ -238,9 +336,26 @@ export function parseNetworkConfig(json: string): NetworkConfig {
     return fail(`not valid JSON (${(err as Error).message}): ${show(json.length > 80 ? json.slice(0, 80) + '...' : json)}`);
   }
   if (!isObject(doc)) fail(`must be a JSON object, got ${show(doc)}`);
-  if (booleanField(doc, 'EnableIPv4', 'EnableIPv4') === false) fail('EnableIPv4 false is not supported: vxtun carries IPv4 only');
-  if (booleanField(doc, 'EnableIPv6', 'EnableIPv6') === true) fail('EnableIPv6 true is not supported: vxtun carries IPv4 only');
+  const enableIPv4 = booleanField(doc, 'EnableIPv4', 'EnableIPv4') ?? true;
+  const enableIPv6 = booleanField(doc, 'EnableIPv6', 'EnableIPv6') ?? false;
+  if (!enableIPv4 && !enableIPv6) fail('EnableIPv4 and EnableIPv6 are both false: the network carries nothing; enable one');
+  // flannel leaves the IPv4 fields of an IPv6-only network at their zero values (lease keys "0.0.0.0-0&<ipv6>-<len>").
+  const config: NetworkConfig = enableIPv4
+    ? { ...parseIpv4(doc), backend: undefined as unknown as BackendConfig }
+    : { enableIPv4: false, network: { address: 0, prefixLength: 0 }, subnetLen: 0, subnetMin: 0, subnetMax: 0, backend: undefined as unknown as BackendConfig };
+  if (enableIPv6) config.ipv6 = parseIpv6(doc);
+  const backend = parseBackend(doc);
+  if (enableIPv6 && !IPV6_BACKENDS.includes(backend.type)) {
+    fail(`EnableIPv6 is not supported with backend ${backend.type}: IPv6 is carried by the ${IPV6_BACKENDS.join(' and ')} backends`);
+  }
+  if (enableIPv6 && backend.type === 'vxlan' && backend.mtu !== undefined && backend.mtu < IPV6_MIN_MTU) {
+    fail(`Backend.MTU ${backend.mtu} is below IPv6's minimum link MTU ${IPV6_MIN_MTU} (RFC 8200), and EnableIPv6 is true`);
+  }
+  config.backend = backend;
+  return config;
+}
 
+function parseIpv4(doc: JsonObject): Pick<NetworkConfig, 'network' | 'subnetLen' | 'subnetMin' | 'subnetMax'> {
   const network = parseNetwork(doc);
   const subnetLen = parseSubnetLen(doc, network);
   const subnetSize = 2 ** (32 - subnetLen);
@@ -250,8 +365,7 @@ export function parseNetworkConfig(json: string): NetworkConfig {
   const subnetMax = parseSubnetBound(doc, 'SubnetMax', network, subnetLen, networkEnd - subnetSize);
   // Not a flannel check (flannel would just find no free subnet later); saying it now is kinder.
   if (subnetMin > subnetMax) fail(`SubnetMin ${formatIPv4(subnetMin)} is above SubnetMax ${formatIPv4(subnetMax)}`);
-  const backend = parseBackend(doc);
-  return { network, subnetLen, subnetMin, subnetMax, backend };
+  return { network, subnetLen, subnetMin, subnetMax };
 }
 
 export type BackendOptions =
@@ -261,11 +375,19 @@ export type BackendOptions =
   | { type: 'bgp'; as?: number; encap?: BgpEncap; routeReflectors?: IPv4[]; gracefulRestart?: number; bfd?: boolean };
 
 export interface NetworkConfigOptions {
-  network: Cidr;
+  /** Absent only in an IPv6-only network (`ipv6Only`). */
+  network?: Cidr;
   subnetLen?: number;
   subnetMin?: IPv4;
   subnetMax?: IPv4;
   backend?: BackendOptions;
+  /** Makes the network dual-stack (EnableIPv6, IPv6Network). */
+  ipv6Network?: Cidr6;
+  ipv6SubnetLen?: number;
+  ipv6SubnetMin?: IPv6;
+  ipv6SubnetMax?: IPv6;
+  /** IPv6 only: writes "EnableIPv4": false and no Network; needs ipv6Network. */
+  ipv6Only?: boolean;
 }
 
 /**
@@ -273,7 +395,14 @@ export interface NetworkConfigOptions {
  * Only given fields are written, so flanneld applies the same defaults we do. Throws what parseNetworkConfig would.
  */
 export function formatNetworkConfig(options: NetworkConfigOptions): string {
-  const doc: JsonObject = { Network: formatCidr(options.network) };
+  const doc: JsonObject = {};
+  if (options.ipv6Only) doc.EnableIPv4 = false;
+  if (options.ipv6Network !== undefined) doc.EnableIPv6 = true;
+  if (options.network !== undefined) doc.Network = formatCidr(options.network);
+  if (options.ipv6Network !== undefined) doc.IPv6Network = formatCidr6(options.ipv6Network);
+  if (options.ipv6SubnetLen !== undefined) doc.IPv6SubnetLen = options.ipv6SubnetLen;
+  if (options.ipv6SubnetMin !== undefined) doc.IPv6SubnetMin = formatIPv6(options.ipv6SubnetMin);
+  if (options.ipv6SubnetMax !== undefined) doc.IPv6SubnetMax = formatIPv6(options.ipv6SubnetMax);
   if (options.subnetLen !== undefined) doc.SubnetLen = options.subnetLen;
   if (options.subnetMin !== undefined) doc.SubnetMin = formatIPv4(options.subnetMin);
   if (options.subnetMax !== undefined) doc.SubnetMax = formatIPv4(options.subnetMax);
@@ -312,6 +441,14 @@ export function networkConfigDifferences(running: NetworkConfig, stored: Network
   compare('SubnetLen', running.subnetLen, stored.subnetLen);
   compare('SubnetMin', formatIPv4(running.subnetMin), formatIPv4(stored.subnetMin));
   compare('SubnetMax', formatIPv4(running.subnetMax), formatIPv4(stored.subnetMax));
+  compare('EnableIPv4', carriesIPv4(running), carriesIPv4(stored));
+  compare('EnableIPv6', running.ipv6 !== undefined, stored.ipv6 !== undefined);
+  const v6a = running.ipv6;
+  const v6b = stored.ipv6;
+  compare('IPv6Network', v6a && formatCidr6(v6a.network), v6b && formatCidr6(v6b.network));
+  compare('IPv6SubnetLen', v6a?.subnetLen, v6b?.subnetLen);
+  compare('IPv6SubnetMin', v6a && formatIPv6(v6a.subnetMin), v6b && formatIPv6(v6b.subnetMin));
+  compare('IPv6SubnetMax', v6a && formatIPv6(v6a.subnetMax), v6b && formatIPv6(v6b.subnetMax));
   const a = running.backend;
   const b = stored.backend;
   compare('Backend.Type', a.type, b.type);

@@ -20,3 +20,17 @@ export function readIpForward(path = IP_FORWARD_PATH): boolean | undefined {
 export function ipForwardWarning(): string {
   return `IP forwarding is off (net.ipv4.ip_forward=0): pods cannot reach the overlay or anything beyond this node; turn it on with \`${IP_FORWARD_FIX}\` (the CNI bridge plugin also does when it attaches the first pod)`;
 }
+
+/** IPv6 pods need IPv6 forwarding (the bridge plugin with isGateway turns it on for IPv6 ranges too). */
+export const IPV6_FORWARD_PATH = '/proc/sys/net/ipv6/conf/all/forwarding';
+export const IPV6_FORWARD_FIX = 'sysctl -w net.ipv6.conf.all.forwarding=1';
+
+/** True / false from net.ipv6.conf.all.forwarding (of this network namespace); undefined when unreadable (no IPv6). */
+export function readIpv6Forward(path = IPV6_FORWARD_PATH): boolean | undefined {
+  return readIpForward(path);
+}
+
+/** The sentence for a dual-stack node whose IPv6 forwarding is off. */
+export function ipv6ForwardWarning(): string {
+  return `IPv6 forwarding is off (net.ipv6.conf.all.forwarding=0): IPv6 pods cannot reach the overlay; turn it on with \`${IPV6_FORWARD_FIX}\` (the CNI bridge plugin also does when it attaches the first pod with an IPv6 range)`;
+}

@@ -3,6 +3,7 @@
 // 224.0.0.0/4 it goes out as multicast, to 0.0.0.0 nowhere (RFC 6890's special-purpose registry, RFC 1122 3.2.1.3,
 // RFC 5771, RFC 1112 4). Link-local 169.254.0.0/16 is left alone: a point-to-point underlay may use it.
 import { type Cidr, type IPv4, cidrContains, formatCidr, formatIPv4, parseCidr } from '../wire/address';
+import { type Cidr6, type IPv6, LINK_LOCAL6, LOOPBACK6, MULTICAST6, V4_MAPPED6, cidr6Contains, formatCidr6, formatIPv6 } from '../wire/address6';
 
 interface SpecialBlock {
   block: Cidr;
@@ -47,6 +48,39 @@ export function unusablePodNetwork(network: Cidr): string | undefined {
     if (network.prefixLength < special.block.prefixLength && cidrContains(network, special.block.address)) {
       return `${formatCidr(network)} takes in the ${range}`;
     }
+  }
+  return undefined;
+}
+
+const SPECIAL_BLOCKS6: readonly { block: Cidr6; what: string }[] = [
+  { block: { address: 0n, prefixLength: 128 }, what: 'unspecified address' },
+  { block: { address: LOOPBACK6, prefixLength: 128 }, what: 'loopback address' },
+  { block: V4_MAPPED6, what: 'IPv4-mapped range (::ffff:0:0/96)' },
+  { block: LINK_LOCAL6, what: 'link-local range (fe80::/10)' },
+  { block: MULTICAST6, what: 'multicast range (ff00::/8)' },
+];
+
+/**
+ * Why `ip` cannot be a node's IPv6 underlay address (a lease's PublicIPv6, --public-ipv6), e.g. "::1 is the loopback
+ * address (::1)", or undefined when it can be. Link-local is refused here, unlike IPv4's: an IPv6 link-local address
+ * needs a zone (interface) to be reached, which a lease cannot carry (RFC 4007 section 6). IPv4-mapped addresses are
+ * IPv4 underlays in disguise (RFC 4291 section 2.5.5.2); they belong in PublicIP.
+ */
+export function unusableUnderlayAddress6(ip: IPv6): string | undefined {
+  for (const special of SPECIAL_BLOCKS6) {
+    if (!cidr6Contains(special.block, ip)) continue;
+    return special.block.prefixLength === 128 ? `${formatIPv6(ip)} is the ${special.what}` : `${formatIPv6(ip)} is in the ${special.what}`;
+  }
+  return undefined;
+}
+
+/** Why `network` cannot hold IPv6 pod subnets (it touches ::, ::1, IPv4-mapped, link-local or multicast), or undefined. */
+export function unusablePodNetwork6(network: Cidr6): string | undefined {
+  for (const special of SPECIAL_BLOCKS6) {
+    const inside = network.prefixLength >= special.block.prefixLength && cidr6Contains(special.block, network.address);
+    const around = network.prefixLength < special.block.prefixLength && cidr6Contains(network, special.block.address);
+    if (inside) return `${formatCidr6(network)} is in the ${special.what}`;
+    if (around) return `${formatCidr6(network)} takes in the ${special.what}`;
   }
   return undefined;
 }

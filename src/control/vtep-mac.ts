@@ -14,3 +14,14 @@ export function deriveVtepMac(nodeIdentity: string): Mac {
   digest[0] = (digest[0] & 0xfe) | 0x02;
   return digest.readUIntBE(0, 6);
 }
+
+/**
+ * The MAC of our IPv6 VTEP (flannel's BackendV6Data.VtepMAC: flannel-v6.<VNI> is a second device with its own MAC).
+ * Derived like the IPv4 one, from sha1("vxtun-vtep6:" + identity): as stable, and a different MAC, so that the
+ * neighbor and FDB entries of the two VTEPs never collide on a peer.
+ */
+export function deriveVtepMac6(nodeIdentity: string): Mac {
+  const digest = createHash('sha1').update(`vxtun-vtep6:${nodeIdentity}`).digest();
+  digest[0] = (digest[0] & 0xfe) | 0x02;
+  return digest.readUIntBE(0, 6);
+}

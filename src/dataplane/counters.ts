@@ -80,6 +80,9 @@ export class Counters {
   /** Decapsulated and written to the TUN. */
   readonly tunOut = new Flow();
   arpReplies = 0;
+  /** Neighbor Solicitations for our v6 VTEP address answered (the IPv6 ARP replies). */
+  neighborAdvertisements = 0;
+  /** ICMP and ICMPv6 errors we wrote back into the TUN. */
   icmpErrors = 0;
   /** UDP GSO sends the kernel refused (EIO/EINVAL); their segments went one by one (not drops). */
   gsoFallbacks = 0;
@@ -101,6 +104,7 @@ export class Counters {
       underlayIn: { ...this.underlayIn },
       tunOut: { ...this.tunOut },
       arpReplies: this.arpReplies,
+      neighborAdvertisements: this.neighborAdvertisements,
       icmpErrors: this.icmpErrors,
       gsoFallbacks: this.gsoFallbacks,
       gsoFallbackPeers: this.gsoFallbackPeers,

@@ -2,6 +2,9 @@
 //   outbound  TUN read batch -> check inner IPv4 -> route (LPM) -> [MTU / ICMP] -> encapsulate in place -> socket send batch
 //   inbound   socket recv batch -> sender holds a lease? -> decapsulate (checks, ARP) -> check inner IPv4
 //             -> inner source in the sender's lease, destination in ours (admission.ts) -> TUN write batch
+// IPv6 (issue 12), when our lease has an IPv6 subnet: packets with version nibble 6 take the same loops through
+// ipv6-path.ts (routes6 -> neighbors6 -> fdb6 or fdb, Packet Too Big / Destination Unreachable back into the TUN,
+// admission by the sender's IPv6 subnets); an IPv6 underlay socket (socket6) gets its own receive loop and send batch.
 // Every decision is made here in TypeScript, every drop is counted by stage and reason, and nothing on these paths
 // allocates: batches, views and slots are made once. Each readiness callback runs a bounded number of rounds and
 // returns to the event loop, so inbound, outbound and the control plane take turns. A round never throws: system
@@ -11,14 +14,20 @@ import { HEADROOM, type BufferPool } from '../buf/pool';
 import { PacketBatch } from '../io/batch';
 import type { DatagramSocket, TunDevice } from '../io/types';
 import type { Cidr } from '../wire/address';
+import type { Cidr6 } from '../wire/address6';
 import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
 import { Ipv4View, checkIpv4 } from '../wire/ipv4';
 import { completeChecksum } from '../io/segmentation';
 import { MAX_VIRTIO_NET_PACKET_LEN, VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../wire/virtio-net';
 import { InnerAdmission } from './admission';
+import { Ipv6Path, IPV6_UNDERLAY_EXTRA } from './ipv6-path';
+import { VIRTIO_NET_HDR_GSO_TCPV6, tcpSegment6 } from './tso6';
+import type { LeasedVtep } from './vtep-registry';
+import { ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, ICMPV6_PACKET_TOO_BIG, emitIcmpv6Error, icmpv6ErrorAllowed } from '../wire/icmpv6';
+import { IPV6_DESTINATION_OFFSET, IPV6_HEADER_LEN } from '../wire/ipv6';
 import { Counters } from './counters';
 import type { Encapsulation, LocalVtep } from './encap';
-import { JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
+import { BATCH6_INDEX, JourneyBuilder, type PacketTracer, type PendingJourney } from './journeys';
 import { type DataPlaneLog, silentLog } from './log';
 import { SegmentSender } from './segment-sender';
 import { SourcePorts } from './source-ports';
@@ -52,6 +61,13 @@ export interface EngineOptions {
   /** The cluster network: its address is the source of our ICMP net-unreachable (never a local address: the kernel
    *  drops packets from its own addresses arriving on a device). */
   network: Cidr;
+  /** The cluster IPv6 network (flannel's IPv6Network): its address is the source of the ICMPv6 errors we generate. */
+  network6?: Cidr6;
+  /**
+   * An IPv6 underlay socket (family 6, from v6-underlay's udp.ts): IPv6 and IPv4 inner packets whose FDB entry is in
+   * fdb6 leave through it, and datagrams it receives are checked against VTEPs with an IPv6 PublicIPv6.
+   */
+  socket6?: DatagramSocket;
   batchSize?: number;
   tables?: ForwardingTables;
   /** Where the engine says what went wrong (each kind of I/O fault once); the agent passes its Logger. */
@@ -72,6 +88,12 @@ export class Engine {
   tracer: PacketTracer | undefined = undefined;
   private readonly tun: TunDevice;
   private readonly socket: DatagramSocket;
+  /** The IPv6 underlay socket, when there is one. */
+  private readonly socket6: DatagramSocket | undefined;
+  /** IPv6 decisions, when our lease has an IPv6 subnet (else IPv6 is dropped as 'ipv6-not-supported'). */
+  private readonly v6: Ipv6Path | undefined;
+  /** Largest inner packet over the IPv6 underlay (its outer header is 20 bytes longer). */
+  private readonly overlayMtu6: number;
   private readonly encap: Encapsulation;
   private readonly pool: BufferPool;
   private readonly slab: Buffer;
@@ -93,14 +115,21 @@ export class Engine {
   // Inbound state: datagrams received, inner packets for the TUN, ARP replies for the underlay.
   private readonly inRecv: PacketBatch;
   private readonly inSlots: Uint32Array;
-  private readonly inToTun: PacketBatch;
+  private inToTun: PacketBatch;
   private readonly arpReplies: PacketBatch;
+  // IPv6 underlay state: datagrams to send, received, and Neighbor Advertisements for it.
+  private readonly outSend6: PacketBatch;
+  private readonly inRecv6: PacketBatch;
+  private readonly inSlots6: Uint32Array;
+  private readonly ndReplies6: PacketBatch;
   /** Offload (TSO/GSO/GRO) state: used only when the TUN or the socket offers it. */
   private readonly offload: boolean;
   private readonly vnet = new VirtioNetHeaderView();
   private readonly segments: SegmentSender;
   private readonly segSizes: Uint32Array;
   private readonly coalesceScratch: Buffer;
+  /** TSO6 segmentation buffers (made on the first super-packet: only offload TUNs with an IPv6 lease need them). */
+  private tso6: { out: Buffer; prefix: Buffer; lengths: Uint32Array; batch: PacketBatch } | undefined;
 
   private readonly journeys: JourneyBuilder;
   private readonly pendingJourneys: PendingJourney[] = [];
@@ -113,12 +142,14 @@ export class Engine {
   private readonly slotCapacity: number;
   private readonly admission: InnerAdmission;
   private readonly faults: IoFaults;
+  private readonly local: LocalVtep;
   private readonly log: DataPlaneLog;
   private readonly onFatal: ((error: Error) => void) | undefined;
 
   constructor(options: EngineOptions) {
     this.tun = options.tun;
     this.socket = options.socket;
+    this.socket6 = options.socket6;
     this.encap = options.encap;
     this.pool = options.pool;
     this.slab = options.pool.slab;
@@ -128,7 +159,7 @@ export class Engine {
     this.tables = options.tables ?? new ForwardingTables();
     this.counters = new Counters(this.batchSize);
     this.offload = this.tun.offload;
-    const needed = this.offload || this.socket.gro ? OFFLOAD_SLOT_BYTES : options.overlayMtu + this.encap.headroom;
+    const needed = this.offload || this.socket.gro || options.socket6?.gro ? OFFLOAD_SLOT_BYTES : options.overlayMtu + this.encap.headroom;
     if (this.pool.slotSize - HEADROOM < needed) {
       throw new Error(`buffer pool slots of ${this.pool.slotSize} bytes cannot hold ${needed}-byte reads`);
     }
@@ -153,8 +184,18 @@ export class Engine {
     this.journeys = new JourneyBuilder(this.encap.name, options.local, this.tun.name, this.counters.drops);
     this.slotCapacity = this.pool.slotSize - HEADROOM;
     this.admission = new InnerAdmission(options.local.subnet);
+    const { subnet6, vtepMac6 } = options.local;
+    this.v6 = subnet6 !== undefined && this.encap.writeHeaders6 !== undefined ? new Ipv6Path(subnet6, vtepMac6 ?? options.local.vtepMac, options.network6, this.counters) : undefined;
+    this.overlayMtu6 = options.overlayMtu - IPV6_UNDERLAY_EXTRA;
+    const gro6 = this.socket6?.gro === true;
+    this.outSend6 = new PacketBatch(this.slab, b);
+    this.inRecv6 = new PacketBatch(this.slab, b);
+    this.inSlots6 = new Uint32Array(b);
+    this.ndReplies6 = new PacketBatch(this.slab, gro6 ? b * GRO_SEGMENTS : b);
+    if (gro6 && !this.socket.gro) this.inToTun = new PacketBatch(this.slab, b * GRO_SEGMENTS);
     this.log = options.log ?? silentLog;
     this.onFatal = options.onFatal;
+    this.local = options.local;
     this.faults = new IoFaults(this.counters.drops, this.log, this.tun.name, this.socket.kind === 'udp' ? 'UDP socket' : 'raw IP-in-IP socket');
   }
 
@@ -163,6 +204,7 @@ export class Engine {
     this.running = true;
     this.tun.watch(() => this.pumpOutbound());
     this.socket.watch(() => this.pumpInbound());
+    this.socket6?.watch(() => this.pumpInbound6());
   }
 
   stop(): void {
@@ -170,6 +212,7 @@ export class Engine {
     this.stopped = true;
     this.tun.close();
     this.socket.close();
+    this.socket6?.close();
     for (const sender of this.sourcePorts.senders) sender.close();
   }
 
@@ -184,6 +227,13 @@ export class Engine {
   pumpInbound(): void {
     for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
       if (this.stopped || this.inboundRound() < this.batchSize) return;
+    }
+  }
+
+  /** Moves datagrams from the IPv6 underlay socket to the TUN, as pumpInbound. Never throws. */
+  pumpInbound6(): void {
+    for (let round = 0; round < ROUNDS_PER_WAKEUP; round++) {
+      if (this.stopped || this.inboundRound6() < this.batchSize) return;
     }
   }
 
@@ -220,6 +270,7 @@ export class Engine {
       return 0;
     } finally {
       this.outSend.count = 0;
+      this.outSend6.count = 0;
       this.releaseIcmpReplies();
       this.release(this.outSlots, prepared);
     }
@@ -237,6 +288,10 @@ export class Engine {
   /** One packet from the TUN: check it, route it, encapsulate it onto outSend. */
   private forward(off: number, len: number): void {
     const counters = this.counters;
+    if (this.v6 !== undefined && len > 0 && this.slab[off] >> 4 === 6) {
+      this.forward6(off, len);
+      return;
+    }
     counters.tunIn.add(len);
     const problem = checkIpv4(this.slab, off, len);
     if (problem !== undefined) {
@@ -264,6 +319,69 @@ export class Engine {
     }
   }
 
+  /** One IPv6 packet from the TUN: check it, route it (routes6), resolve its underlay, encapsulate it. */
+  private forward6(off: number, len: number): void {
+    const counters = this.counters;
+    const v6 = this.v6!;
+    const slab = this.slab;
+    counters.tunIn.add(len);
+    if (!v6.checkOutbound(slab, off, len)) return;
+    const route = this.tables.routes6.lookupAt(slab, off + IPV6_DESTINATION_OFFSET);
+    if (route === undefined) {
+      this.icmpv6Error(ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, 0, v6.networkBytes, off, len);
+      counters.drops.count('route6', 'no-match');
+      return;
+    }
+    if (route.encap !== this.encap.name) {
+      counters.drops.count('route6', 'wrong-encap');
+      return;
+    }
+    if (!v6.resolve(route, this.tables)) return;
+    const packetLen = IPV6_HEADER_LEN + slab.readUInt16BE(off + 4);
+    const mtu = v6.overIpv6 ? this.overlayMtu6 : this.overlayMtu;
+    if (packetLen > mtu) {
+      // IPv6 routers never fragment (RFC 8200 5): always Packet Too Big, whatever the packet says.
+      this.icmpv6Error(ICMPV6_PACKET_TOO_BIG, 0, mtu, v6.gatewayOf(route), off, len);
+      counters.drops.count('mtu', 'too-big');
+      return;
+    }
+    const headroom = this.encap.headroom;
+    const start = off - headroom;
+    this.encap.writeHeaders6!(slab, start, v6.mac);
+    if (!v6.overIpv6) {
+      const send = this.outSend;
+      if (!send.push(start, packetLen + headroom, v6.underlay4, this.encap.nextHopPort || this.localPort)) {
+        counters.drops.count('underlay', 'batch-full');
+        return;
+      }
+      this.outSender[send.count - 1] = this.sourcePorts.pick6(slab, off);
+      return;
+    }
+    const send6 = this.outSend6;
+    if (this.socket6 === undefined) {
+      counters.drops.count('underlay6', 'no-socket');
+      return;
+    }
+    if (!send6.push(start, packetLen + headroom, 0, this.localPort)) {
+      counters.drops.count('underlay6', 'batch-full');
+      return;
+    }
+    send6.addrs6.set(v6.underlay6, 4 * (send6.count - 1));
+  }
+
+  private get segments6(): { out: Buffer; prefix: Buffer; lengths: Uint32Array; batch: PacketBatch } {
+    if (this.tso6 === undefined) {
+      // A 64 KB payload plus 128 copies of the largest headers (VXLAN 8 + Ethernet 14 + IPv6 40 + TCP 60).
+      const out = Buffer.alloc(65535 + 128 * 122);
+      this.tso6 = { out, prefix: Buffer.alloc(64), lengths: new Uint32Array(128), batch: new PacketBatch(out, 128) };
+    }
+    return this.tso6;
+  }
+
+  private get localPort(): number {
+    return this.local.port;
+  }
+
   private inboundRound(): number {
     const recv = this.inRecv;
     const prepared = this.prepare(recv, this.inSlots);
@@ -281,12 +399,14 @@ export class Engine {
         const off = recv.offsets[i];
         const len = Math.min(recv.lengths[i], capacity);
         const segment = gro ? this.segSizes[i] : 0;
+        const source = recv.addrs[i];
+        const sender = this.tables.vtepOf(source);
         if (segment === 0) {
-          this.receiveOne(off, len, recv.addrs[i], tracer);
+          this.receiveOne(off, len, sender, source, tracer);
           continue;
         }
         // UDP GRO: one buffer, several datagrams of one sender, each `segment` bytes but the last.
-        for (let at = off, end = off + len; at < end; at += segment) this.receiveOne(at, Math.min(segment, end - at), recv.addrs[i], tracer);
+        for (let at = off, end = off + len; at < end; at += segment) this.receiveOne(at, Math.min(segment, end - at), sender, source, tracer);
       }
       this.flushInbound(tracer);
       this.flushArpReplies();
@@ -350,10 +470,16 @@ export class Engine {
       return;
     }
     const sentBefore = this.outSend.count;
+    const sent6Before = this.outSend6.count;
     const icmpBefore = this.icmpReplies.count;
+    const ipv6 = this.v6 !== undefined && len > 0 && this.slab[off] >> 4 === 6;
     this.forward(off, len);
     const icmpSent = this.icmpReplies.count > icmpBefore;
-    this.pendingJourneys.push(this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes));
+    this.pendingJourneys.push(
+      ipv6
+        ? this.journeys.outbound6(this.slab, off, len, this.tables, this.outSend, sentBefore, this.outSend6, sent6Before, icmpSent, tracer.withBytes)
+        : this.journeys.outbound(this.slab, off, len, this.tables, this.outSend, sentBefore, icmpSent, tracer.withBytes),
+    );
   }
 
   /** Sends what this round queued so far (before a super-packet, so that its segments do not overtake them). */
@@ -372,8 +498,14 @@ export class Engine {
       for (let i = 0; i < send.count; i++) if (this.outSent[i] === 1) flow.add(send.lengths[i]);
       if (sent < send.count) this.faults.sendShortfall(this.socket, send.count - sent);
     }
-    if (tracer !== undefined) this.journeys.finish(this.pendingJourneys, (i) => this.outSent[i] === 1, send.count, this.socketLabel, tracer);
+    const send6 = this.outSend6;
+    let sent6 = 0;
+    if (send6.count > 0) sent6 = this.sendBatch(this.socket6!, send6);
+    if (tracer !== undefined) {
+      this.journeys.finish(this.pendingJourneys, (i) => (i < BATCH6_INDEX ? this.outSent[i] === 1 : i - BATCH6_INDEX < sent6), send.count, this.socketLabel, tracer);
+    }
     send.count = 0;
+    send6.count = 0;
   }
 
   /** A read from an offload TUN: a virtio_net_hdr, then a plain packet or a TCP super-packet. */
@@ -390,6 +522,10 @@ export class Engine {
       if (vnet.needsChecksum && !this.finishChecksum(pkt, pktLen, vnet.checksumStart, vnet.checksumOffset)) return;
       if (tracer === undefined) this.forward(pkt, pktLen);
       else this.forwardTraced(pkt, pktLen, tracer);
+      return;
+    }
+    if (gsoType === VIRTIO_NET_HDR_GSO_TCPV6 && this.v6 !== undefined) {
+      this.forwardSuperPacket6(pkt, pktLen, vnet.gsoSize, vnet.checksumStart, tracer);
       return;
     }
     if (gsoType !== VIRTIO_NET_HDR_GSO_TCPV4) {
@@ -432,16 +568,137 @@ export class Engine {
     }
   }
 
+  /**
+   * A TCP/IPv6 super-packet (TSO6): one route decision, segments cut by tcpSegment6 behind one VXLAN + Ethernet
+   * template, sent in one sendmmsg batch through the socket of the route's underlay. Segments larger than the path
+   * (the kernel sized them for the TUN's MTU) are answered with Packet Too Big, as single packets are.
+   */
+  private forwardSuperPacket6(pkt: number, pktLen: number, gsoSize: number, csumStart: number, tracer: PacketTracer | undefined): void {
+    const counters = this.counters;
+    const v6 = this.v6!;
+    const slab = this.slab;
+    counters.tunIn.add(pktLen);
+    if (!v6.checkOutbound(slab, pkt, pktLen)) return;
+    const route = this.tables.routes6.lookupAt(slab, pkt + IPV6_DESTINATION_OFFSET);
+    if (route === undefined) {
+      this.icmpv6Error(ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, 0, v6.networkBytes, pkt, pktLen);
+      counters.drops.count('route6', 'no-match');
+      return;
+    }
+    if (route.encap !== this.encap.name) {
+      counters.drops.count('route6', 'wrong-encap');
+      return;
+    }
+    if (!v6.resolve(route, this.tables)) return;
+    const mtu = v6.overIpv6 ? this.overlayMtu6 : this.overlayMtu;
+    const thl = pktLen >= IPV6_HEADER_LEN + 20 ? (slab[pkt + IPV6_HEADER_LEN + 12] >> 4) * 4 : 20;
+    if (IPV6_HEADER_LEN + thl + gsoSize > mtu) {
+      this.icmpv6Error(ICMPV6_PACKET_TOO_BIG, 0, mtu, v6.gatewayOf(route), pkt, pktLen);
+      counters.drops.count('mtu', 'too-big');
+      return;
+    }
+    const socket = v6.overIpv6 ? this.socket6 : this.sourcePorts.senders[this.sourcePorts.pick6(slab, pkt)];
+    if (socket === undefined) {
+      counters.drops.count('underlay6', 'no-socket');
+      return;
+    }
+    const seg = this.segments6;
+    this.encap.writeHeaders6!(seg.prefix, 0, v6.mac);
+    const count = tcpSegment6(slab, pkt, pktLen, gsoSize, csumStart, seg.out, 0, seg.prefix, this.encap.headroom, seg.lengths);
+    if (count < 0) {
+      counters.drops.count('gso', 'cannot-segment');
+      return;
+    }
+    this.flushOutbound(tracer);
+    const batch = seg.batch;
+    batch.count = 0;
+    for (let i = 0, at = 0; i < count; at += seg.lengths[i], i++) {
+      batch.push(at, seg.lengths[i], v6.underlay4, this.local.port);
+      if (v6.overIpv6) batch.addrs6.set(v6.underlay6, 4 * i);
+    }
+    this.sendBatch(socket, batch);
+  }
+
   private get socketLabel(): string {
     return this.socket.kind === 'udp' ? 'udp socket, sendmmsg' : 'raw IPv4 protocol 4 socket, sendmmsg';
   }
 
-  private receiveOne(off: number, len: number, source: number, tracer: PacketTracer | undefined): void {
+  private receiveOne(off: number, len: number, sender: LeasedVtep | undefined, source: number, tracer: PacketTracer | undefined): void {
     // However many inner packets one receive holds (GRO), the queues never overflow: full ones go out first.
     if (this.inToTun.full) this.flushInbound(tracer);
     if (this.arpReplies.full) this.flushArpReplies();
-    if (tracer === undefined) this.receive(off, len, source);
-    else this.receiveTraced(off, len, source, tracer);
+    if (tracer === undefined) this.receive(off, len, sender, source, this.arpReplies);
+    else this.receiveTraced(off, len, sender, source, tracer);
+  }
+
+  /**
+   * The IPv6 underlay's receive loop: as inboundRound, the sender found by the four words of its address
+   * (vtepOf6Words), Neighbor Advertisements queued back through socket6 to the asker's address.
+   */
+  private inboundRound6(): number {
+    const socket6 = this.socket6!;
+    const recv = this.inRecv6;
+    const prepared = this.prepare(recv, this.inSlots6);
+    if (prepared === 0) return 0;
+    try {
+      const gro = socket6.gro === true;
+      let n: number;
+      try {
+        n = gro ? socket6.recvGro!(recv, this.segSizes) : socket6.recv(recv);
+      } catch (error) {
+        this.ioFailed(error, 'underlay-recv', 0);
+        return 0;
+      }
+      if (n === 0) return 0;
+      this.counters.inboundBatches.record(n);
+      this.inToTun.count = 0;
+      this.ndReplies6.count = 0;
+      const tracer = this.tracer;
+      const capacity = this.slotCapacity;
+      const a = recv.addrs6;
+      for (let i = 0; i < n; i++) {
+        const off = recv.offsets[i];
+        const len = Math.min(recv.lengths[i], capacity);
+        const segment = gro ? this.segSizes[i] : 0;
+        const sender = this.tables.vtepOf6Words(a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]);
+        if (segment === 0) {
+          this.receiveOne6(off, len, sender, i, tracer);
+          continue;
+        }
+        for (let at = off, end = off + len; at < end; at += segment) this.receiveOne6(at, Math.min(segment, end - at), sender, i, tracer);
+      }
+      this.flushInbound(tracer);
+      this.flushNdReplies6();
+      return n;
+    } catch (error) {
+      this.roundFailed(error, 'underlay-recv');
+      return 0;
+    } finally {
+      this.inToTun.count = 0;
+      this.ndReplies6.count = 0;
+      this.release(this.inSlots6, prepared);
+    }
+  }
+
+  private receiveOne6(off: number, len: number, sender: LeasedVtep | undefined, index: number, tracer: PacketTracer | undefined): void {
+    if (this.inToTun.full) this.flushInbound(tracer);
+    if (this.ndReplies6.full) this.flushNdReplies6();
+    const replies = this.ndReplies6;
+    const before = replies.count;
+    if (tracer === undefined) this.receive(off, len, sender, 0, replies);
+    else this.receiveTraced(off, len, sender, 0, tracer, replies);
+    // The reply goes back to the asker's IPv6 address.
+    if (replies.count > before) {
+      const from = this.inRecv6.addrs6;
+      const to = replies.addrs6;
+      for (let k = 0; k < 4; k++) to[4 * before + k] = from[4 * index + k];
+    }
+  }
+
+  private flushNdReplies6(): void {
+    const replies = this.ndReplies6;
+    if (replies.count > 0) this.sendBatch(this.socket6!, replies);
+    replies.count = 0;
   }
 
   private flushInbound(tracer: PacketTracer | undefined): void {
@@ -455,16 +712,23 @@ export class Engine {
    * One datagram from the underlay: the sender must hold a lease (first, so a stranger's packets count as a
    * stranger's), then decapsulate, check the inner packet and its addresses (admission.ts), queue it for the TUN.
    */
-  private receive(off: number, len: number, source: number): number {
+  private receive(off: number, len: number, sender: LeasedVtep | undefined, source: number, replies: PacketBatch): number {
     const counters = this.counters;
     counters.underlayIn.add(len);
-    const sender = this.tables.vtepOf(source);
     if (sender === undefined) {
       counters.drops.count('underlay', 'unknown-vtep');
       return -1;
     }
-    const inner = this.encap.decapsulate(this.slab, off, len, source, this.tables, this.arpReplies, counters);
+    const inner = this.encap.decapsulate(this.slab, off, len, source, this.tables, replies, counters);
     if (inner < 0) return inner;
+    if (this.encap.innerFamily === 6) {
+      // Only an encapsulation that carries IPv6 says 6, and only when we have an IPv6 lease (vtepMac6).
+      const v6 = this.v6;
+      const packetLen = v6 === undefined ? -1 : v6.admit(this.slab, inner, off + len - inner, sender);
+      if (v6 === undefined) counters.drops.count('inner-ipv6', 'ipv6-not-supported');
+      if (packetLen >= 0) this.inToTun.push(inner, packetLen);
+      return inner;
+    }
     const problem = checkIpv4(this.slab, inner, off + len - inner);
     if (problem !== undefined) {
       counters.drops.count('inner-ipv4', problem);
@@ -480,14 +744,15 @@ export class Engine {
     return inner;
   }
 
-  private receiveTraced(off: number, len: number, source: number, tracer: PacketTracer): void {
+  private receiveTraced(off: number, len: number, sender: LeasedVtep | undefined, source: number, tracer: PacketTracer, replies = this.arpReplies): void {
     const queuedBefore = this.inToTun.count;
-    const arpBefore = this.counters.arpReplies;
-    const inner = this.receive(off, len, source);
+    const arpBefore = this.counters.arpReplies + this.counters.neighborAdvertisements;
+    const inner = this.receive(off, len, sender, source, replies);
     const delivered = this.inToTun.count > queuedBefore;
     if (delivered ? !tracer.wants(this.slab, inner, off + len - inner) : !tracer.wants(this.slab, 0, 0)) return;
-    const arpAnswered = this.counters.arpReplies > arpBefore;
-    this.pendingJourneys.push(this.journeys.inbound(this.slab, off, len, source, inner, this.inToTun, queuedBefore, arpAnswered, tracer.withBytes));
+    const arpAnswered = this.counters.arpReplies + this.counters.neighborAdvertisements > arpBefore;
+    const from = sender !== undefined && typeof sender.underlayIp === 'bigint' ? sender.underlayIp : source;
+    this.pendingJourneys.push(this.journeys.inbound(this.slab, off, len, from, inner, this.inToTun, queuedBefore, arpAnswered, tracer.withBytes));
   }
 
   /** Offers `batch` as many fresh pool slots as it holds (fewer when the pool runs low); returns how many. */
@@ -520,16 +785,20 @@ export class Engine {
   }
 
   private sendToUnderlay(batch: PacketBatch): number {
+    return this.sendBatch(this.socket, batch);
+  }
+
+  private sendBatch(socket: DatagramSocket, batch: PacketBatch): number {
     let sent: number;
     try {
-      sent = this.socket.send(batch);
+      sent = socket.send(batch);
     } catch (error) {
       this.ioFailed(error, 'underlay-send', batch.count);
       return 0;
     }
     const flow = this.counters.underlayOut;
     for (let i = 0; i < sent; i++) flow.add(batch.lengths[i]);
-    if (sent < batch.count) this.faults.sendShortfall(this.socket, batch.count - sent);
+    if (sent < batch.count) this.faults.sendShortfall(socket, batch.count - sent);
     return sent;
   }
 
@@ -561,6 +830,28 @@ export class Engine {
     this.icmpSlots[replies.count] = slot;
     const start = this.pool.start(slot) + HEADROOM;
     const replyLen = emitIcmpUnreachable(this.slab, start, code, from, this.slab, off, len, mtu);
+    replies.push(start, replyLen);
+    this.counters.icmpErrors++;
+  }
+
+  /**
+   * Queues an ICMPv6 error of `type` / `code` about the IPv6 packet at `off` for the TUN, from the 16 bytes at
+   * from[0] (RFC 4443: Destination Unreachable, Packet Too Big with `param` as the MTU), rate-limited with IPv4's.
+   */
+  private icmpv6Error(type: number, code: number, param: number, from: Buffer, off: number, len: number): void {
+    if (!icmpv6ErrorAllowed(this.slab, off, type)) return;
+    if (!this.takeIcmpToken()) {
+      this.counters.drops.count('icmp', 'rate-limited');
+      return;
+    }
+    const replies = this.icmpReplies;
+    if (replies.full) return;
+    const slot = this.pool.get();
+    if (slot < 0) return;
+    this.icmpSlots[replies.count] = slot;
+    const start = this.pool.start(slot) + HEADROOM;
+    const packetLen = Math.min(len, IPV6_HEADER_LEN + this.slab.readUInt16BE(off + 4));
+    const replyLen = emitIcmpv6Error(this.slab, start, type, code, param, from, 0, this.slab, off, packetLen);
     replies.push(start, replyLen);
     this.counters.icmpErrors++;
   }

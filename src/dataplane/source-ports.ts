@@ -37,6 +37,22 @@ export class SourcePorts {
     return (h >>> 0) % n;
   }
 
+  /**
+   * The sender for the inner IPv6 packet at off: a hash of both addresses, the flow label and the first next header,
+   * with the ports when that is TCP or UDP directly (RFC 6438 lets the flow label stand for the rest).
+   */
+  pick6(slab: Buffer, off: number): number {
+    const n = this.senders.length;
+    if (n === 1) return 0;
+    let h = slab.readUInt32BE(off) & 0xfffff;
+    for (let at = off + 8; at < off + 40; at += 4) h = Math.imul(h ^ slab.readUInt32BE(at) ^ (h >>> 13), 0x85ebca6b);
+    const next = slab[off + 6];
+    h ^= next;
+    if (next === IPPROTO_TCP || next === IPPROTO_UDP) h = Math.imul(h ^ slab.readUInt32BE(off + 40), 0x27d4eb2f);
+    h ^= h >>> 16;
+    return (h >>> 0) % n;
+  }
+
   /** Sends batch entry i through senders[which[i]]; sets sent[i] to 1 for what the kernel took; returns that count. */
   send(batch: PacketBatch, which: Uint8Array, sent: Uint8Array): number {
     sent.fill(0, 0, batch.count);

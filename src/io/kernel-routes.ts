@@ -38,3 +38,35 @@ export async function deleteRoute(destination: string, device: string): Promise<
 export async function setTxQueueLength(device: string, packets: number): Promise<void> {
   await ip(['link', 'set', 'dev', device, 'txqueuelen', String(packets)]);
 }
+
+/**
+ * `ip -6 route replace <destination> dev <device>`: the cluster IPv6 network into the TUN (flannel routes it into
+ * flannel-v6.<VNI>). Idempotent.
+ */
+export async function replaceRoute6(destination: string, device: string): Promise<void> {
+  await ip(['-6', 'route', 'replace', destination, 'dev', device]);
+}
+
+/** `ip -6 route replace <destination> via <gateway> dev <device>`: host-gw's IPv6 route to a peer's PublicIPv6. */
+export async function replaceRoute6Via(destination: string, gateway: string, device: string): Promise<void> {
+  await ip(['-6', 'route', 'replace', destination, 'via', gateway, 'dev', device]);
+}
+
+/** Deletes an IPv6 route; a route already gone is not an error. */
+export async function deleteRoute6(destination: string, device: string): Promise<void> {
+  try {
+    await ip(['-6', 'route', 'del', destination, 'dev', device]);
+  } catch (err) {
+    if (!/No such process|Cannot find device/.test((err as Error).message)) throw err;
+  }
+}
+
+/**
+ * `ip -6 addr replace <address>/128 dev <device> nodad`: the TUN's own IPv6 address, a /128 as flannel gives its v6
+ * device `<subnet>::/128` (pkg/backend/vxlan/vxlan.go ConfigureIPv6), so the kernel adds no on-link prefix route that
+ * would shadow the cluster route; nodad because nothing else on a point-to-point TUN can hold it, and a tentative
+ * address (DAD takes a second or more) cannot be a source meanwhile.
+ */
+export async function replaceAddress6(address: string, device: string): Promise<void> {
+  await ip(['-6', 'addr', 'replace', `${address}/128`, 'dev', device, 'nodad']);
+}

@@ -1,6 +1,8 @@
 // Writes traced journeys to a pcap Wireshark and tshark open: each packet twice, as the inner IPv4 packet and as
-// it travels the underlay (outer IPv4 + UDP + VXLAN frame, or outer IPv4 protocol 4), both as raw IPv4 records.
+// it travels the underlay (outer IPv4 + UDP + VXLAN frame, or outer IPv4 protocol 4), both as raw IP records.
+// IPv6 (issue 12): inner IPv6 packets are raw records as they are; an IPv6 underlay's outer header is IPv6 + UDP.
 import { parseIPv4 } from '../wire/address';
+import { parseIPv6 } from '../wire/address6';
 import { IPV4_HEADER_LEN, IPPROTO_IPIP, writeIpv4Header } from '../wire/ipv4';
 import type { Journey } from './journey';
 import type { PcapWriter } from './pcap';
@@ -16,6 +18,11 @@ export function writeJourney(pcap: PcapWriter, j: Journey): void {
   };
   const writeOuter = (): void => {
     if (frame === undefined || outer === undefined) return;
+    if (outer.src.includes(':')) {
+      const ports = { srcPort: outer.dstPort ?? 4789, dstPort: outer.dstPort ?? 4789 };
+      pcap.writeUdpDatagram6({ source: parseIPv6(outer.src), destination: parseIPv6(outer.dst), ...ports }, frame, 0, frame.length, timeNs);
+      return;
+    }
     const src = parseIPv4(outer.src);
     const dst = parseIPv4(outer.dst);
     if (outer.encap === 'vxlan') {

@@ -1,10 +1,13 @@
 // A classic libpcap file writer (magic 0xa1b2c3d4, version 2.4, microsecond timestamps), readable by tcpdump and
 // Wireshark. Records are appended to one chunk and flushed when it fills or on close: no syscall per packet.
 // The agent sees VXLAN as UDP payloads (the socket hides the outer headers), so `writeUdpDatagram` synthesizes
-// the outer IPv4/UDP header that was, or will be, on the wire.
+// the outer IPv4/UDP header that was, or will be, on the wire; `writeUdpDatagram6` the outer IPv6/UDP one for an
+// IPv6 underlay (issue 12). LINKTYPE_RAW records hold either version: readers look at the version nibble.
 import { closeSync, openSync, writeSync } from 'node:fs';
 import type { IPv4 } from '../wire/address';
-import { foldChecksum, onesComplementSum, pseudoHeaderSum } from '../wire/checksum';
+import type { IPv6 } from '../wire/address6';
+import { foldChecksum, onesComplementSum, pseudoHeaderSum, pseudoHeaderSum6 } from '../wire/checksum';
+import { IPV6_HEADER_LEN, emitIpv6 } from '../wire/ipv6';
 import { IPPROTO_UDP, IPV4_HEADER_LEN, writeIpv4Header } from '../wire/ipv4';
 import { UDP_HEADER_LEN, UdpView } from '../wire/udp';
 
@@ -63,6 +66,35 @@ export function buildOuterIpv4Udp(outer: OuterIpv4Udp, payloadLength: number, bu
   return OUTER_IPV4_UDP_LEN;
 }
 
+export const OUTER_IPV6_UDP_LEN = IPV6_HEADER_LEN + UDP_HEADER_LEN;
+
+export interface OuterIpv6Udp {
+  source: IPv6;
+  destination: IPv6;
+  srcPort: number;
+  dstPort: number;
+  hopLimit?: number;
+}
+
+/**
+ * Writes a 48-byte outer IPv6 + UDP header at off for the UDP payload payload[payloadOff, +payloadLength), with the
+ * UDP checksum computed: over IPv6 it is mandatory (RFC 8200 8.1; 0 is sent as 0xffff). Returns 48.
+ */
+export function buildOuterIpv6Udp(outer: OuterIpv6Udp, payload: Buffer, payloadOff: number, payloadLength: number, buf: Buffer, off: number): number {
+  const udpLength = UDP_HEADER_LEN + payloadLength;
+  emitIpv6({ source: outer.source, destination: outer.destination, nextHeader: IPPROTO_UDP, payloadLength: udpLength, hopLimit: outer.hopLimit ?? 64 }, buf, off);
+  const udp = udpView.wrap(buf, off + IPV6_HEADER_LEN);
+  udp.srcPort = outer.srcPort;
+  udp.dstPort = outer.dstPort;
+  udp.length = udpLength;
+  udp.checksum = 0;
+  let sum = pseudoHeaderSum6(buf, off + 8, off + 24, udpLength, IPPROTO_UDP);
+  sum = onesComplementSum(buf, off + IPV6_HEADER_LEN, off + OUTER_IPV6_UDP_LEN, sum);
+  const checksum = foldChecksum(onesComplementSum(payload, payloadOff, payloadOff + payloadLength, sum));
+  udp.checksum = checksum === 0 ? 0xffff : checksum;
+  return OUTER_IPV6_UDP_LEN;
+}
+
 export class PcapWriter {
   readonly path: string;
   readonly linkType: number;
@@ -70,7 +102,7 @@ export class PcapWriter {
   private fd: number;
   private readonly chunk: Buffer;
   private used = 0;
-  private readonly scratch = Buffer.alloc(OUTER_IPV4_UDP_LEN);
+  private readonly scratch = Buffer.alloc(OUTER_IPV6_UDP_LEN);
   /** Records written so far. */
   packets = 0;
 
@@ -122,6 +154,19 @@ export class PcapWriter {
     const included = Math.min(total, this.snapLen);
     this.writeRecordHeader(included, total, timestampNs);
     const headPart = Math.min(included, OUTER_IPV4_UDP_LEN);
+    this.append(head, 0, headPart);
+    this.append(payload, off, included - headPart);
+    this.packets++;
+  }
+
+  /** As writeUdpDatagram, over an IPv6 underlay: a synthesized outer IPv6/UDP header, then the payload. */
+  writeUdpDatagram6(outer: OuterIpv6Udp, payload: Buffer, off: number, len: number, timestampNs?: number | bigint): void {
+    const head = this.scratch;
+    buildOuterIpv6Udp(outer, payload, off, len, head, 0);
+    const total = OUTER_IPV6_UDP_LEN + len;
+    const included = Math.min(total, this.snapLen);
+    this.writeRecordHeader(included, total, timestampNs);
+    const headPart = Math.min(included, OUTER_IPV6_UDP_LEN);
     this.append(head, 0, headPart);
     this.append(payload, off, included - headPart);
     this.packets++;

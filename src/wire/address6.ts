@@ -165,3 +165,17 @@ export const MULTICAST6: Cidr6 = { address: 0xffn << 120n, prefixLength: 8 };
 export const LOOPBACK6: IPv6 = 1n;
 /** ::ffff:0:0/96, IPv4-mapped (RFC 4291 section 2.5.5.2): an IPv4 address in IPv6 clothing, not an IPv6 underlay. */
 export const V4_MAPPED6: Cidr6 = { address: 0xffffn << 32n, prefixLength: 96 };
+
+/**
+ * A 30-bit hash of an address's four words, for tables the data path probes without making a bigint (route-table6.ts,
+ * vtep-registry.ts): it stays a V8 small integer, so a Map keyed by it boxes nothing. FNV-1a style mixing.
+ */
+export function hashIPv6Words(w0: number, w1: number, w2: number, w3: number): number {
+  let h = 0x811c9dc5;
+  h = Math.imul(h ^ w0, 0x01000193);
+  h = Math.imul(h ^ w1, 0x01000193);
+  h = Math.imul(h ^ w2, 0x01000193);
+  h = Math.imul(h ^ w3, 0x01000193);
+  h ^= h >>> 15;
+  return h & 0x3fffffff;
+}

@@ -41,3 +41,14 @@ export function incrementalUpdate(oldChecksum: number, oldWord: number, newWord:
   sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
+
+/**
+ * Unfolded sum of the IPv6 pseudo-header (RFC 8200 section 8.1) used by ICMPv6, UDP and TCP over IPv6: the source
+ * and destination addresses (16 bytes each, read from the packet), the 32-bit upper-layer length and the upper-layer
+ * protocol (the last Next Header, not the first when extension headers are present). No allocation.
+ */
+export function pseudoHeaderSum6(buf: Buffer, sourceOff: number, destinationOff: number, upperLength: number, protocol: number): number {
+  let sum = onesComplementSum(buf, sourceOff, sourceOff + 16);
+  sum = onesComplementSum(buf, destinationOff, destinationOff + 16, sum);
+  return sum + (upperLength >>> 16) + (upperLength & 0xffff) + protocol;
+}

@@ -13,6 +13,8 @@ const F = {
 export const ETHERNET_HEADER_LEN = F.END;
 export const ETHERTYPE_IPV4 = 0x0800;
 export const ETHERTYPE_ARP = 0x0806;
+/** IPv6 (RFC 8200; VXLAN carries it behind an inner Ethernet header like IPv4, flannel-v6.<VNI>). */
+export const ETHERTYPE_IPV6 = 0x86dd;
 
 export type EthernetProblem = 'truncated';
 

@@ -1,9 +1,12 @@
 // The options an agent refuses before it touches the node (no lock taken, no store opened, no device made).
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Agent, checkAgentOptions } from '../../src/control/agent';
+import { Agent, agentConfigProblem, checkAgentOptions } from '../../src/control/agent';
 import { nullLogger } from '../../src/control/log';
+import { parseNetworkConfig } from '../../src/control/network-config';
+import { deriveVtepMac, deriveVtepMac6 } from '../../src/control/vtep-mac';
 import { parseIPv4 } from '../../src/wire/address';
+import { parseIPv6 } from '../../src/wire/address6';
 
 const test = suite('control: agent options');
 
@@ -19,6 +22,44 @@ test('--public-ip must be an address other nodes can reach', () => {
     assert.throws(() => checkAgentOptions({ publicIp: parseIPv4(ip) }), expected, ip);
   }
   for (const ip of ['192.0.2.11', '10.0.0.1', '169.254.1.1', '223.255.255.254', '1.0.0.0']) checkAgentOptions({ publicIp: parseIPv4(ip) });
+});
+
+test('--public-ipv6 must be an IPv6 address other nodes can reach', () => {
+  const publicIp = parseIPv4('192.0.2.11');
+  const refused: Array<[string, RegExp]> = [
+    ['::', /^--public-ipv6 :: is the unspecified address: other nodes cannot reach this node there/],
+    ['::1', /^--public-ipv6 ::1 is the loopback address:/],
+    ['fe80::1', /^--public-ipv6 fe80::1 is in the link-local range \(fe80::\/10\):/],
+    ['ff02::1', /^--public-ipv6 ff02::1 is in the multicast range \(ff00::\/8\):/],
+    ['::ffff:192.0.2.11', /^--public-ipv6 ::ffff:c000:20b is in the IPv4-mapped range/],
+  ];
+  for (const [ip, expected] of refused) assert.throws(() => checkAgentOptions({ publicIp, publicIpv6: parseIPv6(ip) }), expected, ip);
+  for (const ip of ['2001:db8::11', 'fd00:1::2']) checkAgentOptions({ publicIp, publicIpv6: parseIPv6(ip) });
+});
+
+test('agentConfigProblem: IPv6-only, host-gw with IPv6 without --public-ipv6, --public-ipv6 without IPv6 in the network', () => {
+  const v6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
+  const hostGw6 = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"host-gw"}}');
+  const v4 = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+  const dual = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
+  assert.match(agentConfigProblem(v6only, {})!, /IPv6-only .* the agent does not yet/);
+  assert.match(agentConfigProblem(hostGw6, {})!, /host-gw with IPv6 routes every IPv6 subnet via its node's PublicIPv6 \(as flannel does\): pass --public-ipv6/);
+  assert.is(agentConfigProblem(hostGw6, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
+  assert.match(agentConfigProblem(v4, { publicIpv6: parseIPv6('2001:db8::1') })!, /--public-ipv6 was given but the network carries no IPv6/);
+  assert.is(agentConfigProblem(dual, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
+  assert.is(agentConfigProblem(dual, {}), undefined);
+  assert.is(agentConfigProblem(v4, {}), undefined);
+});
+
+test('the IPv6 VTEP MAC is stable, unicast, locally administered, and not the IPv4 one', () => {
+  for (const name of ['node-a', 'node-b', '192.0.2.11']) {
+    const mac6 = deriveVtepMac6(name);
+    assert.is(mac6, deriveVtepMac6(name));
+    assert.is.not(mac6, deriveVtepMac(name));
+    const first = Math.floor(mac6 / 2 ** 40);
+    assert.is(first & 0x03, 0x02, 'locally administered, not multicast');
+  }
+  assert.is.not(deriveVtepMac6('node-a'), deriveVtepMac6('node-b'));
 });
 
 test('Agent.start refuses such an address before it opens the store', async () => {

@@ -75,7 +75,7 @@ checks('each rule refuses with its reason; valid leases pass', () => {
   const reasons = Object.fromEntries(v.refused.map((r) => [r.key.slice(`${DEFAULT_PREFIX}/subnets/`.length), r.reason]));
   assert.equal(reasons, {
     '10.17.3.0-24': reasons['10.17.3.0-24'],
-    'not-a-subnet': 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN)',
+    'not-a-subnet': 'the key names no subnet (expected <prefix>/subnets/A.B.C.D-LEN, optionally followed by &IPV6-LEN)',
     '10.17.4.0-24': 'backend type "host-gw" is not ours ("vxlan")',
     '10.17.5.0-24': 'VNI 2 is not ours (1)',
     '10.17.6.0-24': 'a vxlan lease without a VtepMAC',

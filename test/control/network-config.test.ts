@@ -111,8 +111,8 @@ const rejected: Array<[string, string, RegExp]> = [
   ['ipip DirectRouting not boolean', '{"Network":"10.17.0.0/16","Backend":{"Type":"ipip","DirectRouting":1}}', /Backend.DirectRouting must be true or false, got 1/],
   ['MTU too small', '{"Network":"10.17.0.0/16","Backend":{"Type":"vxlan","MTU":40}}', /Backend.MTU must be at least 68.*got 40/],
   ['GBP unsupported', '{"Network":"10.17.0.0/16","Backend":{"Type":"vxlan","GBP":true}}', /Backend.GBP true is not supported/],
-  ['EnableIPv6 unsupported', '{"Network":"10.17.0.0/16","EnableIPv6":true,"Backend":{"Type":"vxlan"}}', /EnableIPv6 true is not supported/],
-  ['EnableIPv4 false unsupported', '{"Network":"10.17.0.0/16","EnableIPv4":false,"Backend":{"Type":"vxlan"}}', /EnableIPv4 false is not supported/],
+  ['EnableIPv6 without IPv6Network', '{"Network":"10.17.0.0/16","EnableIPv6":true,"Backend":{"Type":"vxlan"}}', /EnableIPv6 is true but IPv6Network is missing/],
+  ['EnableIPv4 false without IPv6', '{"Network":"10.17.0.0/16","EnableIPv4":false,"Backend":{"Type":"vxlan"}}', /EnableIPv4 and EnableIPv6 are both false/],
 ];
 
 for (const [name, json, expected] of rejected) {

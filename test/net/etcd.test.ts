@@ -153,4 +153,37 @@ Etcd('--store-wait 0: an agent whose store does not answer exits at once with th
   });
 });
 
+Etcd('dual stack on etcd: each agent acquires an IPv6 subnet beside its IPv4 one in flannel\'s key; a dual-stack flanneld lease is followed', async () => {
+  await withEtcdOverlay('e6', 2, async (lab, overlay) => {
+    const [n1, n2] = lab.nodes;
+    await overlay.withStore((store) =>
+      store.put(`${DEFAULT_PREFIX}/config`, `{"Network":"${overlay.network}","EnableIPv6":true,"IPv6Network":"fd00:10:17::/56","Backend":{"Type":"vxlan","VNI":1,"Port":8472}}`),
+    );
+    for (const node of lab.nodes) await overlay.startAgent(node);
+    const s1 = await overlay.waitForRoutes(n1, 1);
+    const s2 = await overlay.waitForRoutes(n2, 1);
+    const keys = await overlay.withStore(async (store) => (await store.list(`${DEFAULT_PREFIX}/subnets/`)).kvs.map((kv) => kv.key).sort());
+    const expected = [s1, s2].map((s) => `${DEFAULT_PREFIX}/subnets/${s.lease.subnet.replace('/', '-')}&${s.lease.subnet6!.replace('/', '-')}`).sort();
+    assert.equal(keys, expected, 'one flannel dual-stack key per node');
+    assert.match(s1.lease.subnet6!, /^fd00:10:17:[0-9a-f]{1,2}::\/64$/);
+    // A lease as a dual-stack flanneld writes it (lease-ipv6.test.ts cites the layout), on a subnet no agent holds.
+    const taken = new Set([s1.lease.subnet, s2.lease.subnet]);
+    const v4 = ['10.17.200.0/24', '10.17.201.0/24'].find((c) => !taken.has(c))!;
+    const taken6 = new Set([s1.lease.subnet6, s2.lease.subnet6]);
+    const v6 = ['fd00:10:17:c8::/64', 'fd00:10:17:c9::/64'].find((c) => !taken6.has(c))!;
+    await overlay.withStore((store) =>
+      store.put(
+        `${DEFAULT_PREFIX}/subnets/${v4.replace('/', '-')}&${v6.replace('/', '-')}`,
+        '{"PublicIP":"192.0.2.99","PublicIPv6":"2001:db8::99","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"9e:5a:3c:1d:22:01"},"BackendV6Data":{"VNI":1,"VtepMAC":"9e:5a:3c:1d:22:02"}}',
+        { ttlSeconds: 600 },
+      ),
+    );
+    await eventually('the flanneld lease in routes6', 10_000, async () => ((await overlay.status(n1)) as AgentStatus).routes6?.some((r) => r.subnet === v6) === true);
+    const status = (await overlay.status(n1)) as AgentStatus;
+    assert.ok(status.neighbors6?.some((n) => n.address === v6.replace('/64', '') && n.mac === '9e:5a:3c:1d:22:02'), JSON.stringify(status.neighbors6));
+    // No --public-ipv6 here (no IPv6 underlay socket): its IPv6 VTEP is reached at its PublicIP.
+    assert.ok(status.fdb.some((f) => f.mac === '9e:5a:3c:1d:22:02' && f.dst === '192.0.2.99'), JSON.stringify(status.fdb));
+  });
+});
+
 Etcd.run();

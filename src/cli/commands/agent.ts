@@ -11,7 +11,7 @@ import { defaultStatusSocket, serveAgentApi } from '../../control/status-server'
 import { formatIPv4 } from '../../wire/address';
 import { DEFAULT_TUN_IO, DEFAULT_TUN_USO } from '../../io/tun';
 import { TUN_IO_MODES, type TunIoMode } from '../../io/types';
-import { hostPort, integerIn, ipv4Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
+import { hostPort, integerIn, ipv4Address, ipv6Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
 import { storeOption } from '../store-option';
 
 /** How long a stop may take (store close, kernel cleanup) before we exit anyway. */
@@ -47,6 +47,7 @@ export function agentCommand(program: Command): void {
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--store-wait <seconds>', 'at start, how long to keep retrying a store that does not answer before giving up (flanneld retries forever)', integerIn(0, 86400), 60)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
+      .option('--public-ipv6 <ip>', "dual stack: this node's IPv6 underlay address (flannel's PublicIPv6); without it IPv6 pods ride the IPv4 underlay", ipv6Address)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
@@ -117,6 +118,7 @@ export function agentCommand(program: Command): void {
       storeWaitMs: opts.storeWait * 1000,
       nodeName: opts.nodeName ?? hostname(),
       vtepMac: opts.vtepMac,
+      publicIpv6: opts.publicIpv6,
       batchSize: opts.batch,
       offload: opts.offload,
       ipipSegmentBatch: opts.ipipSegmentBatch === 'on',

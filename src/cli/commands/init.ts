@@ -4,7 +4,8 @@ import { LeaseManager } from '../../control/lease-manager';
 import { DEFAULT_PREFIX, configKey } from '../../control/lease';
 import { BGP_ENCAPS, type BackendOptions, type BackendType, formatNetworkConfig, parseNetworkConfig } from '../../control/network-config';
 import { parseCidr } from '../../wire/address';
-import { cidr, integerIn, ipv4List, oneOf } from '../parse';
+import { parseCidr6 } from '../../wire/address6';
+import { cidr, cidr6, integerIn, ipv4List, oneOf } from '../parse';
 import { storeOption, withStore } from '../store-option';
 
 /** The backend-specific options of `vxtun init` (commander's names) and the backends that use them. */
@@ -33,13 +34,32 @@ export function inapplicableOption(backend: BackendType, given: (name: string) =
   return undefined;
 }
 
+/**
+ * Why the address-family options do not go together, e.g. "--ipv6-only needs --ipv6-network"; undefined when they do.
+ * flanneld would ignore a Network in an IPv6-only config; refusing it says so before anyone relies on it.
+ */
+export function familyOptionsProblem(opts: { network?: string; ipv6Network?: string; ipv6SubnetLen?: number; ipv6Only?: boolean; subnetLen?: number }): string | undefined {
+  if (opts.ipv6Only) {
+    if (opts.ipv6Network === undefined) return '--ipv6-only needs --ipv6-network CIDR';
+    if (opts.network !== undefined) return '--network does not apply with --ipv6-only (an IPv6-only network has no IPv4 network)';
+    if (opts.subnetLen !== undefined) return '--subnet-len does not apply with --ipv6-only; use --ipv6-subnet-len';
+    return undefined;
+  }
+  if (opts.network === undefined) return "required option '--network <cidr>' not specified (or pass --ipv6-only with --ipv6-network)";
+  if (opts.ipv6SubnetLen !== undefined && opts.ipv6Network === undefined) return '--ipv6-subnet-len needs --ipv6-network CIDR';
+  return undefined;
+}
+
 export function initCommand(program: Command): void {
   storeOption(
     program
       .command('init')
       .description("write the overlay's network config (flannel's <prefix>/config JSON)")
-      .requiredOption('--network <cidr>', 'the cluster network, e.g. 10.17.0.0/16', cidr)
+      .option('--network <cidr>', 'the cluster network, e.g. 10.17.0.0/16 (required unless --ipv6-only)', cidr)
       .option('--subnet-len <n>', "each node's subnet prefix length (flannel's default when left out)", integerIn(1, 32))
+      .option('--ipv6-network <cidr>', 'dual stack: the cluster IPv6 network, e.g. fd00:10:244::/56 (vxlan and host-gw)', cidr6)
+      .option('--ipv6-subnet-len <n>', "each node's IPv6 subnet prefix length (flannel's default 64 when left out)", integerIn(1, 128))
+      .option('--ipv6-only', 'an IPv6-only network ("EnableIPv4": false): needs --ipv6-network, takes no --network')
       .option('--backend <type>', 'vxlan, ipip, host-gw or bgp', oneOf(['vxlan', 'ipip', 'host-gw', 'bgp'] as const), 'vxlan')
       .option('--vni <n>', 'VXLAN network identifier', integerIn(0, 0xffffff), 1)
       .option('--port <n>', 'VXLAN UDP port (4789 IANA; 8472 Linux and flannel)', integerIn(1, 65535), 4789)
@@ -55,6 +75,8 @@ export function initCommand(program: Command): void {
     // Before the store is opened: --vni and --port have defaults, so only what the user typed counts.
     const inapplicable = inapplicableOption(opts.backend, (name) => command.getOptionValueSource(name) === 'cli');
     if (inapplicable !== undefined) throw new Error(inapplicable);
+    const family = familyOptionsProblem(opts);
+    if (family !== undefined) throw new Error(family);
     return withStore(opts.store, async (store) => {
       const backend: BackendOptions =
         opts.backend === 'vxlan'
@@ -64,7 +86,14 @@ export function initCommand(program: Command): void {
             : opts.backend === 'bgp'
               ? { type: 'bgp' as const, as: opts.as, encap: opts.encap, routeReflectors: opts.routeReflectors, gracefulRestart: opts.gracefulRestart, bfd: Boolean(opts.bfd) }
               : { type: 'host-gw' as const };
-      const json = formatNetworkConfig({ network: parseCidr(opts.network), subnetLen: opts.subnetLen, backend });
+      const json = formatNetworkConfig({
+        network: opts.network === undefined ? undefined : parseCidr(opts.network),
+        subnetLen: opts.subnetLen,
+        backend,
+        ipv6Network: opts.ipv6Network === undefined ? undefined : parseCidr6(opts.ipv6Network),
+        ipv6SubnetLen: opts.ipv6SubnetLen,
+        ipv6Only: Boolean(opts.ipv6Only),
+      });
       parseNetworkConfig(json); // refuse what agents would refuse, before writing it
       try {
         await new LeaseManager({ store, prefix: opts.prefix }).writeNetworkConfig(json, { replace: Boolean(opts.force) });

@@ -35,6 +35,25 @@ function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
   return `on, ${where}: ${m.state.toUpperCase() === 'INSTALLED' ? 'installed' : m.state.toUpperCase()}${restored}${m.problem ? ` (${m.problem})` : ''}`;
 }
 
+/**
+ * The IPv6 tables as `ip -6 route`, `ip -6 neigh` and `bridge fdb` print flannel-v6.<VNI>'s entries (one device here
+ * for both families); nothing when the agent carries no IPv6. IPv6-over-IPv4 FDB entries are in the IPv4 fdb list.
+ */
+export function formatTables6(s: AgentStatus, dev: string): string[] {
+  if (s.routes6 === undefined) return [];
+  const lines = ['', `routes6 (${s.routes6.length})`];
+  for (const r of s.routes6) {
+    lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
+  }
+  const neighbors = s.neighbors6 ?? [];
+  lines.push('', `neighbors6 (${neighbors.length})`);
+  for (const n of neighbors) lines.push(`  ${n.address} dev ${dev} lladdr ${n.mac} PERMANENT`);
+  const fdb = s.fdb6 ?? [];
+  lines.push('', `fdb6 (${fdb.length})`);
+  for (const f of fdb) lines.push(`  ${f.mac} dev ${dev} dst ${f.dst} self permanent`);
+  return lines;
+}
+
 export function formatStatus(s: AgentStatus): string {
   const lines: string[] = [];
   const dev = s.tun?.name ?? s.underlay.device;
@@ -45,11 +64,16 @@ export function formatStatus(s: AgentStatus): string {
       : backend.type === 'bgp' ? `bgp as ${backend.as} encap ${backend.encap}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
   lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
-  lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen} backend ${backendText}`);
+  if (s.lease.subnet6 !== undefined) {
+    lines.push(`lease6   ${s.lease.subnet6}${s.lease.publicIpv6 ? ` public-ipv6 ${s.lease.publicIpv6}` : ' (no public-ipv6: IPv6 over the IPv4 underlay)'}${s.lease.vtepMac6 ? ` vtep-mac ${s.lease.vtepMac6}` : ''}`);
+  }
+  lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen}${s.network.ipv6Network ? ` ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen}` : ''} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   if (s.node !== undefined) {
-    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : `OFF: ${s.node.warning ?? ''}`}`);
+    const v6 = s.node.ipv6Forward === undefined ? '' : `, ipv6 forwarding ${s.node.ipv6Forward === null ? 'unknown' : s.node.ipv6Forward ? 'on' : 'OFF'}`;
+    const off = s.node.ipForward === false || s.node.ipv6Forward === false;
+    lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : 'OFF'}${v6}${off ? `: ${s.node.warning ?? ''}` : ''}`);
   }
   if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
   lines.push(`store    ${s.storeConnected ? 'connected' : 'DISCONNECTED (forwarding with the last known tables)'}`);
@@ -76,6 +100,7 @@ export function formatStatus(s: AgentStatus): string {
     lines.push('', `fdb (${s.fdb.length})`);
     for (const f of s.fdb) lines.push(`  ${f.mac} dev ${dev} dst ${f.dst} self permanent`);
   }
+  lines.push(...formatTables6(s, dev));
   if (s.counters === undefined || s.pool === undefined) return `${lines.join('\n')}\n`;
   const c = s.counters as {
     tunIn: { packets: number; bytes: number };

@@ -2,6 +2,7 @@
 // batches and the TUN; an encapsulation owns the outer headers and the checks that belong to them.
 import type { PacketBatch } from '../../io/batch';
 import type { Cidr, IPv4, Mac } from '../../wire/address';
+import type { Cidr6, IPv6 } from '../../wire/address6';
 import type { Counters } from '../counters';
 import type { EncapName, ForwardingTables, Route } from '../tables';
 
@@ -16,6 +17,15 @@ export interface LocalVtep {
   readonly vni: number;
   /** Destination UDP port of VXLAN datagrams (unused by IP-in-IP). */
   readonly port: number;
+  /**
+   * Our IPv6 lease (flannel's second subnet, e.g. fd00:10:244:1::/64): without it the engine drops IPv6 packets as
+   * "ipv6-not-supported". Our v6 VTEP address is its network address (`<subnet>::`), as flannel-v6.<VNI> is given.
+   */
+  readonly subnet6?: Cidr6;
+  /** MAC of our v6 VTEP (flannel's BackendV6Data.VtepMAC): inner Ethernet source of IPv6 frames, NA target link-layer. */
+  readonly vtepMac6?: Mac;
+  /** Our PublicIPv6, when we have an IPv6 underlay (traces show it as the outer source). */
+  readonly underlayIp6?: IPv6;
 }
 
 export interface Encapsulation {
@@ -45,4 +55,12 @@ export interface Encapsulation {
    * Pushing onto a full `replies` is refused by the batch: count the drop.
    */
   decapsulate(slab: Buffer, off: number, len: number, source: IPv4, tables: ForwardingTables, replies: PacketBatch, counters: Counters): number;
+  /**
+   * IPv6 inner packets (issue 12), for encapsulations that carry them: writes the `headroom` bytes in front of an IPv6
+   * packet at off + headroom, addressed to the neighbor `destinationMac` (VXLAN: inner Ethernet type 0x86DD from our
+   * v6 VTEP MAC). Absent: the engine drops IPv6 for this encapsulation.
+   */
+  writeHeaders6?(buf: Buffer, off: number, destinationMac: Mac): void;
+  /** The inner packet's IP version after the latest successful decapsulate (from the inner Ethernet type); absent: 4. */
+  readonly innerFamily?: 4 | 6;
 }
