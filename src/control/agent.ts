@@ -204,11 +204,6 @@ function parseAddress6(text: string): IPv6 {
 }
 
 /**
- * The contract's IPv6 underlay socket (issue 12): UdpSocket.open with an IPv6 bind address opens an AF_INET6 socket
- * (v6-underlay's udp.ts). Typed here so this file compiles before that branch is merged; until it is, opening throws
- * UdpSocket's "must be an IPv4 address" and the agent refuses --public-ipv6 with that message.
- */
-/**
  * The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them (status, --json, metrics); empty
  * lists without a data plane.
  */
