@@ -132,7 +132,10 @@ export class Tun implements TunDevice {
           addon.close(opened.fd);
           throw error;
         }
-        ioFallback = error.message;
+        const code = (error as NodeJS.ErrnoException).code;
+        ioFallback = code === 'ENOSYS'
+          ? `${error.message} (the native addon was built without liburing: apt-get install liburing-dev, then npm rebuild)`
+          : error.message;
       }
     }
     const usoFallback = wantUso && !opened.uso ? 'the kernel refuses TUN_F_USO4 (Linux 6.2+ takes UDP GSO writes)' : undefined;
