@@ -83,6 +83,8 @@ export interface AgentOptions {
   poolSlots?: number;
   /** TUN TSO + checksum offload, UDP GSO and GRO (default on): 64 KB through the kernel per system call. */
   offload?: boolean;
+  /** Busy-poll window in µs after each wake-up (default 0: off); trades a spinning core for wake-up latency. */
+  busyPollUs?: number;
   /** IP-in-IP: TCP super-packets segmented and sent by one native call (default true); false: the earlier path. */
   ipipSegmentBatch?: boolean;
   /** TUN reads and writes: a system call per packet (`readv`) or a batch per io_uring_enter (`uring`); default DEFAULT_TUN_IO. */
@@ -475,6 +477,7 @@ export class Agent {
     const engine = new Engine({
       tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
       nativeSegments: options.ipipSegmentBatch,
+      busyPollUs: options.busyPollUs,
       ...(subnet6 !== undefined ? { network6: config.ipv6!.network } : {}),
       ...(socket6 !== undefined ? { socket6 } : {}),
     });

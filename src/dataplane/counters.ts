@@ -84,6 +84,8 @@ export class Counters {
   neighborAdvertisements = 0;
   /** ICMP and ICMPv6 errors we wrote back into the TUN. */
   icmpErrors = 0;
+  /** Busy-poll rounds that found packets (EngineOptions.busyPollUs): wake-ups the scheduler did not have to make. */
+  busyPollHits = 0;
   /** UDP GSO sends the kernel refused (EIO/EINVAL); their segments went one by one (not drops). */
   gsoFallbacks = 0;
   /** Underlay destinations sending one by one now, waiting to try GSO again (gso-fallback.ts). */

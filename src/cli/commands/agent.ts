@@ -54,6 +54,7 @@ export function agentCommand(program: Command): void {
       .option('--ipip-segment-batch <on|off>', 'IP-in-IP: send each TCP super-packet through one native call that segments and sendmmsgs it (on), or segment, then sendmmsg (off: the earlier path, for comparison)', oneOf(['on', 'off'] as const), 'on')
       .option('--tun-io <mode>', 'TUN reads and writes: readv (a system call per packet) or uring (a batch per io_uring_enter; falls back to readv where io_uring is unavailable)', oneOf(TUN_IO_MODES), DEFAULT_TUN_IO)
       .option('--tun-uso <on|off>', 'write consecutive UDP datagrams of one flow into the TUN as one UDP GSO write (Linux 6.2+, needs offload; off where the kernel refuses)', oneOf(['on', 'off'] as const), DEFAULT_TUN_USO ? 'on' : 'off')
+      .option('--busy-poll <us>', 'keep polling the TUN and sockets this many microseconds after the last packet before sleeping (0: off): lower latency for a spinning core', integerIn(0, 1000), 0)
       .option('--source-ports <n>', 'VXLAN: outer UDP source ports to spread flows over (ECMP entropy)', integerIn(1, 64), 4)
       .option('--df <mode>', "outer IPv4 DF bit, as ip-link(8)'s df: unset (the kernel's vxlan default: a smaller underlay hop fragments), set, or inherit (the inner packet's)", oneOf(DF_MODES), DEFAULT_DF_MODE)
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
@@ -122,6 +123,7 @@ export function agentCommand(program: Command): void {
       batchSize: opts.batch,
       offload: opts.offload,
       ipipSegmentBatch: opts.ipipSegmentBatch === 'on',
+      busyPollUs: opts.busyPoll,
       tunIo: opts.tunIo as TunIoMode,
       tunUso: opts.tunUso === 'on',
       sourcePorts: opts.sourcePorts,
