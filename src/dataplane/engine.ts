@@ -324,6 +324,11 @@ export class Engine {
     const slab = this.slab;
     counters.tunIn.add(len);
     if (!v6.checkOutbound(slab, off, len)) return;
+    if (slab[off + IPV6_DESTINATION_OFFSET] === 0xff) {
+      // The overlay carries no multicast (flannel's neither); the kernel sends router solicitations and MLD reports.
+      counters.drops.count('tun-ipv6', 'multicast');
+      return;
+    }
     const route = this.tables.routes6.lookupAt(slab, off + IPV6_DESTINATION_OFFSET);
     if (route === undefined) {
       this.icmpv6Error(ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, 0, v6.networkBytes, off, len);
