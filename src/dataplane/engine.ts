@@ -619,7 +619,11 @@ export class Engine {
       batch.push(at, seg.lengths[i], v6.underlay4, this.local.port);
       if (v6.overIpv6) batch.addrs6.set(v6.underlay6, 4 * i);
     }
-    this.sendBatch(socket, batch);
+    const sent = this.sendBatch(socket, batch);
+    if (tracer !== undefined && tracer.wants(slab, pkt, pktLen)) {
+      const via = `${v6.overIpv6 ? 'udp6' : 'udp'} socket, sendmmsg: ${count} segments`;
+      tracer.record(this.journeys.superPacket6(slab, pkt, pktLen, route, this.tables, sent, via, tracer.withBytes));
+    }
   }
 
   private get socketLabel(): string {
