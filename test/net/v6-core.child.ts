@@ -2,9 +2,9 @@
 // UDP socket (IPv4 underlay), its tables programmed by hand for one peer, as lease sync would for a flannel-v6 node.
 // Prints "ready" once serving; on SIGTERM prints its counters as one JSON line and exits. Without arguments: nothing.
 import { execFileSync } from 'child_process';
-import { BufferPool } from '../../src/buf/pool';
+import { BufferPool, HEADROOM } from '../../src/buf/pool';
 import { createEncapsulation, type LocalVtep } from '../../src/dataplane/encap';
-import { Engine } from '../../src/dataplane/engine';
+import { Engine, OFFLOAD_SLOT_BYTES } from '../../src/dataplane/engine';
 import { Tun } from '../../src/io/tun';
 import { UdpSocket } from '../../src/io/udp';
 import { parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
@@ -22,12 +22,15 @@ export interface V6ChildConfig {
   vtepMac6: string;
   network6: string;
   peer: { underlay: string; subnet6: string; vtepMac6: string };
+  /** Open the TUN with IFF_VNET_HDR offloads (TSO super-packets in, coalesced writes out). */
+  offload?: boolean;
 }
 
 function main(config: V6ChildConfig): void {
   const subnet6 = parseCidr6(config.subnet6);
   const subnet = parseCidr(config.subnet);
-  const tun = Tun.open({ name: config.tun, mtu: config.tunMtu, address: subnet.address, prefixLength: 32 });
+  const offload = config.offload === true;
+  const tun = Tun.open({ name: config.tun, mtu: config.tunMtu, address: subnet.address, prefixLength: 32, offload });
   execFileSync('ip', ['-6', 'addr', 'add', `${config.subnet6.split('/')[0]}/128`, 'dev', tun.name, 'nodad']);
   execFileSync('ip', ['-6', 'route', 'add', config.network6, 'dev', tun.name]);
   const socket = UdpSocket.open({ address: parseIPv4(config.underlay), port: config.port });
@@ -42,7 +45,9 @@ function main(config: V6ChildConfig): void {
     vtepMac6: parseMac(config.vtepMac6),
   };
   const engine = new Engine({
-    tun, socket, encap: createEncapsulation('vxlan', local), pool: new BufferPool(512), local, overlayMtu: config.overlayMtu,
+    tun, socket, encap: createEncapsulation('vxlan', local),
+    pool: offload ? new BufferPool(256, Math.ceil((HEADROOM + OFFLOAD_SLOT_BYTES) / 64) * 64) : new BufferPool(512),
+    local, overlayMtu: config.overlayMtu,
     network: parseCidr('10.17.0.0/16'), network6: parseCidr6(config.network6),
     onFatal: (error) => {
       process.stderr.write(`${error.message}\n`);
