@@ -17,6 +17,9 @@ import { Counters } from '../src/dataplane/counters';
 import { type Encapsulation, type LocalVtep, createEncapsulation } from '../src/dataplane/encap';
 import { RouteTable } from '../src/dataplane/route-table';
 import { RouteTable6 } from '../src/dataplane/route-table6';
+import { tcpSegment6 } from '../src/dataplane/tso6';
+import { tcpSegment } from '../src/io/segmentation';
+import { emitIpv6 } from '../src/wire/ipv6';
 import { parseCidr6, parseIPv6, writeIPv6 } from '../src/wire/address6';
 import { ForwardingTables, type Route } from '../src/dataplane/tables';
 import { parseCidr, parseIPv4, parseMac } from '../src/wire/address';
@@ -179,6 +182,31 @@ function routeLookup6Case(routes: number): () => void {
   };
 }
 
+/**
+ * Cutting a 64,000-byte TCP super-packet into 1,388-byte segments behind a 22-byte VXLAN template: TCP/IPv4 with the
+ * native tcpSegment (native/offload.cc) and TCP/IPv6 with tcpSegment6 (TypeScript copies, native completeChecksum; src/dataplane/tso6.ts), side by side.
+ */
+function segmentCase(family: 4 | 6): () => void {
+  const payload = 64_000;
+  const pkt = Buffer.alloc(65_535);
+  const headerLen = family === 4 ? 20 : 40;
+  const pktLen = headerLen + 20 + payload;
+  if (family === 4) writeIpv4Header(pkt, 0, parseIPv4('10.17.1.5'), parseIPv4('10.17.2.9'), 6, 20 + payload);
+  else emitIpv6({ source: parseIPv6('fd00:10:244:1::5'), destination: parseIPv6('fd00:10:244:2::9'), nextHeader: 6, payloadLength: 20 + payload, hopLimit: 64 }, pkt, 0);
+  pkt[headerLen + 12] = 0x50;
+  pkt[headerLen + 13] = 0x18;
+  const out = Buffer.alloc(65_535 + 128 * 142);
+  const prefix = Buffer.alloc(64);
+  const lengths = new Uint32Array(128);
+  return () => {
+    const n = family === 4
+      ? tcpSegment(pkt, 0, pktLen, headerLen + 20, 1388, headerLen, out, 0, prefix, 0, 22, lengths)
+      : tcpSegment6(pkt, 0, pktLen, 1388, headerLen, out, 0, prefix, 22, lengths);
+    if (n !== 47) throw new Error(`segmentation failed: ${n}`);
+    sink += n;
+  };
+}
+
 /** benny announces each suite with console.log; the runner prints its own table, so silence it. */
 async function quietly<T>(work: () => Promise<T>): Promise<T> {
   const log = console.log;
@@ -257,6 +285,13 @@ export async function runMicro(options: MicroOptions = {}): Promise<MicroResult[
     }),
     configure({ cases }), logCycle,
   )), () => 1));
+
+  options.log?.('micro: TSO segmentation (one 64,000-byte super-packet into 47 segments)');
+  results.push(...toResults('tso', await quietly(() => suite('tso',
+    add('tso4 native tcpSegment 64 KB', segmentCase(4)),
+    add('tso6 tcpSegment6 (TS copies, native checksum) 64 KB', segmentCase(6)),
+    configure({ cases }), logCycle,
+  )), () => 47));
 
   if (sink === Number.MIN_SAFE_INTEGER) options.log?.('unreachable'); // reads sink once
   return results;

@@ -366,6 +366,11 @@ export class Engine {
     const slab = this.slab;
     counters.tunIn.add(len);
     if (!v6.checkOutbound(slab, off, len)) return;
+    if (slab[off + IPV6_DESTINATION_OFFSET] === 0xff) {
+      // The overlay carries no multicast (flannel's neither); the kernel sends router solicitations and MLD reports.
+      counters.drops.count('tun-ipv6', 'multicast');
+      return;
+    }
     const route = this.tables.routes6.lookupAt(slab, off + IPV6_DESTINATION_OFFSET);
     if (route === undefined) {
       this.icmpv6Error(ICMPV6_DEST_UNREACHABLE, ICMPV6_NO_ROUTE, 0, v6.networkBytes, off, len);
@@ -656,7 +661,11 @@ export class Engine {
       batch.push(at, seg.lengths[i], v6.underlay4, this.local.port);
       if (v6.overIpv6) batch.addrs6.set(v6.underlay6, 4 * i);
     }
-    this.sendBatch(socket, batch);
+    const sent = this.sendBatch(socket, batch);
+    if (tracer !== undefined && tracer.wants(slab, pkt, pktLen)) {
+      const via = `${v6.overIpv6 ? 'udp6' : 'udp'} socket, sendmmsg: ${count} segments`;
+      tracer.record(this.journeys.superPacket6(slab, pkt, pktLen, route, this.tables, sent, via, tracer.withBytes));
+    }
   }
 
   private get socketLabel(): string {

@@ -10,7 +10,7 @@ import { Ipv4View } from '../wire/ipv4';
 import { VXLAN_HEADER_LEN, VxlanView } from '../wire/vxlan';
 import type { DropCounters } from './counters';
 import type { LocalVtep } from './encap';
-import type { EncapName, ForwardingTables, Route } from './tables';
+import type { EncapName, ForwardingTables, Route, Route6 } from './tables';
 
 /** Pending journeys of the IPv6 underlay's send batch carry its index plus this (finish tells the two batches apart). */
 export const BATCH6_INDEX = 1 << 20;
@@ -210,6 +210,32 @@ export class JourneyBuilder {
       journey.neighbor = { address: formatIPv4(route.gateway), mac: formatMac(mac) };
       const dst = tables.fdb.get(mac);
       if (dst !== undefined) journey.fdb = { mac: formatMac(mac), dst: formatIPv4(dst) };
+    }
+    journey.via = via;
+    return journey;
+  }
+
+  /** A TCP/IPv6 super-packet (TSO6) from an offload TUN, segmented and sent at once. */
+  superPacket6(slab: Buffer, pkt: number, pktLen: number, route: Route6, tables: ForwardingTables, segmentsSent: number, via: string, withBytes: boolean): Journey {
+    const journey: Journey = {
+      timeUs: Math.round(performance.timeOrigin * 1000 + performance.now() * 1000),
+      direction: 'outbound',
+      verdict: segmentsSent > 0 ? 'sent' : 'dropped',
+      inner: summarizeIpv6(slab, pkt, pktLen),
+      from: `tun ${this.tunName} (TSO6 super-packet)`,
+      route: { subnet: formatCidr6(route.subnet), via: formatIPv6(route.gateway), encap: route.encap },
+    };
+    if (withBytes) journey.packet = base64(slab, pkt, pktLen);
+    if (segmentsSent === 0) {
+      journey.drop = { stage: this.drops.lastStage, reason: this.drops.lastReason };
+      return journey;
+    }
+    const mac = tables.neighbors6.get(route.gateway);
+    if (mac !== undefined) {
+      journey.neighbor = { address: formatIPv6(route.gateway), mac: formatMac(mac) };
+      const dst6 = tables.fdb6.get(mac);
+      const dst = dst6 !== undefined ? formatIPv6(dst6) : tables.fdb.has(mac) ? formatIPv4(tables.fdb.get(mac)!) : undefined;
+      if (dst !== undefined) journey.fdb = { mac: formatMac(mac), dst };
     }
     journey.via = via;
     return journey;

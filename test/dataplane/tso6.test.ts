@@ -114,6 +114,25 @@ for (const over of [4, 6] as const) {
   });
 }
 
+Tso6('engine: a traced TSO6 super-packet has its journey: route6, neighbor, FDB, how many segments left', async () => {
+  const { a, b } = dualPair(4, { offload: true });
+  a.engine.start();
+  b.engine.start();
+  const journeys: import('../../src/trace/journey').Journey[] = [];
+  a.engine.tracer = { wants: () => true, withBytes: false, record: (j) => journeys.push(j) };
+  a.tun.inject(tsoRead(superPacket(5000, 0x18), 1388));
+  await settle();
+  assert.is(journeys.length, 1);
+  const j = journeys[0];
+  assert.is(j.verdict, 'sent');
+  assert.is(j.from, 'tun vxtun1 (TSO6 super-packet)');
+  assert.equal(j.route, { subnet: 'fd00:10:244:2::/64', via: 'fd00:10:244:2::', encap: 'vxlan' });
+  assert.equal(j.fdb, { mac: '02:00:00:00:06:02', dst: '192.0.2.12' });
+  assert.is(j.via, 'udp socket, sendmmsg: 4 segments');
+  assert.is(j.inner!.srcPort, 40000);
+  assert.is(b.tun.written.length, 4);
+});
+
 Tso6('engine: segments larger than the IPv6 underlay path get Packet Too Big, not a cut', async () => {
   const { a } = dualPair(6, { offload: true });
   a.engine.start();
