@@ -31,7 +31,7 @@ static bool ArgInterfaceName(const Napi::CallbackInfo& info, size_t index, struc
 }
 
 // With a vnet header every read starts with a 10-byte struct virtio_net_hdr (no num_buffers) and every write must;
-// the offloads let the kernel hand us TCP super-packets (TSO4) and packets with a partial checksum (CSUM).
+// the offloads let the kernel hand us TCP super-packets (TSO4, TSO6) and packets with a partial checksum (CSUM).
 static constexpr int kVnetHdrSize = 10;
 // UDP segmentation offload (linux/if_tun.h since 6.2; Debian 12's headers predate it). The kernel takes the two only
 // together (tun_set_offload in drivers/net/tun.c) and refuses unknown bits with EINVAL, which is the probe.
@@ -44,10 +44,13 @@ static constexpr int kVnetHdrSize = 10;
 
 // Whether the kernel knows UDP segmentation offload on a TUN (6.2+), probed with TUNSETOFFLOAD. The same release
 // taught virtio_net_hdr_to_skb (include/linux/virtio_net.h) to accept VIRTIO_NET_HDR_GSO_UDP_L4 on writes, which is
-// what vxtun uses. The device keeps CSUM | TSO4 only: with USO set the kernel would also hand us UDP super-packets
+// what vxtun uses. The device keeps CSUM | TSO4 | TSO6 only: with USO set the kernel would also hand us UDP super-packets
 // to read, which the outbound path does not split. Returns 1 supported, 0 not (EINVAL), or -errno.
+// What an offload TUN hands us: TCP super-packets of both families (TSO6 is split by src/dataplane/tso6.ts).
+static const unsigned long kTunOffloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+
 static int ProbeUso(int fd) {
-  unsigned long base = TUN_F_CSUM | TUN_F_TSO4;
+  unsigned long base = kTunOffloads;
   if (ioctl(fd, TUNSETOFFLOAD, base | TUN_F_USO4 | TUN_F_USO6) < 0) {
     if (errno == EINVAL) return 0;
     return -errno;
@@ -82,7 +85,7 @@ static Napi::Value TunOpen(const Napi::CallbackInfo& info) {
     const char* failed = nullptr;
     if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) {
       failed = "ioctl(TUNSETVNETHDRSZ)";
-    } else if (ioctl(fd, TUNSETOFFLOAD, static_cast<unsigned long>(TUN_F_CSUM | TUN_F_TSO4)) < 0) {
+    } else if (ioctl(fd, TUNSETOFFLOAD, kTunOffloads) < 0) {
       failed = "ioctl(TUNSETOFFLOAD)";
     } else if (probeUso) {
       int probed = ProbeUso(fd);
