@@ -412,7 +412,7 @@ export class Agent {
     const subnet6 = vtepMac6 !== undefined ? lease.subnet6 : undefined;
     const local: LocalVtep = {
       vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0,
-      ...(subnet6 !== undefined ? { subnet6, vtepMac6 } : {}),
+      ...(subnet6 !== undefined ? { subnet6, vtepMac6, ...(options.publicIpv6 !== undefined ? { underlayIp6: options.publicIpv6 } : {}) } : {}),
     };
     const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
