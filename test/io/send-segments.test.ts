@@ -141,7 +141,10 @@ Test('lying headers and arguments never crash it: -1 and nothing sent, or every 
             assert.ok(d.length - headers <= r.gsoSize);
             carried += d.length - headers;
           });
-          assert.is(carried, packet.length - headers, 'the segments carry exactly the payload');
+          // Only when every segment fits the UDP carrier (a full-size one may be skipped, as the comment above says).
+          if (headers + Math.min(r.gsoSize, packet.length - headers) <= 65507) {
+            assert.is(carried, packet.length - headers, 'the segments carry exactly the payload');
+          }
         },
       ),
       { numRuns: Number(process.env.VXTUN_FUZZ_RUNS ?? 150) },
