@@ -35,7 +35,10 @@ Trace('a ping traced on the sending node: outbound route/neighbor/FDB/encap, inb
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     assert.is((await ping(lab, n1, target, { count: 1 })).received, 1);
-    await ping(lab, n1, '10.17.99.1', { count: 1, replyTimeoutSeconds: 1 });
+    // An address in the cluster network that no lease covers (leases are chosen at random: 10.17.99.0/24 was one once).
+    const held = new Set([formatIPv4((await overlay.subnetOf(n1)).address), target]);
+    const unleased = ['10.17.99.1', '10.17.98.1'].find((a) => !held.has(a.replace(/\.1$/, '.0')))!;
+    await ping(lab, n1, unleased, { count: 1, replyTimeoutSeconds: 1 });
     const timeout = setTimeout(() => tracer.kill(), 10_000);
     assert.is(await exited, 0);
     clearTimeout(timeout);
@@ -54,7 +57,7 @@ Trace('a ping traced on the sending node: outbound route/neighbor/FDB/encap, inb
     assert.is(reply.verdict, 'delivered');
     assert.is(reply.inner!.src, target);
     assert.is(reply.inner!.icmpType, 0);
-    assert.is(lost.verdict, 'dropped');
+    assert.is(lost.verdict, 'dropped', JSON.stringify(lost));
     assert.equal(lost.drop, { stage: 'route', reason: 'no-match' });
     assert.is(lost.icmpSent, 'net-unreachable');
     // tshark reads the pcap: inner echo request, its VXLAN datagram, the reply's datagram, the reply, the lost request.
