@@ -11,7 +11,7 @@ import { type BackendOptions, type BgpEncap, formatNetworkConfig } from '../cont
 import { fetchStatus } from '../control/status-server';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
-import { type Cidr, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
+import { type Cidr, type IPv4, formatCidr, formatIPv4, formatMac, parseCidr, parseIPv4, parseMac } from '../wire/address';
 import { type Cidr6, formatCidr6, formatIPv6, parseCidr6, parseIPv6 } from '../wire/address6';
 import { readFlannelEnv } from './cni';
 import type { Pod } from './pods';
@@ -147,7 +147,9 @@ export class Overlay {
       });
       return overlay;
     }
-    await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), backend })));
+    await overlay.withStore((store) =>
+      store.put(`${DEFAULT_PREFIX}/config`, formatNetworkConfig({ network: parseCidr(overlay.network), subnetMax: labSubnetMax(overlay.network), backend })),
+    );
     return overlay;
   }
 
@@ -160,6 +162,8 @@ export class Overlay {
     const args = [CLI_PATH, 'init', '--store', this.storeUrl, '--backend', 'vxlan', '--vni', String(this.vni), '--port', String(this.port)];
     // Given for IPv6-only too: flannel ignores Network when EnableIPv4 is false, and `vxtun init` requires it today.
     args.push('--network', this.network);
+    const subnetMax = labSubnetMax(this.network);
+    if (subnetMax !== undefined && !v6.only) args.push('--subnet-max', formatIPv4(subnetMax));
     args.push('--ipv6-network', this.network6!);
     if (v6.subnetLen !== undefined) args.push('--ipv6-subnet-len', String(v6.subnetLen));
     if (v6.only) args.push('--ipv6-only');
@@ -567,4 +571,14 @@ function isZombie(pid: number): boolean {
   } catch {
     return true;
   }
+}
+
+/**
+ * The highest subnet the lab's agents may lease: in the default /16 with /24 leases, subnets 200-255 are never handed
+ * out (flannel's SubnetMax), so that what tests and users add by hand there (kernel peers at .250, stray or forged
+ * leases, an address no lease covers) never collides with a lease an agent chose at random.
+ */
+export function labSubnetMax(network: string): IPv4 | undefined {
+  const cidr = parseCidr(network);
+  return cidr.prefixLength === 16 ? cidr.address + 199 * 256 : undefined;
 }

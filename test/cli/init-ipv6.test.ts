@@ -37,6 +37,17 @@ async function error(args: string[]): Promise<string> {
   return '';
 }
 
+test('init --subnet-min/--subnet-max write flannel\'s SubnetMin/SubnetMax; one outside the network is refused', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vxtun-init-range-'));
+  const store = `file:${join(dir, 'store')}`;
+  try {
+    assert.match(await init(['--store', store, '--network', '10.17.0.0/16', '--subnet-min', '10.17.1.0', '--subnet-max', '10.17.199.0']), /"SubnetMin":"10\.17\.1\.0","SubnetMax":"10\.17\.199\.0"/);
+    assert.match(await error(['--store', store, '--network', '10.17.0.0/16', '--subnet-max', '10.18.0.0', '--force']), /SubnetMax 10\.18\.0\.0 is not in Network/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('familyOptionsProblem names what does not go together', () => {
   assert.is(familyOptionsProblem({ ipv6Only: true }), '--ipv6-only needs --ipv6-network CIDR');
   assert.match(familyOptionsProblem({ ipv6Only: true, ipv6Network: 'fd00::/56', network: '10.0.0.0/16' })!, /--network does not apply with --ipv6-only/);

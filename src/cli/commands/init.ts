@@ -5,7 +5,7 @@ import { DEFAULT_PREFIX, configKey } from '../../control/lease';
 import { BGP_ENCAPS, type BackendOptions, type BackendType, formatNetworkConfig, parseNetworkConfig } from '../../control/network-config';
 import { parseCidr } from '../../wire/address';
 import { parseCidr6 } from '../../wire/address6';
-import { cidr, cidr6, integerIn, ipv4List, oneOf } from '../parse';
+import { cidr, cidr6, integerIn, ipv4Address, ipv4List, oneOf } from '../parse';
 import { storeOption, withStore } from '../store-option';
 
 /** The backend-specific options of `vxtun init` (commander's names) and the backends that use them. */
@@ -57,6 +57,8 @@ export function initCommand(program: Command): void {
       .description("write the overlay's network config (flannel's <prefix>/config JSON)")
       .option('--network <cidr>', 'the cluster network, e.g. 10.17.0.0/16 (required unless --ipv6-only)', cidr)
       .option('--subnet-len <n>', "each node's subnet prefix length (flannel's default when left out)", integerIn(1, 32))
+      .option('--subnet-min <ip>', "the lowest subnet handed out (flannel's SubnetMin; default: the network's second subnet)", ipv4Address)
+      .option('--subnet-max <ip>', "the highest subnet handed out (flannel's SubnetMax; default: the network's last subnet)", ipv4Address)
       .option('--ipv6-network <cidr>', 'dual stack: the cluster IPv6 network, e.g. fd00:10:244::/56 (vxlan and host-gw)', cidr6)
       .option('--ipv6-subnet-len <n>', "each node's IPv6 subnet prefix length (flannel's default 64 when left out)", integerIn(1, 128))
       .option('--ipv6-only', 'an IPv6-only network ("EnableIPv4": false): needs --ipv6-network, takes no --network')
@@ -89,6 +91,8 @@ export function initCommand(program: Command): void {
       const json = formatNetworkConfig({
         network: opts.network === undefined ? undefined : parseCidr(opts.network),
         subnetLen: opts.subnetLen,
+        subnetMin: opts.subnetMin,
+        subnetMax: opts.subnetMax,
         backend,
         ipv6Network: opts.ipv6Network === undefined ? undefined : parseCidr6(opts.ipv6Network),
         ipv6SubnetLen: opts.ipv6SubnetLen,
