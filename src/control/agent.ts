@@ -418,8 +418,10 @@ export class Agent {
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
     // One TUN carries both families: over an IPv6 underlay the outer header is 20 bytes longer (40 instead of 20), so
     // the overlay MTU leaves room for it (the kernel's vxlan device over IPv6 likewise takes 70, not 50).
+    // The engine takes the IPv4-underlay figure and checks packets bound for the IPv6 underlay 20 bytes lower itself.
     const underlay6 = subnet6 !== undefined && options.publicIpv6 !== undefined;
-    const overlayMtu = underlayMtu - encap.overhead - (underlay6 ? 20 : 0);
+    const engineMtu = underlayMtu - encap.overhead;
+    const overlayMtu = engineMtu - (underlay6 ? 20 : 0);
     if (subnet6 !== undefined && overlayMtu < 1280) {
       throw new Error(`the overlay MTU would be ${overlayMtu}, below IPv6's minimum 1280 (RFC 8200): raise the underlay MTU (${underlayMtu}) to carry IPv6`);
     }
@@ -475,7 +477,7 @@ export class Agent {
     const slotSize = Math.ceil((HEADROOM + (offload ? OFFLOAD_SLOT_BYTES : underlayMtu + 64)) / 64) * 64;
     const pool = new BufferPool(options.poolSlots ?? (offload ? 4 * batch : DEFAULT_POOL_SLOTS), slotSize);
     const engine = new Engine({
-      tun, socket, senders: sending, encap, pool, local, overlayMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
+      tun, socket, senders: sending, encap, pool, local, overlayMtu: engineMtu, network: config.network, batchSize: options.batchSize, log: options.log, onFatal: options.onFatal,
       nativeSegments: options.ipipSegmentBatch,
       busyPollUs: options.busyPollUs,
       ...(subnet6 !== undefined ? { network6: config.ipv6!.network } : {}),

@@ -90,6 +90,9 @@ test('IPv6 underlay (--ipv6-underlay): agents bind [PublicIPv6]:port, and IPv6 p
     assert.match(sockets, /\[2001:db8:1::11\]:4789/, `the agent's IPv6 underlay socket:\n${sockets}`);
     const [p1, p2] = o.pods;
     await assertPings(o, p1!, p2!.address6!, 'IPv6 over the IPv6 underlay');
+    // A pod-MTU-sized IPv6 packet fits (1500 - 50 - 20 = 1430: 48 bytes of IPv6 + ICMPv6 headers, the rest payload).
+    const full = await ping(o.lab, p1!, p2!.address6!, { count: 2, intervalSeconds: 0.2, size: 1430 - 48, dontFragment: true });
+    assert.is(full.received, 2, 'a full 1430-byte IPv6 packet crosses the IPv6 underlay');
     // Only IPv6 left between the nodes: IPv6 pod traffic must be going over it (fdb6, PublicIPv6), not over IPv4.
     for (const node of [n1!, n2!]) await o.lab.exec(node, 'ip', ['-4', 'addr', 'flush', 'dev', node.underlayDev]);
     await assertPings(o, p1!, p2!.address6!, 'IPv6 with no IPv4 underlay');
