@@ -16,6 +16,7 @@ import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Journey, TraceFilter } from '../trace/journey';
 import { parseIPv4 } from '../wire/address';
+import { type IPv6, formatIPv6, parseIPv6 } from '../wire/address6';
 import { ApiError, describeFailure } from './api-error';
 import { type Logger, nullLogger } from './log';
 
@@ -105,27 +106,46 @@ export const REQUEST_TIMEOUT_ANSWER = 'HTTP/1.1 408 Request Timeout\r\ncontent-t
 /** The trace query: host, src, dst (IPv4), proto (number), bytes (1 to include packet bytes). */
 export function traceQuery(filter: TraceFilter & { withBytes?: boolean }): string {
   const params = new URLSearchParams();
-  for (const key of ['host', 'src', 'dst'] as const) if (filter[key] !== undefined) params.set(key, String(filter[key]));
+  for (const key of ['host', 'src', 'dst'] as const) {
+    const v4 = filter[key];
+    const v6 = filter[`${key}6`];
+    if (v4 !== undefined) params.set(key, String(v4));
+    else if (v6 !== undefined) params.set(key, formatIPv6(v6));
+  }
   if (filter.protocol !== undefined) params.set('proto', String(filter.protocol));
   if (filter.withBytes) params.set('bytes', '1');
   return params.toString();
 }
 
+/** The filter with each address in the field of its family (an IPv6 packet never matches an IPv4 address, nor the reverse). */
+function filterOf(host: { v4?: number; v6?: IPv6 }, src: { v4?: number; v6?: IPv6 }, dst: { v4?: number; v6?: IPv6 }, protocol: number | undefined): TraceFilter {
+  const filter: TraceFilter = {};
+  if (host.v4 !== undefined) filter.host = host.v4;
+  if (host.v6 !== undefined) filter.host6 = host.v6;
+  if (src.v4 !== undefined) filter.src = src.v4;
+  if (src.v6 !== undefined) filter.src6 = src.v6;
+  if (dst.v4 !== undefined) filter.dst = dst.v4;
+  if (dst.v6 !== undefined) filter.dst6 = dst.v6;
+  if (protocol !== undefined) filter.protocol = protocol;
+  return filter;
+}
+
 const TRACE_PARAMS = new Set(['host', 'src', 'dst', 'proto', 'bytes']);
 
-/** Parses the trace query; throws ApiError 400 naming the bad parameter. Addresses: a 32-bit number or dotted quad. */
+/** Parses the trace query; throws ApiError 400 naming the bad parameter. Addresses: a 32-bit number, dotted quad or IPv6 text. */
 export function parseTraceQuery(params: URLSearchParams): { filter: TraceFilter; withBytes: boolean } {
   for (const key of params.keys()) {
     if (!TRACE_PARAMS.has(key)) throw new ApiError(400, `unknown trace parameter "${key}" (expected host, src, dst, proto, bytes)`);
   }
-  const address = (name: string): number | undefined => {
+  /** An IPv4 address (a 32-bit number or dotted quad) or an IPv6 one (text with colons). */
+  const address = (name: string): { v4?: number; v6?: IPv6 } => {
     const v = params.get(name);
-    if (v === null) return undefined;
-    if (/^\d+$/.test(v) && Number(v) <= 0xffffffff) return Number(v);
+    if (v === null) return {};
+    if (/^\d+$/.test(v) && Number(v) <= 0xffffffff) return { v4: Number(v) };
     try {
-      return parseIPv4(v);
+      return v.includes(':') ? { v6: parseIPv6(v) } : { v4: parseIPv4(v) };
     } catch {
-      throw new ApiError(400, `bad trace parameter ${name}=${JSON.stringify(v)}: expected an IPv4 address`);
+      throw new ApiError(400, `bad trace parameter ${name}=${JSON.stringify(v)}: expected an IPv4 or IPv6 address`);
     }
   };
   const proto = params.get('proto');
@@ -135,7 +155,7 @@ export function parseTraceQuery(params: URLSearchParams): { filter: TraceFilter;
   const bytes = params.get('bytes');
   if (bytes !== null && bytes !== '0' && bytes !== '1') throw new ApiError(400, `bad trace parameter bytes=${JSON.stringify(bytes)}: expected 0 or 1`);
   return {
-    filter: { host: address('host'), src: address('src'), dst: address('dst'), protocol: proto === null ? undefined : Number(proto) },
+    filter: filterOf(address('host'), address('src'), address('dst'), proto === null ? undefined : Number(proto)),
     withBytes: bytes === '1',
   };
 }

@@ -109,7 +109,7 @@ test('bad trace parameters are answered 400 naming the parameter', async () => {
   const fake = fakeApi();
   await withServer(fake, async (path) => {
     for (const [query, reason] of [
-      ['host=10.17.1', /host="10\.17\.1": expected an IPv4 address/],
+      ['host=10.17.1', /host="10\.17\.1": expected an IPv4 or IPv6 address/],
       ['proto=300', /proto="300"/],
       ['proto=tcp', /proto="tcp"/],
       ['bytes=yes', /bytes="yes"/],
@@ -126,8 +126,14 @@ test('bad trace parameters are answered 400 naming the parameter', async () => {
 
 test('parseTraceQuery reads what traceQuery writes, and dotted quads', () => {
   const q = traceQuery({ host: 0x0a110101, protocol: 1, withBytes: true });
-  assert.equal(parseTraceQuery(new URLSearchParams(q)), { filter: { host: 0x0a110101, src: undefined, dst: undefined, protocol: 1 }, withBytes: true });
+  assert.equal(parseTraceQuery(new URLSearchParams(q)), { filter: { host: 0x0a110101, protocol: 1 }, withBytes: true });
   assert.is(parseTraceQuery(new URLSearchParams('dst=10.17.2.1')).filter.dst, 0x0a110201);
+});
+
+test('trace queries carry IPv6 addresses into the IPv6 fields; a bad address names both families', () => {
+  const q = traceQuery({ host6: 0xfd000017000000010000000000000002n, src: 0x0a110101, protocol: 58 });
+  assert.equal(parseTraceQuery(new URLSearchParams(q)).filter, { host6: 0xfd000017000000010000000000000002n, src: 0x0a110101, protocol: 58 });
+  assert.throws(() => parseTraceQuery(new URLSearchParams('dst=fd00::zz')), /expected an IPv4 or IPv6 address/);
 });
 
 test('malformed HTTP on the socket is answered 400 and the server goes on', async () => {
