@@ -80,7 +80,8 @@ export class LeaseSync {
       this.log.debug('ignoring lease of another backend type', { subnet: formatCidr(lease.subnet), backendType: lease.attrs.backendType });
       return false;
     }
-    if (!this.carries4(lease) && !this.carries6(lease)) {
+    // A lease the kernel routes directly (DirectRouting) has nothing for us to carry, and nothing wrong with it.
+    if (!this.carries4(lease) && !this.carries6(lease) && !this.isDirect(lease)) {
       this.log.warn('ignoring a lease with nothing we carry (no IPv4 subnet with a VtepMAC, no IPv6 subnet with a v6 VtepMAC)', {
         subnet: formatLeaseSubnets(lease.subnet, lease.subnet6),
       });
