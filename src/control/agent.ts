@@ -16,7 +16,8 @@ import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-d
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName, ForwardingTables } from '../dataplane/tables';
 import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
-import { replaceAddress6, replaceRoute, replaceRoute6, setTxQueueLength } from '../io/kernel-routes';
+import { replaceAddress6, replaceRoute, replaceRoute6, setGsoMaxSegments, setTxQueueLength } from '../io/kernel-routes';
+import { MAX_SEGMENTS } from '../io/segmentation';
 import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
 import { RawSocket } from '../io/raw';
 import { DEFAULT_TUN_IO, DEFAULT_TUN_USO, Tun } from '../io/tun';
@@ -446,6 +447,8 @@ export class Agent {
     let sending: DatagramSocket[];
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
+      // A small-MSS flow would otherwise get 64 KB super-packets of ~700 segments, more than we cut (gso/cannot-segment).
+      if (offload) await setGsoMaxSegments(tun.name, MAX_SEGMENTS);
       await replaceRoute(formatCidr(config.network), tun.name);
       if (subnet6 !== undefined) {
         await replaceAddress6(formatIPv6(subnet6.address), tun.name);

@@ -40,6 +40,15 @@ export async function setTxQueueLength(device: string, packets: number): Promise
 }
 
 /**
+ * `ip link set dev <device> gso_max_segs <segments>`: the kernel builds no super-packet of more segments for this device
+ * (TCP sizes its TSO bursts by it, sk_setup_caps; forwarded GRO packets beyond it are segmented in software before
+ * the device), so every super-packet the TUN hands us fits what we can cut.
+ */
+export async function setGsoMaxSegments(device: string, segments: number): Promise<void> {
+  await ip(['link', 'set', 'dev', device, 'gso_max_segs', String(segments)]);
+}
+
+/**
  * `ip -6 route replace <destination> dev <device>`: the cluster IPv6 network into the TUN (flannel routes it into
  * flannel-v6.<VNI>). Idempotent.
  */

@@ -26,6 +26,8 @@ export interface IperfOptions {
   /** Reverse direction, -R: the server sends. */
   reverse?: boolean;
   port?: number;
+  /** TCP maximum segment size, -M (a small one makes super-packets of many segments). */
+  mss?: number;
 }
 
 export interface IperfResult {
@@ -63,6 +65,7 @@ export async function runIperf(lab: Lab, options: IperfOptions): Promise<IperfRe
     }
     if (options.streams !== undefined) args.push('-P', String(options.streams));
     if (options.reverse) args.push('-R');
+    if (options.mss !== undefined) args.push('-M', String(options.mss));
     const { stdout } = await lab.exec(options.client, 'iperf3', args, { timeoutMs: seconds * 1000 + CLIENT_SLACK_MS });
     return parseIperfJson(stdout);
   } finally {

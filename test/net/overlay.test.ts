@@ -70,6 +70,22 @@ for (const { name, backend, args, vni, port } of MESH_CASES) {
   });
 }
 
+for (const backend of ['vxlan', 'ipip'] as const) {
+  Net(`${backend}: a small-MSS TCP flow is carried, not dropped as super-packets of more segments than we cut`, async () => {
+    await withOverlay(`mss${backend[0]}`, 2, { backend }, async (lab, overlay) => {
+      await startAll(overlay, lab.nodes);
+      const [n1, n2] = lab.nodes;
+      const to = formatIPv4((await overlay.subnetOf(n2)).address);
+      // MSS 88: a 64 KB super-packet would be ~740 segments; the TUN's gso_max_segs keeps the kernel's bursts small.
+      const tcp = await runIperf(lab, { server: n2, client: n1, address: to, seconds: 2, mss: 88 });
+      assert.ok(tcp.bytes > 500_000, `iperf3 -M 88 moved ${tcp.bytes} bytes`);
+      const drops = (await overlay.status(n1)).counters as { drops: Record<string, number> };
+      assert.is(drops.drops['gso/cannot-segment'], undefined, JSON.stringify(drops.drops));
+      assert.match((await lab.exec(n1, 'ip', ['-d', 'link', 'show', 'vxtun0'])).stdout, /gso_max_segs 64/);
+    });
+  });
+}
+
 Net('a killed agent: peers keep forwarding to the others and drop its routes once its lease is removed', async () => {
   await withOverlay('kill', 3, { backend: 'vxlan' }, async (lab, overlay) => {
     await startAll(overlay, lab.nodes);
