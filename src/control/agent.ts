@@ -346,7 +346,12 @@ export class Agent {
       if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
-        ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
+        ? await IpMasq.start({
+          networks: { network: config.network, subnet: lease.subnet },
+          // flanneld with EnableIPv6: the same rules with ip6tables / table ip6 vxtun.
+          ...(config.ipv6 !== undefined && lease.subnet6 !== undefined ? { networks6: { network: config.ipv6.network, subnet: lease.subnet6 } } : {}),
+          choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log,
+        })
         : undefined;
       await writeSubnetEnv(options.subnetFile, {
         network: config.network,
