@@ -130,7 +130,10 @@ Masq6('a failing ip6tables (no IPv6 NAT) makes the state failing with the IPv6 n
   assert.match(masq.status().problem!, /installing the IPv6 ip masquerade rules failed/);
   assert.is([...host.rules.iptables!].filter((r) => r.startsWith('FLANNEL-POSTRTG ')).length, 5);
   await masq.ensure();
-  assert.is(log.lines.filter((l) => l.startsWith('error')).length, 1, 'the same failure is logged once');
+  const errors = log.lines.filter((l) => l.startsWith('error')).length;
+  await masq.ensure();
+  await masq.ensure();
+  assert.is(log.lines.filter((l) => l.startsWith('error')).length, errors, 'the same failure is not logged again on every check');
   assert.is(masq.status().state, 'failing');
 });
 
