@@ -416,6 +416,8 @@ export class Agent {
     const local: LocalVtep = {
       vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0,
       ...(subnet6 !== undefined ? { subnet6, vtepMac6 } : {}),
+      // Traces show it as the outer source of VXLAN over the IPv6 underlay (else they print ::).
+      ...(subnet6 !== undefined && options.publicIpv6 !== undefined ? { underlayIp6: options.publicIpv6 } : {}),
     };
     const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;
