@@ -16,11 +16,11 @@ function fixed(value: number | null | undefined, digits: number): string {
 }
 
 const LABEL: Record<FigureName, string> = {
-  tcp1: 'TCP x1 Gbit/s', tcp1r: 'TCP x1 rev Gbit/s', tcp4: 'TCP x4 Gbit/s', udp64: 'UDP 64 B kpps', udp1400: 'UDP 1400 B kpps',
+  tcp1: 'TCP x1 Gbit/s', tcp1r: 'TCP x1 rev Gbit/s', tcp1v6: 'TCP6 x1 Gbit/s', tcp4: 'TCP x4 Gbit/s', udp64: 'UDP 64 B kpps', udp1400: 'UDP 1400 B kpps',
   ping: 'ping p50/p99 us', 'ping-busy': 'busy p50 us',
 };
 const SCALE: Record<FigureName, [number, number]> = {
-  tcp1: [1, 2], tcp1r: [1, 2], tcp4: [1, 2], udp64: [1e-3, 1], udp1400: [1e-3, 1], ping: [1, 0], 'ping-busy': [1, 0],
+  tcp1: [1, 2], tcp1r: [1, 2], tcp1v6: [1, 2], tcp4: [1, 2], udp64: [1e-3, 1], udp1400: [1e-3, 1], ping: [1, 0], 'ping-busy': [1, 0],
 };
 
 function measured(results: readonly PathResult[]): FigureName[] {

@@ -7,7 +7,12 @@
 // Around every iperf3 run the machine's CPU time is read from /proc/stat (all CPUs' non-idle jiffies, USER_HZ from
 // `getconf CLK_TCK`), giving machine CPU seconds per Gbit received (TCP) or per million datagrams received (UDP):
 // softirq and kernel threads count, which is where the kernel's own VXLAN spends its cost.
-import { createKernelVtep, addKernelPeer, FLANNEL_VXLAN_PORT } from '../src/lab/kernel-vxlan';
+//
+// tcp1v6 (issue 12) needs IPv6 end to end: when it is asked for, the kernel-vxlan and vxtun-vxlan labs are made with an
+// IPv6 underlay (2001:db8:1::/64) and programmed for IPv6 too, as flannel programs a dual-stack node: flannel-v6.1 with
+// the node's IPv6 address as `local` and per peer the neighbor, FDB entry and route (src/lab/kernel-vxlan.ts), or
+// dual-stack vxtun agents with --public-ipv6. tcp1 on those paths then runs in the same dual-stack labs.
+import { addKernelPeer, addKernelPeer6, createKernelVtep, createKernelVtep6, FLANNEL_VXLAN_PORT } from '../src/lab/kernel-vxlan';
 import { type IperfResult, runIperf } from '../src/lab/iperf';
 import { Overlay } from '../src/lab/overlay';
 import { ping, percentile } from '../src/lab/ping';
@@ -16,6 +21,7 @@ import type { AgentStatus } from '../src/control/agent';
 import { fetchStatus } from '../src/control/status-server';
 import { type Lab, type LabNode, createLab } from '../src/lab/topology';
 import { formatCidr, formatIPv4 } from '../src/wire/address';
+import { formatIPv6 } from '../src/wire/address6';
 import { spawn } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { type BasePath, type FigureName, type PathSpec, TCP_FIGURES, UDP_FIGURES, measures } from './options';
@@ -109,6 +115,8 @@ interface PathSetup {
   server: LabNode;
   /** Address of the server node across the path under test. */
   target: string;
+  /** Its IPv6 address across the path (the server's IPv6 lease address) when the lab was made dual-stack for tcp1v6. */
+  target6: string | null;
   agentPids: number[];
   /** The server's agent status socket, for heap samples; null when the server runs none. */
   serverStatusSocket: string | null;
@@ -127,15 +135,16 @@ function labName(path: PathSpec, index: number): string {
   return `vxt-b${process.pid}-${SHORT[path.base]}${path.agentArgs.length > 0 ? index : ''}`;
 }
 
-async function setUpVxtun(backend: 'vxlan' | 'ipip', name: string, agentArgs: string[]): Promise<PathSetup> {
-  const lab = await createLab({ name, nodes: 2 });
+async function setUpVxtun(backend: 'vxlan' | 'ipip', name: string, agentArgs: string[], ipv6 = false): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2, ...(ipv6 ? { underlay6: true } : {}) });
   let overlay: Overlay | undefined;
   const close = async (): Promise<void> => {
     await overlay?.close();
     await lab.destroy();
   };
   try {
-    overlay = await Overlay.create(lab, { backend });
+    // Dual stack over the IPv6 underlay: the agents get --public-ipv6 (Overlay.startAgent) and carry IPv6 over IPv6.
+    overlay = await Overlay.create(lab, { backend, ...(ipv6 ? { ipv6: { underlay: true } } : {}) });
     const [client, server] = [lab.node(1), lab.node(2)];
     // Node to node, no pods: no masquerade rules (their nat table would put conntrack on the path the kernel baselines lack).
     const args = ['--no-ip-masq', ...agentArgs];
@@ -143,11 +152,19 @@ async function setUpVxtun(backend: 'vxlan' | 'ipip', name: string, agentArgs: st
     await overlay.waitForRoutes(client, 1);
     await overlay.waitForRoutes(server, 1);
     const target = formatIPv4((await overlay.subnetOf(server)).address);
+    let target6: string | null = null;
+    if (ipv6) {
+      const [c6, s6] = [await overlay.subnet6Of(client), await overlay.subnet6Of(server)];
+      if (c6 === undefined || s6 === undefined) throw new Error('a dual-stack agent holds no IPv6 lease');
+      await overlay.waitForSubnets(client, [{ subnet6: s6 }]);
+      await overlay.waitForSubnets(server, [{ subnet6: c6 }]);
+      target6 = formatIPv6(s6.address); // the server TUN's <subnet6>::/128
+    }
     const agentPids = handles.map((handle) => {
       if (handle.process.pid === undefined) throw new Error(`agent in ${handle.node.name} has no pid`);
       return handle.process.pid;
     });
-    return { lab, client, server, target, agentPids, serverStatusSocket: handles[1]!.statusSocket, close };
+    return { lab, client, server, target, target6, agentPids, serverStatusSocket: handles[1]!.statusSocket, close };
   } catch (error) {
     await close();
     throw error;
@@ -175,15 +192,15 @@ async function setUpMixed(name: string, agentArgs: string[]): Promise<PathSetup>
     await overlay.addKernelNode(server, kernelSubnet);
     await overlay.waitForRoutes(client, 1);
     if (handle.process.pid === undefined) throw new Error(`agent in ${client.name} has no pid`);
-    return { lab, client, server, target: kernelSubnet.replace('/24', ''), agentPids: [handle.process.pid], serverStatusSocket: null, close };
+    return { lab, client, server, target: kernelSubnet.replace('/24', ''), target6: null, agentPids: [handle.process.pid], serverStatusSocket: null, close };
   } catch (error) {
     await close();
     throw error;
   }
 }
 
-async function setUpKernelVxlan(name: string): Promise<PathSetup> {
-  const lab = await createLab({ name, nodes: 2 });
+async function setUpKernelVxlan(name: string, ipv6 = false): Promise<PathSetup> {
+  const lab = await createLab({ name, nodes: 2, ...(ipv6 ? { underlay6: true } : {}) });
   try {
     const nodes = [lab.node(1), lab.node(2)] as const;
     const subnets = ['10.17.1.0/24', '10.17.2.0/24'];
@@ -195,7 +212,22 @@ async function setUpKernelVxlan(name: string): Promise<PathSetup> {
       const peer = 1 - i;
       await addKernelPeer(lab, nodes[i], { subnet: subnets[peer]!, vtepMac: macs[peer]!, publicIp: nodes[peer].underlayIp, vni: 1 });
     }
-    return { lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', agentPids: [], serverStatusSocket: null, close: () => lab.destroy() };
+    if (ipv6) {
+      // flanneld with EnableIPv6 and a PublicIPv6: a second device, flannel-v6.1, over the IPv6 underlay.
+      const subnets6 = ['fd00:17:0:1::/64', 'fd00:17:0:2::/64'];
+      const macs6 = ['0e:00:00:00:fe:61', '0e:00:00:00:fe:62'];
+      for (let i = 0; i < 2; i++) {
+        await createKernelVtep6(lab, nodes[i], { vni: 1, port: FLANNEL_VXLAN_PORT, vtepMac: macs6[i]!, address: subnets6[i]! });
+      }
+      for (let i = 0; i < 2; i++) {
+        const peer = 1 - i;
+        await addKernelPeer6(lab, nodes[i], { subnet: subnets6[peer]!, vtepMac: macs6[peer]!, publicIpv6: nodes[peer].underlayIp6!, vni: 1 });
+      }
+    }
+    return {
+      lab, client: nodes[0], server: nodes[1], target: '10.17.2.0', target6: ipv6 ? 'fd00:17:0:2::' : null,
+      agentPids: [], serverStatusSocket: null, close: () => lab.destroy(),
+    };
   } catch (error) {
     await lab.destroy();
     throw error;
@@ -204,17 +236,18 @@ async function setUpKernelVxlan(name: string): Promise<PathSetup> {
 
 async function setUpUnderlay(name: string): Promise<PathSetup> {
   const lab = await createLab({ name, nodes: 2 });
-  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, agentPids: [], serverStatusSocket: null, close: () => lab.destroy() };
+  return { lab, client: lab.node(1), server: lab.node(2), target: lab.node(2).underlayIp, target6: null, agentPids: [], serverStatusSocket: null, close: () => lab.destroy() };
 }
 
-function setUp(path: PathSpec, index: number): Promise<PathSetup> {
+/** `ipv6`: the path measures tcp1v6, so its lab is made dual-stack over an IPv6 underlay. */
+function setUp(path: PathSpec, index: number, ipv6: boolean): Promise<PathSetup> {
   const name = labName(path, index);
   switch (path.base) {
-    case 'vxtun-vxlan': return setUpVxtun('vxlan', name, path.agentArgs);
-    case 'vxtun-vxlan-plain': return setUpVxtun('vxlan', name, ['--no-offload', ...path.agentArgs]);
+    case 'vxtun-vxlan': return setUpVxtun('vxlan', name, path.agentArgs, ipv6);
+    case 'vxtun-vxlan-plain': return setUpVxtun('vxlan', name, ['--no-offload', ...path.agentArgs], ipv6);
     case 'vxtun-ipip': return setUpVxtun('ipip', name, path.agentArgs);
     case 'mixed': return setUpMixed(name, path.agentArgs);
-    case 'kernel-vxlan': return setUpKernelVxlan(name);
+    case 'kernel-vxlan': return setUpKernelVxlan(name, ipv6);
     case 'underlay': return setUpUnderlay(name);
   }
 }
@@ -228,6 +261,7 @@ function agentsCpu(pids: readonly number[]): number {
 const IPERF: Partial<Record<FigureName, { protocol: 'tcp' | 'udp'; streams?: number; udpPacketSize?: number; reverse?: boolean }>> = {
   tcp1: { protocol: 'tcp' },
   tcp1r: { protocol: 'tcp', reverse: true },
+  tcp1v6: { protocol: 'tcp' },
   tcp4: { protocol: 'tcp', streams: 4 },
   udp64: { protocol: 'udp', udpPacketSize: 64 },
   udp1400: { protocol: 'udp', udpPacketSize: 1400 },
@@ -249,8 +283,10 @@ async function iperfSample(setup: PathSetup, options: E2eOptions, figure: Figure
     sample.backgroundBusy = machineBusyShare(idleBefore, machineJiffies());
     const agentsBefore = agentsCpu(setup.agentPids);
     const machineBefore = machineJiffies();
+    const address = figure === 'tcp1v6' ? setup.target6 : setup.target;
+    if (address === null) throw new Error(`${figure}: the path was set up without IPv6`);
     const result: IperfResult = await runIperf(setup.lab, {
-      server: setup.server, client: setup.client, address: setup.target, seconds: options.seconds, ...IPERF[figure]!,
+      server: setup.server, client: setup.client, address, seconds: options.seconds, ...IPERF[figure]!,
     });
     const machine = machineCpuSeconds(machineBefore, machineJiffies());
     sample.machineCpuSeconds = machine;
@@ -340,11 +376,13 @@ async function floodHeap(setup: PathSetup, socket: string, seconds: number): Pro
  * for ARP and the agents' first table sync.
  */
 async function checkReachable(setup: PathSetup): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const replies = await ping(setup.lab, setup.client, setup.target, { count: 3, intervalSeconds: 0.2 });
-    if (replies.received > 0) return;
-    if (attempt === 2) throw new Error(`${setup.target} does not answer pings from ${setup.client.name} after setup`);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+  for (const target of [setup.target, ...(setup.target6 !== null ? [setup.target6] : [])]) {
+    for (let attempt = 1; ; attempt++) {
+      const replies = await ping(setup.lab, setup.client, target, { count: 3, intervalSeconds: 0.2 });
+      if (replies.received > 0) break;
+      if (attempt === 2) throw new Error(`${target} does not answer pings from ${setup.client.name} after setup`);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
   }
 }
 
@@ -364,8 +402,9 @@ export async function runE2e(options: E2eOptions): Promise<E2eResult> {
     for (let i = 0; i < options.paths.length; i++) {
       log(`e2e ${options.paths[i]!.name}: setting up`);
       try {
-        setups[i] = await setUp(options.paths[i]!, i);
-        log(`e2e ${options.paths[i]!.name}: ${setups[i]!.client.name} -> ${setups[i]!.target}`);
+        setups[i] = await setUp(options.paths[i]!, i, measures(options, options.paths[i]!, 'tcp1v6'));
+        const v6 = setups[i]!.target6 !== null ? ` and ${setups[i]!.target6}` : '';
+        log(`e2e ${options.paths[i]!.name}: ${setups[i]!.client.name} -> ${setups[i]!.target}${v6}`);
         await checkReachable(setups[i]!);
       } catch (error) {
         await setups[i]?.close().catch(() => undefined);

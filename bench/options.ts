@@ -20,15 +20,23 @@ export const AGENT_PATHS: readonly BasePath[] = ['vxtun-vxlan', 'vxtun-ipip', 'm
  * The figures measured on each path every round.
  *   tcp1      iperf3 TCP, 1 stream, client -> server, Gbit/s received
  *   tcp1r     the same with -R (server -> client): run by default only on paths whose two ends differ (mixed)
+ *   tcp1v6    iperf3 TCP, 1 stream, over IPv6 end to end: pod (TUN / flannel-v6) addresses over an IPv6 underlay;
+ *             on the paths of IPV6_PATHS only, whose labs are then made dual-stack (issue 12)
  *   tcp4      iperf3 TCP, 4 streams
  *   udp64     iperf3 UDP -b 0, 64-byte datagrams, datagrams/s received
  *   udp1400   the same with 1400-byte datagrams
  *   ping      p50 / p99 of N echo requests, us
  *   ping-busy ping p50 with a nice-19 spinner per core (no CPU wake-up latency), us
  */
-export const FIGURES = ['tcp1', 'tcp1r', 'tcp4', 'udp64', 'udp1400', 'ping', 'ping-busy'] as const;
+export const FIGURES = ['tcp1', 'tcp1r', 'tcp1v6', 'tcp4', 'udp64', 'udp1400', 'ping', 'ping-busy'] as const;
 export type FigureName = (typeof FIGURES)[number];
-export const TCP_FIGURES: readonly FigureName[] = ['tcp1', 'tcp1r', 'tcp4'];
+export const TCP_FIGURES: readonly FigureName[] = ['tcp1', 'tcp1r', 'tcp1v6', 'tcp4'];
+/**
+ * Paths that carry tcp1v6: kernel VXLAN programmed as flannel does for IPv6 (flannel-v6.<VNI> with an IPv6 `local`)
+ * and vxtun's dual-stack VXLAN agents with --public-ipv6 (and their variants). Both ends alike, so the figure compares
+ * the two data planes as tcp1 does; IP-in-IP and mixed have no IPv6 equivalent in the suite.
+ */
+export const IPV6_PATHS: readonly BasePath[] = ['kernel-vxlan', 'vxtun-vxlan', 'vxtun-vxlan-plain'];
 export const UDP_FIGURES: readonly FigureName[] = ['udp64', 'udp1400'];
 
 export type Suite = 'micro' | 'e2e' | 'scale' | 'soak' | 'bgp';
@@ -144,7 +152,7 @@ function program(output: (text: string) => void): Command {
     .option('--runs <n>', 'old name of --rounds', number('--runs', 1, 50, true))
     .option('--seconds <s>', 'seconds per iperf3 run', number('--seconds', 1, 120, false), 5)
     .option('--paths <list>', `e2e paths, comma-separated (default all: ${BASE_PATHS.join(',')})`, list('path', BASE_PATHS))
-    .option('--figures <list>', `e2e figures, comma-separated (default all: ${FIGURES.join(',')}; tcp1r only on mixed unless named)`, list('figure', FIGURES))
+    .option('--figures <list>', `e2e figures, comma-separated (default all: ${FIGURES.join(',')}; tcp1r only on mixed unless named; tcp1v6 only on ${IPV6_PATHS.join(', ')})`, list('figure', FIGURES))
     .option('--variant <name=flags>', 'extra path vxtun-vxlan+NAME whose agents get FLAGS; BASE+NAME=FLAGS for another agent path; repeatable',
       (v: string, previous: string[]) => [...previous, v], [] as string[])
     .option('--flood <s>', 'seconds of the heap-sampling 64 B flood per agent path after the rounds, 0 = none', number('--flood', 0, 300, false), 30)
@@ -207,9 +215,13 @@ export function parseBenchArgs(argv: readonly string[]): BenchArgs {
   };
 }
 
-/** Whether `figure` is measured on `path`: tcp1r by default only where the two ends differ (mixed and its variants). */
+/**
+ * Whether `figure` is measured on `path`: tcp1r by default only where the two ends differ (mixed and its variants);
+ * tcp1v6 only on IPV6_PATHS.
+ */
 export function measures(args: Pick<BenchArgs, 'figures' | 'figuresGiven'>, path: PathSpec, figure: FigureName): boolean {
   if (!args.figures.includes(figure)) return false;
+  if (figure === 'tcp1v6') return IPV6_PATHS.includes(path.base);
   if (figure === 'tcp1r' && !args.figuresGiven) return path.base === 'mixed';
   return true;
 }

@@ -8,8 +8,10 @@
 //                       --runs N is the old name.
 //   --seconds S         seconds per iperf3 run (default 5)
 //   --paths a,b         e2e paths (default all six; see bench/options.ts)
-//   --figures a,b       e2e figures: tcp1, tcp1r, tcp4, udp64, udp1400, ping, ping-busy (default all; tcp1r, the
-//                       reverse direction, runs only on mixed unless named here)
+//   --figures a,b       e2e figures: tcp1, tcp1r, tcp1v6, tcp4, udp64, udp1400, ping, ping-busy (default all; tcp1r,
+//                       the reverse direction, runs only on mixed unless named here; tcp1v6, TCP over IPv6 pod
+//                       addresses and an IPv6 underlay, only on kernel-vxlan and vxtun-vxlan(-plain), whose labs are
+//                       then dual-stack: flannel-v6.<VNI> devices / agents with --public-ipv6)
 //   --variant NAME=FLAGS   adds path vxtun-vxlan+NAME whose agents get FLAGS (shell-quoted), interleaved like the
 //                       others, e.g. --variant uring="--tun-io uring"; BASE+NAME=FLAGS varies another agent path
 //                       (vxtun-ipip, mixed, vxtun-vxlan-plain). Repeatable.
@@ -59,6 +61,9 @@ function e2eReport(e2e: E2eResult): string[] {
   const legend = [
     'medians over the rounds; * = some rounds failed',
     has('vxtun-vxlan-plain') ? 'vxtun-vxlan-plain = agents with --no-offload (one packet per system call)' : '',
+    e2e.paths.some((p) => p.figures.tcp1v6 !== undefined)
+      ? 'TCP6 = tcp1v6: IPv6 TCP x1 between the nodes\' IPv6 lease addresses (flannel-v6.1 devices / dual-stack agents) over the IPv6 underlay 2001:db8:1::/64'
+      : '',
     has('mixed') ? 'mixed = vxtun agent (client) to a kernel VXLAN device programmed as flannel does (server); rev = the server sends' : '',
     e2e.paths.some((p) => p.figures['ping-busy'] !== undefined) ? 'busy = ping with a nice-19 spinner per core (no CPU wake-up latency)' : '',
     ...e2e.paths.filter((p) => p.agentArgs.length > 0).map((p) => `${p.path} = ${p.base} with agents + ${p.agentArgs.join(' ')}`),

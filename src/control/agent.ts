@@ -349,7 +349,12 @@ export class Agent {
       if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
-        ? await IpMasq.start({ networks: { network: config.network, subnet: lease.subnet }, choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log })
+        ? await IpMasq.start({
+          networks: { network: config.network, subnet: lease.subnet },
+          // flanneld with EnableIPv6: the same rules with ip6tables / table ip6 vxtun.
+          ...(config.ipv6 !== undefined && lease.subnet6 !== undefined ? { networks6: { network: config.ipv6.network, subnet: lease.subnet6 } } : {}),
+          choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log,
+        })
         : undefined;
       await writeSubnetEnv(options.subnetFile, {
         network: config.network,
@@ -413,7 +418,9 @@ export class Agent {
     const subnet6 = vtepMac6 !== undefined ? lease.subnet6 : undefined;
     const local: LocalVtep = {
       vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0,
-      ...(subnet6 !== undefined ? { subnet6, vtepMac6, ...(options.publicIpv6 !== undefined ? { underlayIp6: options.publicIpv6 } : {}) } : {}),
+      ...(subnet6 !== undefined ? { subnet6, vtepMac6 } : {}),
+      // Traces show it as the outer source of VXLAN over the IPv6 underlay (else they print ::).
+      ...(subnet6 !== undefined && options.publicIpv6 !== undefined ? { underlayIp6: options.publicIpv6 } : {}),
     };
     const encap = createEncapsulation(encapName, local);
     const underlayMtu = backend.type === 'vxlan' && backend.mtu !== undefined ? backend.mtu : underlay.mtu;

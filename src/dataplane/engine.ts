@@ -547,7 +547,7 @@ export class Engine {
     let sent6 = 0;
     if (send6.count > 0) sent6 = this.sendBatch(this.socket6!, send6);
     if (tracer !== undefined) {
-      this.journeys.finish(this.pendingJourneys, (i) => (i < BATCH6_INDEX ? this.outSent[i] === 1 : i - BATCH6_INDEX < sent6), send.count, this.socketLabel, tracer);
+      this.journeys.finish(this.pendingJourneys, (i) => (i < BATCH6_INDEX ? this.outSent[i] === 1 : i - BATCH6_INDEX < sent6), send.count, this.socketLabel, tracer, send6.count);
     }
     send.count = 0;
     send6.count = 0;

@@ -241,11 +241,15 @@ export class JourneyBuilder {
     return journey;
   }
 
-  /** Settles a batch's journeys once it is known how many of the batch the kernel took. */
-  finish(pending: PendingJourney[], accepted: (batchIndex: number) => boolean, batchSize: number, where: string, tracer: PacketTracer): void {
+  /**
+   * Settles a batch's journeys once it is known how many of the batch the kernel took. `batchSize6`: the size of the
+   * IPv6 underlay socket's batch, for journeys at BATCH6_INDEX and above (else `batchSize` for every journey).
+   */
+  finish(pending: PendingJourney[], accepted: (batchIndex: number) => boolean, batchSize: number, where: string, tracer: PacketTracer, batchSize6?: number): void {
     for (const { journey, batchIndex } of pending) {
       if (batchIndex >= 0) {
-        if (accepted(batchIndex)) journey.via = `${where}, batch of ${batchSize}`;
+        const size = batchIndex >= BATCH6_INDEX && batchSize6 !== undefined ? batchSize6 : batchSize;
+        if (accepted(batchIndex)) journey.via = `${where}, batch of ${size}`;
         else {
           journey.verdict = 'dropped';
           journey.drop = journey.direction === 'outbound' ? { stage: 'underlay', reason: 'send-failed' } : { stage: 'tun', reason: 'write-failed' };

@@ -16,6 +16,11 @@ const ICMPV6_NAMES: Record<number, string> = {
 const ICMP_NAMES: Record<number, string> = { 0: 'echo reply', 3: 'destination unreachable', 8: 'echo request', 11: 'time exceeded' };
 const TCP_FLAG_NAMES: [number, string][] = [[0x02, 'SYN'], [0x10, 'ACK'], [0x01, 'FIN'], [0x04, 'RST'], [0x08, 'PSH']];
 
+/** An outer address with its UDP port: 192.0.2.12:4789, or tcpdump's 2001:db8:1::12.4789 for IPv6 (as inner ports). */
+function hostPort(address: string, port: number | undefined): string {
+  return `${address}${address.includes(':') ? '.' : ':'}${port}`;
+}
+
 export function describePacket(p: PacketSummary): string {
   const proto = PROTOCOL_NAMES[p.protocol] ?? `proto ${p.protocol}`;
   let what = `${p.src} > ${p.dst} ${proto}`;
@@ -48,7 +53,7 @@ export function formatJourney(j: Journey): string {
     if (o) {
       hops.push(
         o.encap === 'vxlan'
-          ? `encap    vxlan vni ${o.vni} | eth ${o.innerSrcMac} > ${o.innerDstMac} | outer udp ${o.src} > ${o.dst}:${o.dstPort}, ${o.length} B`
+          ? `encap    vxlan vni ${o.vni} | eth ${o.innerSrcMac} > ${o.innerDstMac} | outer udp ${o.src} > ${hostPort(o.dst, o.dstPort)}, ${o.length} B`
           : `encap    ipip | outer ip ${o.src} > ${o.dst} proto 4, ${o.length} B`,
       );
     }
@@ -57,7 +62,7 @@ export function formatJourney(j: Journey): string {
     if (o) {
       hops.push(
         o.encap === 'vxlan'
-          ? `received ${j.from} > ${o.dst}:${o.dstPort} vxlan vni ${o.vni}, ${o.length} B | eth ${o.innerSrcMac} > ${o.innerDstMac}`
+          ? `received ${j.from} > ${hostPort(o.dst, o.dstPort)} vxlan vni ${o.vni}, ${o.length} B | eth ${o.innerSrcMac} > ${o.innerDstMac}`
           : `received ${j.from} > ${o.dst} ipip, ${o.length} B`,
       );
     } else {

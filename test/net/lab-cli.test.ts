@@ -204,6 +204,11 @@ Cli('vxtun demo runs to completion, prints the iperf3 figure and leaves nothing 
     assert.match(demo.stdout, /[\d.]+ Gbit\/s/);
     assert.is((demo.stdout.match(/^\s+ok\s+n\d-p1 -> n\d-p1/gm) ?? []).length, 6, 'six pod pairs ping');
     assert.match(demo.stdout, /the request left n1 with the pod's own address, 10\.17\.\d+\.2: no NAT between pods/);
+    if (existsSync('/proc/net/if_inet6')) {
+      // A dual-stack demo lab: the IPv6 ping's journey beside the IPv4 one (issue 12).
+      assert.match(demo.stdout, /OUT fd00:17:[0-9a-f:]+::2 > fd00:17:[0-9a-f:]+::2 ICMPv6 echo request, 104 B, hlim 63/);
+      assert.match(demo.stdout, /the IPv6 request left n1 with the pod's own address, fd00:17:[0-9a-f:]+::2: no NAT between pods/);
+    }
     assert.ok(Date.now() - started < 60_000, 'well under a minute');
     assert.equal(await labNamespaces('vxt-demo'), []);
   } finally {

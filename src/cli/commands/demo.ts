@@ -1,5 +1,7 @@
 // `vxtun demo`: the whole idea in under a minute. Three namespaces, a vxtun agent in each, ping between every pair
-// of pods, a TCP throughput run, then everything removed again, even when a step fails.
+// of pods, one ping traced hop by hop (over IPv4, and over IPv6 when the host has IPv6: the demo lab is then
+// dual-stack, as `vxtun lab up --ipv6`), a TCP throughput run, then everything removed again, even when a step fails.
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { runIperf } from '../../lab/iperf';
 import { ping } from '../../lab/ping';
@@ -9,11 +11,20 @@ import { streamTrace, traceQuery } from '../../control/status-server';
 import { formatJourney } from '../../trace/format';
 import type { Journey } from '../../trace/journey';
 import { IPPROTO_ICMP } from '../../wire/ipv4';
+import { IPPROTO_ICMPV6 } from '../../wire/ipv6';
 import { destroyLab, isLabOwnerAlive, listNamespaces, readLabState } from '../../lab/topology';
 import { type OverlayLab, buildOverlayLab, formatNodeTable, requireRoot } from './lab';
 
 export const DEMO_LAB_NAME = 'vxt-demo';
 const IPERF_SECONDS = 3;
+
+/**
+ * Whether the demo lab can be dual-stack: the kernel has IPv6 (/proc/net/if_inet6 exists unless it was built or
+ * booted without it, ipv6.disable=1). The lab turns IPv6 on in its own namespaces whatever the host's sysctls say.
+ */
+export function hostHasIPv6(): boolean {
+  return existsSync('/proc/net/if_inet6');
+}
 
 export function demoCommand(program: Command): void {
   program
@@ -44,8 +55,12 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
   let built: OverlayLab | undefined;
   let failed = 0;
   try {
-    say('[1/5] Building 3 nodes, starting their agents, attaching a pod to each');
-    built = await buildOverlayLab({ name: DEMO_LAB_NAME, nodes: 3, backend: 'vxlan', persistent: false, say: (line) => say(`      ${line}`) });
+    const dualStack = hostHasIPv6();
+    say(`[1/5] Building 3 nodes, starting their agents, attaching a pod to each${dualStack ? ' (dual stack: IPv4 and IPv6 addresses for pods and TUNs)' : ''}`);
+    built = await buildOverlayLab({
+      name: DEMO_LAB_NAME, nodes: 3, backend: 'vxlan', persistent: false, say: (line) => say(`      ${line}`),
+      ...(dualStack ? { ipv6: {} } : {}),
+    });
     const { lab, record } = built;
     say(`      overlay ready in ${built.readySeconds.toFixed(1)} s: every agent has a route to the 2 other nodes`);
     say(formatNodeTable(record).replace(/^/gm, '    '));
@@ -69,16 +84,25 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
     const [n1] = record.nodes;
     const [p1, p2] = built.pods;
     say(`[3/5] One ping from pod ${p1!.name} to pod ${p2!.name}, traced hop by hop in ${n1!.name}'s agent (vxtun trace): the request leaving, the reply arriving`);
-    try {
-      const journeys = await tracePing(lab, p1!, built.overlay.agents.get(n1!.name)!.statusSocket, p2!.address);
-      for (const journey of journeys) say(formatJourney(journey).trimEnd().replace(/^/gm, '      '));
-      if (journeys.length < 2) throw new Error(`traced ${journeys.length} of 2 packets`);
-      const source = journeys[0]!.inner?.src;
-      if (source !== p1!.address) throw new Error(`the request left ${n1!.name} from ${source}, not from pod ${p1!.name} (${p1!.address}): NATed`);
-      say(`      the request left ${n1!.name} with the pod's own address, ${source}: no NAT between pods (Kubernetes requires it)`);
-    } catch (error) {
-      failed++;
-      say(`      FAIL ${(error as Error).message}`);
+    const socket = built.overlay.agents.get(n1!.name)!.statusSocket;
+    const journeysOf: Array<{ family: string; target: string | undefined; source: string | undefined; protocol: number }> = [
+      { family: '', target: p2!.address, source: p1!.address, protocol: IPPROTO_ICMP },
+      ...(dualStack ? [{ family: 'IPv6 ', target: p2!.address6, source: p1!.address6, protocol: IPPROTO_ICMPV6 }] : []),
+    ];
+    for (const { family, target, source, protocol } of journeysOf) {
+      try {
+        if (target === undefined || source === undefined) throw new Error(`the pods have no ${family}address`);
+        if (family !== '') say(`      and the same over IPv6 (docs/one-ping.md follows both), ${p1!.name} ${source} -> ${p2!.name} ${target}:`);
+        const journeys = await tracePing(lab, p1!, socket, target, protocol);
+        for (const journey of journeys) say(formatJourney(journey).trimEnd().replace(/^/gm, '      '));
+        if (journeys.length < 2) throw new Error(`traced ${journeys.length} of 2 ${family}packets`);
+        const seen = journeys[0]!.inner?.src;
+        if (seen !== source) throw new Error(`the ${family}request left ${n1!.name} from ${seen}, not from pod ${p1!.name} (${source}): NATed`);
+        say(`      the ${family}request left ${n1!.name} with the pod's own address, ${seen}: no NAT between pods (Kubernetes requires it)`);
+      } catch (error) {
+        failed++;
+        say(`      FAIL ${(error as Error).message}`);
+      }
     }
     say('');
 
@@ -125,15 +149,20 @@ export async function runDemo(say: (line: string) => void): Promise<number> {
   return 0;
 }
 
-/** Attaches to an agent's trace, sends one ping, and returns the journeys of the request and its reply. */
-async function tracePing(lab: Lab, from: InNamespace, socket: string, target: string): Promise<Journey[]> {
+/**
+ * Attaches to an agent's trace of `protocol` (ICMP, or ICMPv6 for an IPv6 target), sends one ping, and returns the
+ * journeys of the request and its reply.
+ */
+async function tracePing(lab: Lab, from: InNamespace, socket: string, target: string, protocol: number): Promise<Journey[]> {
   const journeys: Journey[] = [];
   let stream: { close(): void } | undefined;
   const finished = new Promise<void>((resolve, reject) => {
     stream = streamTrace(
       socket,
-      traceQuery({ protocol: IPPROTO_ICMP }),
+      traceQuery({ protocol }),
       (journey) => {
+        // Only this ping: with IPv6 the kernel's own ICMPv6 (MLD, router solicitations) also meets the TUN.
+        if (journey.inner?.src !== target && journey.inner?.dst !== target) return;
         journeys.push(journey);
         if (journeys.length === 2) resolve();
       },

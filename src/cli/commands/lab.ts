@@ -214,6 +214,7 @@ async function prepareKernelNodeForPods(overlay: Overlay, node: Lab['nodes'][num
   }
   await IpMasq.start({
     networks: { network, subnet },
+    ...(subnet6 !== undefined ? { networks6: { network: parseCidr6(overlay.network6!), subnet: subnet6 } } : {}),
     log: { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined },
     run: (file, args, input) => runCommand('ip', ['netns', 'exec', node.netns, file, ...args], input),
     resyncMs: 0, // nobody to keep them: the rules go with the node's namespace
