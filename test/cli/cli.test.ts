@@ -53,7 +53,7 @@ Cli('bad flags and values name the problem and exit non-zero before doing anythi
     [['agent', '--public-ip', '192.0.2.1', '--tun', 'thisnameistoolongforlinux'], /option '--tun <name>' argument .*TUN name "thisnameistoolongforlinux" is too long/], // at parsing: before any lease
     [['agent', '--public-ip', '192.0.2.1', '--tun', 'a b'], /may only contain letters/],
     [['agent', '--public-ip', '192.0.2.1', '--status-socket', `/tmp/${'s'.repeat(120)}`], /socket path too long/],
-    [['trace', '--proto', 'xyz'], /expected icmp, tcp, udp or a protocol number/],
+    [['trace', '--proto', 'xyz'], /expected icmp, icmpv6, tcp, udp or a protocol number/],
   ];
   for (const [args, message] of cases) {
     const r = vxtun(...args);
