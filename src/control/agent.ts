@@ -9,13 +9,12 @@
 // socket. Without --public-ipv6 our IPv6 pods travel over the IPv4 underlay (vxtun peers only: a kernel flannel-v6
 // device listens on its IPv6 address). IPv6-only networks (EnableIPv4 false) are refused by the agent for now.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
 import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-df';
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName, ForwardingTables } from '../dataplane/tables';
-import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
+import { type HostInterface, hostHasAddress, interfaceWithAddress } from '../io/interfaces';
 import { replaceAddress6, replaceRoute, replaceRoute6, setGsoMaxSegments, setTxQueueLength } from '../io/kernel-routes';
 import { MAX_SEGMENTS } from '../io/segmentation';
 import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
@@ -27,7 +26,7 @@ import { UdpSocket } from '../io/udp';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
-import { type IPv6, formatCidr6, formatIPv6, parseIPv6 as parseIPv6Text } from '../wire/address6';
+import { type IPv6, formatCidr6, formatIPv6 } from '../wire/address6';
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { ApiError } from './api-error';
 import { BgpNode, type BgpStatus } from './bgp/bgp-node';
@@ -186,26 +185,6 @@ export function agentConfigProblem(config: NetworkConfig, options: { publicIpv6?
   return undefined;
 }
 
-/** Whether an interface of this host has the IPv6 address (what `--public-ip` checks for IPv4). */
-function hostHasAddress6(address: IPv6): boolean {
-  for (const addrs of Object.values(networkInterfaces())) {
-    for (const a of addrs ?? []) {
-      if (a.family !== 'IPv6') continue;
-      try {
-        if (formatIPv6(parseAddress6(a.address)) === formatIPv6(address)) return true;
-      } catch {
-        // a zoned or odd address: not ours to match
-      }
-    }
-  }
-  return false;
-}
-
-function parseAddress6(text: string): IPv6 {
-  const zone = text.indexOf('%');
-  return parseIPv6Text(zone < 0 ? text : text.slice(0, zone));
-}
-
 /**
  * The IPv6 tables as `ip -6 route` / `ip -6 neigh` / `bridge fdb` would list them (status, --json, metrics); empty
  * lists without a data plane.
@@ -306,7 +285,7 @@ export class Agent {
       if (underlay === undefined) {
         throw new Error(`no interface of this host has the address ${publicIp}: pass --public-ip with one of this host's IPv4 addresses`);
       }
-      if (options.publicIpv6 !== undefined && !hostHasAddress6(options.publicIpv6)) {
+      if (options.publicIpv6 !== undefined && !hostHasAddress(formatIPv6(options.publicIpv6))) {
         throw new Error(`no interface of this host has the address ${formatIPv6(options.publicIpv6)}: pass --public-ipv6 with one of this host's IPv6 addresses`);
       }
       const vtepMac = options.vtepMac ?? deriveVtepMac(options.nodeName ?? publicIp);
@@ -379,7 +358,7 @@ export class Agent {
       }
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       agent.nodeLock = nodeLock;
-      agent.underlayWatch = new UnderlayWatch(publicIp, log);
+      agent.underlayWatch = new UnderlayWatch(options.publicIpv6 !== undefined ? [publicIp, formatIPv6(options.publicIpv6)] : [publicIp], log);
       await agent.follow(leases, {
         config,
         ownSubnet: lease.subnet,

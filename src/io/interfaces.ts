@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { type Cidr, parseCidr } from '../wire/address';
+import { formatIPv6, parseIPv6 } from '../wire/address6';
 
 export interface HostInterface {
   readonly name: string;
@@ -23,4 +24,25 @@ export function interfaceWithAddress(address: string): HostInterface | undefined
     }
   }
   return undefined;
+}
+
+/**
+ * Whether an interface of this host has `address`: IPv4 dotted quad or IPv6 text (compared in RFC 5952 form; a zone,
+ * as in fe80::1%eth0, is ignored).
+ */
+export function hostHasAddress(address: string): boolean {
+  if (!address.includes(':')) return interfaceWithAddress(address) !== undefined;
+  const wanted = formatIPv6(parseIPv6(address));
+  for (const addrs of Object.values(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family !== 'IPv6') continue;
+      const zone = a.address.indexOf('%');
+      try {
+        if (formatIPv6(parseIPv6(zone < 0 ? a.address : a.address.slice(0, zone))) === wanted) return true;
+      } catch {
+        // an address Node prints in a form we do not parse: not the one we look for
+      }
+    }
+  }
+  return false;
 }
