@@ -873,9 +873,15 @@ export class Engine {
       return;
     }
     const replies = this.icmpReplies;
-    if (replies.full) return;
+    if (replies.full) {
+      this.counters.drops.count('icmp', 'no-room'); // a batch of 64 errors already waits for the TUN
+      return;
+    }
     const slot = this.pool.get();
-    if (slot < 0) return;
+    if (slot < 0) {
+      this.counters.drops.count('icmp', 'no-room'); // the pool is empty: the error is not worth a packet
+      return;
+    }
     this.icmpSlots[replies.count] = slot;
     const start = this.pool.start(slot) + HEADROOM;
     const replyLen = emitIcmpUnreachable(this.slab, start, code, from, this.slab, off, len, mtu);
@@ -894,9 +900,15 @@ export class Engine {
       return;
     }
     const replies = this.icmpReplies;
-    if (replies.full) return;
+    if (replies.full) {
+      this.counters.drops.count('icmp', 'no-room'); // a batch of 64 errors already waits for the TUN
+      return;
+    }
     const slot = this.pool.get();
-    if (slot < 0) return;
+    if (slot < 0) {
+      this.counters.drops.count('icmp', 'no-room'); // the pool is empty: the error is not worth a packet
+      return;
+    }
     this.icmpSlots[replies.count] = slot;
     const start = this.pool.start(slot) + HEADROOM;
     const packetLen = Math.min(len, IPV6_HEADER_LEN + this.slab.readUInt16BE(off + 4));
