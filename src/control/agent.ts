@@ -513,7 +513,8 @@ export class Agent {
       // The first sender is the receiving socket (port 4789/8472); the others take ephemeral ports (32768-60999).
       const extra = backend.type === 'vxlan' && ipv4 ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
       for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp!, port: 0, recvBufferBytes: 0 }));
-      sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
+      // The outer DF bit is IPv4's (IPv6 never fragments on the way): nothing to apply without an IPv4 underlay.
+      sending = ipv4 ? applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom) : senders;
       if (underlay6) {
         try {
           socket6 = UdpSocket.open({ address: options.publicIpv6!, port: local.port, gro: offload });
@@ -603,7 +604,7 @@ export class Agent {
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
       underlay: {
         device: this.underlay.name, subnet: this.underlay6Cidr ?? formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
-        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
+        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane && hasIPv4Subnet(this.lease.subnet) ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
       },
       storeConnected: this.storeConnected,
       refusedLeases: this.watch?.refused ?? [],
