@@ -397,7 +397,7 @@ export class Agent {
       // to the CNI bridge plugin (which masquerades itself).
       const ipMasq = (options.ipMasq ?? false) && ipv4;
       if (options.ipMasq === true && !ipv4) log.warn('--ip-masq: no masquerade rules in an IPv6-only network (vxtun\'s are IPv4); FLANNEL_IPMASQ=false');
-      if (readIpForward() === false) log.warn(ipForwardWarning());
+      if (ipv4 && readIpForward() === false) log.warn(ipForwardWarning()); // IPv4 forwarding matters only with IPv4 pods
       if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
@@ -437,7 +437,8 @@ export class Agent {
         ownVtepMac6: vtepMac6,
         ownPublicIpv6: options.publicIpv6,
       });
-      log.info('agent ready', { subnet: formatLeaseSubnets(lease.subnet, lease.subnet6), routes: agent.status().routes.length + (agent.status().routes6?.length ?? 0) });
+      const ready = agent.status();
+      log.info('agent ready', { subnet: formatLeaseSubnets(lease.subnet, lease.subnet6), routes: ready.routes.length + (ready.routes6?.length ?? 0) });
       agent.masq = masq;
       return agent;
     } catch (err) {
@@ -619,15 +620,16 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
-      node: Agent.nodeStatus(this.config.ipv6 !== undefined),
+      node: Agent.nodeStatus(this.config.ipv6 !== undefined, carriesIPv4(this.config)),
       ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }
 
-  private static nodeStatus(ipv6: boolean): NonNullable<AgentStatus['node']> {
+  /** `ipv4` false (IPv6-only): ip_forward is still shown, but off is no reason to warn. */
+  private static nodeStatus(ipv6: boolean, ipv4 = true): NonNullable<AgentStatus['node']> {
     const ipForward = readIpForward() ?? null;
-    const node: NonNullable<AgentStatus['node']> = ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    const node: NonNullable<AgentStatus['node']> = ipForward === false && ipv4 ? { ipForward, warning: ipForwardWarning() } : { ipForward };
     if (!ipv6) return node;
     node.ipv6Forward = readIpv6Forward() ?? null;
     if (node.ipv6Forward === false) node.warning = node.warning === undefined ? ipv6ForwardWarning() : `${node.warning}; ${ipv6ForwardWarning()}`;

@@ -54,7 +54,7 @@ export function agentCommand(program: Command): void {
     program
       .command('agent')
       .description('run this node: acquire a subnet, forward its overlay traffic, follow the other nodes')
-      .option('--public-ip <ip>', "this node's IPv4 underlay address (flannel's PublicIP); required unless the network is IPv6-only (\"EnableIPv4\": false), where --public-ipv6 is the underlay", ipv4Address)
+      .option('--public-ip <ip>', "required unless the network is IPv6-only (\"EnableIPv4\": false; then --public-ipv6 is the underlay): this node's IPv4 underlay address (flannel's PublicIP)", ipv4Address)
       .option('--tun <name>', 'TUN device name (1-15 letters, digits, "_", ".", "-")', tunName, 'vxtun0')
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
       .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (the default)")

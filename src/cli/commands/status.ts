@@ -83,7 +83,7 @@ export function formatStatus(s: AgentStatus): string {
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   if (s.node !== undefined) {
     const v6 = s.node.ipv6Forward === undefined ? '' : `, ipv6 forwarding ${s.node.ipv6Forward === null ? 'unknown' : s.node.ipv6Forward ? 'on' : 'OFF'}`;
-    const off = s.node.ipForward === false || s.node.ipv6Forward === false;
+    const off = s.node.warning !== undefined; // set when a forwarding switch the network needs is off (not ip_forward when IPv6-only)
     lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : 'OFF'}${v6}${off ? `: ${s.node.warning ?? ''}` : ''}`);
   }
   if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
