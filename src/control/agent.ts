@@ -160,8 +160,11 @@ export interface AgentStatus {
   traceClients?: TraceClientStatus[];
   /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
   node?: { ipForward: boolean | null; warning?: string; /** Dual stack: net.ipv6.conf.all.forwarding (null: unreadable). */ ipv6Forward?: boolean | null };
-  /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
-  ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
+  /**
+   * flanneld's --ip-masq: off, or the tool, the rules' place and their state. `unsupported`: asked for but not
+   * installed, and why (an IPv6-only network: vxtun's masquerade rules are IPv4).
+   */
+  ipMasq?: { enabled: false; unsupported?: string } | ({ enabled: true } & IpMasqStatus);
   /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
   bgp?: BgpStatus;
 }
@@ -269,6 +272,9 @@ interface DataPlane {
   /** Absent for bgp: BIRD's routes fill the tables, not the leases. */
   sync?: LeaseSync;
 }
+
+/** Why --ip-masq installs nothing on an IPv6-only node (status and log). */
+const IPV6_ONLY_NO_MASQ = 'no masquerade rules in an IPv6-only network (vxtun\'s are IPv4): FLANNEL_IPMASQ=false, the CNI bridge plugin masquerades';
 
 const DEFAULT_POOL_SLOTS = 1024;
 const DEFAULT_SOURCE_PORTS = 4;
@@ -396,7 +402,7 @@ export class Agent {
       // IPv4 masquerade only: in an IPv6-only network its rules would name 0.0.0.0/0. FLANNEL_IPMASQ=false then says so
       // to the CNI bridge plugin (which masquerades itself).
       const ipMasq = (options.ipMasq ?? false) && ipv4;
-      if (options.ipMasq === true && !ipv4) log.warn('--ip-masq: no masquerade rules in an IPv6-only network (vxtun\'s are IPv4); FLANNEL_IPMASQ=false');
+      if (options.ipMasq === true && !ipv4) log.warn(`--ip-masq: ${IPV6_ONLY_NO_MASQ}`);
       if (ipv4 && readIpForward() === false) log.warn(ipForwardWarning()); // IPv4 forwarding matters only with IPv4 pods
       if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
@@ -539,7 +545,7 @@ export class Agent {
       ...(socket6 !== undefined ? { socket6 } : {}),
     });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: options.df ?? DEFAULT_DF_MODE });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: ipv4 ? (options.df ?? DEFAULT_DF_MODE) : undefined });
     const ipv6 = subnet6 !== undefined ? { ownSubnet6: subnet6, underlay6: socket6 !== undefined } : undefined;
     const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined, ipv6);
     return { engine, pool, tun, sync };
@@ -621,7 +627,9 @@ export class Agent {
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
       node: Agent.nodeStatus(this.config.ipv6 !== undefined, carriesIPv4(this.config)),
-      ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
+      ipMasq: this.masq
+        ? { enabled: true, ...this.masq.status() }
+        : this.options.ipMasq === true && !carriesIPv4(this.config) ? { enabled: false, unsupported: IPV6_ONLY_NO_MASQ } : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }

@@ -36,6 +36,7 @@ test('status text: one lease line (the IPv6 one), the IPv6 network, no IPv4 tabl
     network: { network: '0.0.0.0/0', subnetLen: 0, ipv6Network: 'fd00:10:244::/56', ipv6SubnetLen: 64, backend: { type: 'vxlan', vni: 1, port: 8472, directRouting: false } },
     tun: { name: 'vxtun0', mtu: 1430, kernelQueueDrops: 0 },
     underlay: { device: 'eth0', subnet: '2001:db8::/64', mtu: 1500, addressPresent: true },
+    ipMasq: { enabled: false, unsupported: 'no masquerade rules in an IPv6-only network' },
     routes: [], neighbors: [], fdb: [],
     ...ipv6TablesStatus(tables),
   }));
@@ -44,6 +45,7 @@ test('status text: one lease line (the IPv6 one), the IPv6 network, no IPv4 tabl
   assert.not.match(text, /^lease6/m);
   assert.match(text, /^network  ipv6 fd00:10:244::\/56 subnet-len 64 \(IPv6-only\) backend vxlan vni 1 port 8472$/m);
   assert.match(text, /underlay eth0 2001:db8::\/64 mtu 1500/);
+  assert.match(text, /^ip-masq  off \(no masquerade rules in an IPv6-only network\)$/m, 'not "--no-ip-masq": the user asked for it');
   assert.not.match(text, /^routes \(0\)$|^neighbors \(0\)$|^fdb \(0\)$/m, 'the empty IPv4 tables are not listed');
   assert.match(text, /fd00:10:244:2::\/64 via fd00:10:244:2:: dev vxtun0/);
   assert.match(text, /2001:db8::2/, 'the peer\'s PublicIPv6 in fdb6');

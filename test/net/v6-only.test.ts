@@ -84,6 +84,7 @@ V6('vxlan IPv6-only: flannel\'s lease layout, IPv6-only subnet.env, TUN with no 
     const { stdout: text } = await lab.exec(n1, process.execPath, [CLI_PATH, 'status', '--socket', overlay.agents.get(n1.name)!.statusSocket]);
     assert.match(text, /^lease {4}fd00:10:18:[0-9a-f:]+\/64 \(IPv6-only\)/m);
     assert.not.match(text, /0\.0\.0\.0/);
+    assert.match(text, /^ip-masq  off \(no masquerade rules in an IPv6-only network/m);
 
     // A restart keeps the IPv6 subnet (the node name finds the lease, subnet.env names it too).
     await overlay.stopAgent(n1);

@@ -31,6 +31,7 @@ export function findSocket(publicIp?: number, publicIpv6?: bigint): string {
 }
 
 function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
+  if (!m.enabled && m.unsupported !== undefined) return `off (${m.unsupported})`;
   if (!m.enabled) return 'off (--no-ip-masq: FLANNEL_IPMASQ=false, the CNI bridge plugin masquerades, pod-to-pod included)';
   const where = m.tool !== undefined ? `${m.tool}, ${m.where}` : 'no firewall tool';
   const restored = m.restored > 0 ? `, restored ${m.restored} time${m.restored === 1 ? '' : 's'}` : '';
