@@ -7,14 +7,22 @@
 // flannel-v6.<VNI> that address) and the route `<IPv6Network> dev <tun>`; the engine gets network6, local.subnet6 and
 // local.vtepMac6 (a second VTEP MAC, as flannel's second device has), and, with --public-ipv6, an IPv6 underlay
 // socket. Without --public-ipv6 our IPv6 pods travel over the IPv4 underlay (vxtun peers only: a kernel flannel-v6
-// device listens on its IPv6 address). IPv6-only networks (EnableIPv4 false) are refused by the agent for now.
+// device listens on its IPv6 address).
+//
+// IPv6-only (`"EnableIPv4": false`, as flannel's vxlan backend runs it with flannel-v6.<VNI> alone): no IPv4 subnet
+// (the lease key's 0.0.0.0-0 part, PublicIP 0.0.0.0), --public-ipv6 required and --public-ip not needed (ignored with
+// a warning when given), the TUN gets only `<subnet6>::/128` and the IPv6 cluster route (never the IPv4 "network",
+// which is 0.0.0.0/0 there), the engine's IPv4 socket is a stand-in that carries nothing (io/no-underlay4.ts), and
+// subnet.env has only the IPv6 lines; --ip-masq installs the IPv6 rules alone.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { BufferPool, HEADROOM } from '../buf/pool';
 import { createEncapsulation, type LocalVtep } from '../dataplane/encap';
 import { DEFAULT_DF_MODE, type DfMode, applyOuterDf } from '../dataplane/outer-df';
 import { DEFAULT_BATCH_SIZE, Engine, OFFLOAD_SLOT_BYTES } from '../dataplane/engine';
 import type { EncapName, ForwardingTables } from '../dataplane/tables';
-import { type HostInterface, hostHasAddress, interfaceWithAddress } from '../io/interfaces';
+import { type HostInterface, interfaceWithAddress } from '../io/interfaces';
+import { NoIpv4Underlay } from '../io/no-underlay4';
 import { replaceAddress6, replaceRoute, replaceRoute6, setGsoMaxSegments, setTxQueueLength } from '../io/kernel-routes';
 import { MAX_SEGMENTS } from '../io/segmentation';
 import { DEFAULT_STORE_WAIT_MS, waitForStore } from './store-wait';
@@ -26,14 +34,14 @@ import { UdpSocket } from '../io/udp';
 import { openStore } from '../store/open';
 import type { Store } from '../store/store';
 import { type IPv4, type Mac, formatCidr, formatIPv4, formatMac } from '../wire/address';
-import { type IPv6, formatCidr6, formatIPv6 } from '../wire/address6';
+import { type IPv6, formatCidr6, formatIPv6, parseIPv6 as parseIPv6Text } from '../wire/address6';
 import { IPPROTO_IPIP } from '../wire/ipv4';
 import { ApiError } from './api-error';
 import { BgpNode, type BgpStatus } from './bgp/bgp-node';
 import { type DirectRoute, DirectRoutes } from './direct-routes';
 import { type FirewallChoice, IpMasq, type IpMasqStatus } from './ip-masq';
 import { ipForwardWarning, ipv6ForwardWarning, readIpForward, readIpv6Forward } from './node-checks';
-import { type Lease, formatLeaseSubnets } from './lease';
+import { type Lease, NO_IPV4_SUBNET, formatLeaseSubnets, hasIPv4Subnet } from './lease';
 import { type ConfigMismatch, type ConfigWatch, type LeaseChecks, LeaseManager, type LeaseKeeper, type LeaseWatch, type RefusedLease } from './lease-manager';
 import { LeaseSync } from './lease-sync';
 import { TraceHub, type TraceSubscription } from './trace-hub';
@@ -49,7 +57,11 @@ import { deriveVtepMac, deriveVtepMac6 } from './vtep-mac';
 export interface AgentOptions {
   storeUrl: string;
   prefix: string;
-  publicIp: IPv4;
+  /**
+   * This node's IPv4 underlay address (--public-ip, flannel's PublicIP). Required when the network carries IPv4;
+   * an IPv6-only network needs none (its lease's PublicIP is 0.0.0.0, as flannel writes) and ignores one given.
+   */
+  publicIp?: IPv4;
   /**
    * This node's IPv6 underlay address (--public-ipv6, flannel's PublicIPv6): written into the lease, and VXLAN over
    * IPv6 is sent from and received on it. Must be an address of this host. Without it, in a dual-stack network, IPv6
@@ -124,7 +136,10 @@ export interface AgentStatus {
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend']; ipv6Network?: string; ipv6SubnetLen?: number };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
   tun?: { name: string; mtu: number; kernelQueueDrops: number };
-  /** addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not. */
+  /**
+   * addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not.
+   * IPv6-only: the device holding --public-ipv6 and that address's prefix (not watched: addressPresent stays true).
+   */
   underlay: { device: string; subnet: string; mtu: number; addressPresent: boolean; problem?: string; /** Outer DF policy (absent for host-gw). */ df?: DfMode };
   storeConnected: boolean;
   /** Leases under subnets/ kept out of the tables (invalid, or in conflict with an accepted one), and why. */
@@ -148,8 +163,11 @@ export interface AgentStatus {
   traceClients?: TraceClientStatus[];
   /** Node prerequisites for pods: net.ipv4.ip_forward in our namespace (null: unreadable), and why it matters. */
   node?: { ipForward: boolean | null; warning?: string; /** Dual stack: net.ipv6.conf.all.forwarding (null: unreadable). */ ipv6Forward?: boolean | null };
-  /** flanneld's --ip-masq: off, or the tool, the rules' place and their state. */
-  ipMasq?: { enabled: false } | ({ enabled: true } & IpMasqStatus);
+  /**
+   * flanneld's --ip-masq: off, or the tool, the rules' place and their state. `unsupported`: asked for but not
+   * installed, and why (an IPv6-only network: vxtun's masquerade rules are IPv4).
+   */
+  ipMasq?: { enabled: false; unsupported?: string } | ({ enabled: true } & IpMasqStatus);
   /** bgp: our BIRD, its sessions as `birdc show protocols` shows them, readiness. */
   bgp?: BgpStatus;
 }
@@ -159,7 +177,10 @@ export interface AgentStatus {
  * multicast or reserved would be written into our lease and programmed by every other node as our VTEP.
  */
 export function checkAgentOptions(options: Pick<AgentOptions, 'publicIp'> & { publicIpv6?: IPv6 }): void {
-  const unusable = unusableUnderlayAddress(options.publicIp);
+  if (options.publicIp === undefined && options.publicIpv6 === undefined) {
+    throw new Error('pass --public-ip with this host\'s IPv4 underlay address (or, in an IPv6-only network, --public-ipv6 with its IPv6 one)');
+  }
+  const unusable = options.publicIp === undefined ? undefined : unusableUnderlayAddress(options.publicIp);
   if (unusable !== undefined) {
     throw new Error(`--public-ip ${unusable}: other nodes cannot reach this node there; pass this host's address on the network the nodes share`);
   }
@@ -171,10 +192,21 @@ export function checkAgentOptions(options: Pick<AgentOptions, 'publicIp'> & { pu
   }
 }
 
-/** Why this node cannot run `config` with these options (an IPv6 option without IPv6 in the network, ...), or undefined. */
-export function agentConfigProblem(config: NetworkConfig, options: { publicIpv6?: IPv6 }): string | undefined {
+/**
+ * Why this node cannot run `config` with these options (an IPv6 option without IPv6 in the network, an IPv6-only
+ * network without --public-ipv6, an IPv4 network without --public-ip, ...), or undefined.
+ */
+export function agentConfigProblem(config: NetworkConfig, options: { publicIp?: IPv4; publicIpv6?: IPv6 }): string | undefined {
   if (!carriesIPv4(config)) {
-    return 'the network is IPv6-only ("EnableIPv4": false): leases and subnet.env support it, the agent does not yet; run a dual-stack network (vxtun init --network CIDR --ipv6-network CIDR6)';
+    // flannel's vxlan backend makes only flannel-v6.<VNI> then, bound to the node's IPv6 address: it needs one.
+    if (config.ipv6 === undefined) return 'the network carries neither IPv4 nor IPv6 ("EnableIPv4": false without "EnableIPv6"): write a config with vxtun init';
+    if (options.publicIpv6 === undefined) {
+      return 'the network is IPv6-only ("EnableIPv4": false): pass --public-ipv6 with this host\'s IPv6 address on the network the nodes share (it is the underlay; --public-ip is not needed)';
+    }
+    return undefined;
+  }
+  if (options.publicIp === undefined) {
+    return 'the network carries IPv4: pass --public-ip with this host\'s IPv4 address on the network the nodes share (only an IPv6-only network, "EnableIPv4": false, runs without it)';
   }
   if (config.ipv6 !== undefined && config.backend.type === 'host-gw' && options.publicIpv6 === undefined) {
     return 'host-gw with IPv6 routes every IPv6 subnet via its node\'s PublicIPv6 (as flannel does): pass --public-ipv6 with this host\'s IPv6 address on the shared segment';
@@ -183,6 +215,39 @@ export function agentConfigProblem(config: NetworkConfig, options: { publicIpv6?
     return '--public-ipv6 was given but the network carries no IPv6 (set "EnableIPv6": true and "IPv6Network", e.g. vxtun init --ipv6-network CIDR)';
   }
   return undefined;
+}
+
+/** The interface of this host with the IPv6 address and that address's prefix (what `--public-ip` finds for IPv4). */
+function interfaceOf6(address: IPv6): { name: string; cidr: string } | undefined {
+  for (const [name, addrs] of Object.entries(networkInterfaces())) {
+    for (const a of addrs ?? []) {
+      if (a.family !== 'IPv6') continue;
+      try {
+        if (formatIPv6(parseAddress6(a.address)) === formatIPv6(address)) return { name, cidr: a.cidr ?? `${formatIPv6(address)}/128` };
+      } catch {
+        // a zoned or odd address: not ours to match
+      }
+    }
+  }
+  return undefined;
+}
+
+/** The underlay of an IPv6-only node: the device with --public-ipv6 (its IPv4 subnet is the empty 0.0.0.0/0). */
+function underlayOf6(address: IPv6): (HostInterface & { cidr6: string }) | undefined {
+  const found = interfaceOf6(address);
+  if (found === undefined) return undefined;
+  let mtu = 1500;
+  try {
+    mtu = Number(readFileSync(`/sys/class/net/${found.name}/mtu`, 'utf8').trim());
+  } catch {
+    // no sysfs: the Ethernet default
+  }
+  return { name: found.name, mtu, subnet: NO_IPV4_SUBNET, cidr6: found.cidr };
+}
+
+function parseAddress6(text: string): IPv6 {
+  const zone = text.indexOf('%');
+  return parseIPv6Text(zone < 0 ? text : text.slice(0, zone));
 }
 
 /**
@@ -236,6 +301,8 @@ export class Agent {
   private underlayWatch?: UnderlayWatch;
   private fatalError?: Error;
   private masq?: IpMasq;
+  /** IPv6-only: the prefix of --public-ipv6 on the underlay device (status shows it as the underlay subnet). */
+  private underlay6Cidr?: string;
 
   private constructor(
     private readonly options: AgentOptions,
@@ -280,13 +347,21 @@ export class Agent {
       const problem = agentConfigProblem(config, options);
       if (problem !== undefined) throw new Error(problem);
       const backend = config.backend;
-      const publicIp = formatIPv4(options.publicIp);
-      const underlay = interfaceWithAddress(publicIp);
+      const ipv4 = carriesIPv4(config);
+      if (!ipv4 && options.publicIp !== undefined) {
+        log.warn('--public-ip is not used: the network is IPv6-only ("EnableIPv4": false), so the lease\'s PublicIP is 0.0.0.0 and --public-ipv6 is the underlay', { publicIp: formatIPv4(options.publicIp) });
+      }
+      // IPv6-only: flannel's zero PublicIP; every IPv4 use below is skipped.
+      const publicIp4: IPv4 = ipv4 ? options.publicIp! : 0;
+      // The node's underlay address as text: names the default BIRD dir, the VTEP MACs without a node name, logs.
+      const publicIp = ipv4 ? formatIPv4(publicIp4) : formatIPv6(options.publicIpv6!);
+      const underlay6 = options.publicIpv6 !== undefined ? underlayOf6(options.publicIpv6) : undefined;
+      if (options.publicIpv6 !== undefined && underlay6 === undefined) {
+        throw new Error(`no interface of this host has the address ${formatIPv6(options.publicIpv6)}: pass --public-ipv6 with one of this host's IPv6 addresses`);
+      }
+      const underlay = ipv4 ? interfaceWithAddress(publicIp) : underlay6;
       if (underlay === undefined) {
         throw new Error(`no interface of this host has the address ${publicIp}: pass --public-ip with one of this host's IPv4 addresses`);
-      }
-      if (options.publicIpv6 !== undefined && !hostHasAddress(formatIPv6(options.publicIpv6))) {
-        throw new Error(`no interface of this host has the address ${formatIPv6(options.publicIpv6)}: pass --public-ipv6 with one of this host's IPv6 addresses`);
       }
       const vtepMac = options.vtepMac ?? deriveVtepMac(options.nodeName ?? publicIp);
       // Our IPv6 VTEP: in a dual-stack vxlan network, with or without an IPv6 underlay (then IPv6 rides the IPv4 one).
@@ -299,9 +374,10 @@ export class Agent {
       });
       const lease = await waitForStore('acquire a lease', () => leases.acquire(
         {
-          publicIp: options.publicIp,
+          publicIp: publicIp4,
           backendType: backend.type,
-          backendData: backend.type === 'vxlan' ? { vni, vtepMac } : undefined,
+          // IPv6-only: flannel's vxlan backend has no IPv4 VTEP, so no BackendData (only BackendV6Data).
+          backendData: backend.type === 'vxlan' && ipv4 ? { vni, vtepMac } : undefined,
           ...(options.publicIpv6 !== undefined ? { publicIpv6: options.publicIpv6 } : {}),
           ...(vtepMac6 !== undefined ? { backendV6Data: { vni, vtepMac: vtepMac6 } } : {}),
           nodeName: options.nodeName,
@@ -311,9 +387,9 @@ export class Agent {
       log.info('lease acquired', {
         subnet: formatLeaseSubnets(lease.subnet, lease.subnet6),
         node: options.nodeName,
-        publicIp,
+        publicIp: ipv4 ? publicIp : undefined,
         publicIpv6: options.publicIpv6 !== undefined ? formatIPv6(options.publicIpv6) : undefined,
-        vtepMac: backend.type === 'vxlan' ? formatMac(vtepMac) : undefined,
+        vtepMac: backend.type === 'vxlan' && ipv4 ? formatMac(vtepMac) : undefined,
         vtepMac6: vtepMac6 !== undefined ? formatMac(vtepMac6) : undefined,
       });
 
@@ -323,13 +399,15 @@ export class Agent {
       const kernelForwards = backend.type === 'host-gw' || (backend.type === 'bgp' && backend.encap === 'none');
       const dataPlane = kernelForwards ? undefined : await Agent.startDataPlane(options, config, lease, underlay, vtepMac, vtepMac6, direct);
       const mtu = dataPlane?.tun.mtu ?? underlay.mtu;
+      // flanneld's rules per family: IPv4 with an IPv4 subnet, IPv6 (ip6tables / table ip6 vxtun) with an IPv6 one; an
+      // IPv6-only node gets only the IPv6 rules (its IPv4 "network" is 0.0.0.0/0).
       const ipMasq = options.ipMasq ?? false;
-      if (readIpForward() === false) log.warn(ipForwardWarning());
+      if (ipv4 && readIpForward() === false) log.warn(ipForwardWarning()); // IPv4 forwarding matters only with IPv4 pods
       if (config.ipv6 !== undefined && readIpv6Forward() === false) log.warn(ipv6ForwardWarning());
       // Rules before subnet.env: a pod attached after the file appears is already covered (never throws).
       masq = ipMasq
         ? await IpMasq.start({
-          networks: { network: config.network, subnet: lease.subnet },
+          ...(ipv4 ? { networks: { network: config.network, subnet: lease.subnet } } : {}),
           // flanneld with EnableIPv6: the same rules with ip6tables / table ip6 vxtun.
           ...(config.ipv6 !== undefined && lease.subnet6 !== undefined ? { networks6: { network: config.ipv6.network, subnet: lease.subnet6 } } : {}),
           choice: options.ipMasqTool, resyncMs: options.ipMasqResyncMs, log,
@@ -358,17 +436,20 @@ export class Agent {
       }
       const agent = new Agent(options, store, config, lease, underlay, dataPlane, direct, bgp);
       agent.nodeLock = nodeLock;
-      agent.underlayWatch = new UnderlayWatch(options.publicIpv6 !== undefined ? [publicIp, formatIPv6(options.publicIpv6)] : [publicIp], log);
+      const watched = [...(ipv4 ? [publicIp] : []), ...(options.publicIpv6 !== undefined ? [formatIPv6(options.publicIpv6)] : [])];
+      if (watched.length > 0) agent.underlayWatch = new UnderlayWatch(watched, log);
+      agent.underlay6Cidr = ipv4 ? undefined : underlay6?.cidr6;
       await agent.follow(leases, {
         config,
         ownSubnet: lease.subnet,
-        ownVtepMac: backend.type === 'vxlan' ? vtepMac : undefined,
-        ownPublicIp: options.publicIp,
+        ownVtepMac: backend.type === 'vxlan' && ipv4 ? vtepMac : undefined,
+        ownPublicIp: publicIp4,
         ownSubnet6: lease.subnet6,
         ownVtepMac6: vtepMac6,
         ownPublicIpv6: options.publicIpv6,
       });
-      log.info('agent ready', { subnet: formatCidr(lease.subnet), routes: agent.status().routes.length });
+      const ready = agent.status();
+      log.info('agent ready', { subnet: formatLeaseSubnets(lease.subnet, lease.subnet6), routes: ready.routes.length + (ready.routes6?.length ?? 0) });
       agent.masq = masq;
       return agent;
     } catch (err) {
@@ -395,8 +476,9 @@ export class Agent {
     const encapName: EncapName = backend.type === 'bgp' ? 'ipip' : backend.type;
     const vni = backend.type === 'vxlan' ? backend.vni : 0;
     const subnet6 = vtepMac6 !== undefined ? lease.subnet6 : undefined;
+    const ipv4 = hasIPv4Subnet(lease.subnet);
     const local: LocalVtep = {
-      vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: options.publicIp, vni, port: backend.type === 'vxlan' ? backend.port : 0,
+      vtepIp: lease.subnet.address, subnet: lease.subnet, vtepMac, underlayIp: ipv4 ? options.publicIp! : 0, vni, port: backend.type === 'vxlan' ? backend.port : 0,
       ...(subnet6 !== undefined ? { subnet6, vtepMac6 } : {}),
       // Traces show it as the outer source of VXLAN over the IPv6 underlay (else they print ::).
       ...(subnet6 !== undefined && options.publicIpv6 !== undefined ? { underlayIp6: options.publicIpv6 } : {}),
@@ -414,7 +496,8 @@ export class Agent {
     }
     const offload = options.offload ?? true;
     const tun = Tun.open({
-      name: options.tunName, mtu: overlayMtu, address: lease.subnet.address, prefixLength: 32, offload,
+      // IPv6-only: no IPv4 address (flannel-v6.<VNI> has only <subnet6>::/128).
+      name: options.tunName, mtu: overlayMtu, address: ipv4 ? lease.subnet.address : undefined, prefixLength: 32, offload,
       io: options.tunIo ?? DEFAULT_TUN_IO, uso: options.tunUso ?? DEFAULT_TUN_USO,
     });
     if (tun.ioFallback !== undefined) options.log.warn('TUN io_uring unavailable: one system call per packet', { reason: tun.ioFallback });
@@ -435,20 +518,21 @@ export class Agent {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       // A small-MSS flow would otherwise get 64 KB super-packets of ~700 segments, more than we cut (gso/cannot-segment).
       if (offload) await setGsoMaxSegments(tun.name, MAX_SEGMENTS);
-      await replaceRoute(formatCidr(config.network), tun.name);
+      // Never in an IPv6-only network: its "network" is 0.0.0.0/0, the default route.
+      if (ipv4) await replaceRoute(formatCidr(config.network), tun.name);
       if (subnet6 !== undefined) {
         await replaceAddress6(formatIPv6(subnet6.address), tun.name);
         await replaceRoute6(formatCidr6(config.ipv6!.network), tun.name);
       }
-      socket =
-        backend.type === 'vxlan'
-          ? UdpSocket.open({ address: options.publicIp, port: backend.port, gro: offload })
-          : RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp });
+      if (!ipv4) socket = new NoIpv4Underlay();
+      else if (backend.type === 'vxlan') socket = UdpSocket.open({ address: options.publicIp!, port: backend.port, gro: offload });
+      else socket = RawSocket.open({ protocol: IPPROTO_IPIP, address: options.publicIp! });
       senders.push(socket);
       // The first sender is the receiving socket (port 4789/8472); the others take ephemeral ports (32768-60999).
-      const extra = backend.type === 'vxlan' ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
-      for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp, port: 0, recvBufferBytes: 0 }));
-      sending = applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom);
+      const extra = backend.type === 'vxlan' && ipv4 ? (options.sourcePorts ?? DEFAULT_SOURCE_PORTS) - 1 : 0;
+      for (let i = 0; i < extra; i++) senders.push(UdpSocket.open({ address: options.publicIp!, port: 0, recvBufferBytes: 0 }));
+      // The outer DF bit is IPv4's (IPv6 never fragments on the way): nothing to apply without an IPv4 underlay.
+      sending = ipv4 ? applyOuterDf(senders, options.df ?? DEFAULT_DF_MODE, encap.headroom) : senders;
       if (underlay6) {
         try {
           socket6 = UdpSocket.open({ address: options.publicIpv6!, port: local.port, gro: offload });
@@ -473,7 +557,7 @@ export class Agent {
       ...(socket6 !== undefined ? { socket6 } : {}),
     });
     engine.start();
-    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: options.df ?? DEFAULT_DF_MODE });
+    options.log.info('data plane up', { tun: tun.name, mtu: overlayMtu, backend: backend.type, underlay: underlay.name, port: local.port || undefined, offload, tunIo: tun.io, tunUso: tun.uso, df: ipv4 ? (options.df ?? DEFAULT_DF_MODE) : undefined });
     const ipv6 = subnet6 !== undefined ? { ownSubnet6: subnet6, underlay6: socket6 !== undefined } : undefined;
     const sync = backend.type === 'bgp' ? undefined : new LeaseSync(engine, lease.subnet, backend.type, options.log, direct ? (l) => direct.isDirect(l) : undefined, ipv6);
     return { engine, pool, tun, sync };
@@ -522,7 +606,8 @@ export class Agent {
     ].map((r) => ({ subnet: r.subnet, via: r.via, encap: 'direct' as const, dev: r.dev }));
     return {
       lease: {
-        subnet: formatCidr(this.lease.subnet),
+        // IPv6-only: '-' and no publicIp, as `vxtun status` and the lab record show a missing IPv4 subnet.
+        subnet: hasIPv4Subnet(this.lease.subnet) ? formatCidr(this.lease.subnet) : '-',
         publicIp: formatIPv4(this.lease.attrs.publicIp),
         nodeName: this.lease.attrs.nodeName,
         vtepMac: data?.vtepMac !== undefined ? formatMac(data.vtepMac) : undefined,
@@ -537,8 +622,8 @@ export class Agent {
       },
       tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
       underlay: {
-        device: this.underlay.name, subnet: formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
-        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
+        device: this.underlay.name, subnet: this.underlay6Cidr ?? formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
+        ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane && hasIPv4Subnet(this.lease.subnet) ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,
       },
       storeConnected: this.storeConnected,
       refusedLeases: this.watch?.refused ?? [],
@@ -553,15 +638,18 @@ export class Agent {
       counters: plane?.engine.counters.toJSON(),
       pool: plane ? { capacity: plane.pool.capacity, inUse: plane.pool.inUse, lowWater: plane.pool.lowWater } : undefined,
       memory: { heapUsedBytes: process.memoryUsage().heapUsed, rssBytes: process.memoryUsage.rss() },
-      node: Agent.nodeStatus(this.config.ipv6 !== undefined),
-      ipMasq: this.masq ? { enabled: true, ...this.masq.status() } : { enabled: false },
+      node: Agent.nodeStatus(this.config.ipv6 !== undefined, carriesIPv4(this.config)),
+      ipMasq: this.masq
+        ? { enabled: true, ...this.masq.status() }
+        : { enabled: false },
       ...(this.bgp ? { bgp: this.bgp.status() } : {}),
     };
   }
 
-  private static nodeStatus(ipv6: boolean): NonNullable<AgentStatus['node']> {
+  /** `ipv4` false (IPv6-only): ip_forward is still shown, but off is no reason to warn. */
+  private static nodeStatus(ipv6: boolean, ipv4 = true): NonNullable<AgentStatus['node']> {
     const ipForward = readIpForward() ?? null;
-    const node: NonNullable<AgentStatus['node']> = ipForward === false ? { ipForward, warning: ipForwardWarning() } : { ipForward };
+    const node: NonNullable<AgentStatus['node']> = ipForward === false && ipv4 ? { ipForward, warning: ipForwardWarning() } : { ipForward };
     if (!ipv6) return node;
     node.ipv6Forward = readIpv6Forward() ?? null;
     if (node.ipv6Forward === false) node.warning = node.warning === undefined ? ipv6ForwardWarning() : `${node.warning}; ${ipv6ForwardWarning()}`;

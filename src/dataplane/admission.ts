@@ -19,10 +19,13 @@ export type AdmissionProblem = 'spoofed-source' | 'not-for-us';
 export class InnerAdmission {
   private readonly network: number;
   private readonly mask: number;
+  /** An IPv6-only node (own subnet 0.0.0.0/0, flannel's empty IPv4 part): no inner IPv4 packet is for us. */
+  private readonly noIPv4: boolean;
 
   constructor(ownSubnet: Cidr) {
     this.mask = prefixMask(ownSubnet.prefixLength);
     this.network = (ownSubnet.address & this.mask) >>> 0;
+    this.noIPv4 = ownSubnet.prefixLength === 0;
   }
 
   /**
@@ -31,7 +34,7 @@ export class InnerAdmission {
    */
   check(slab: Buffer, off: number, sender: LeasedVtep): AdmissionProblem | undefined {
     if (!sender.holds(slab.readUInt32BE(off + SOURCE))) return 'spoofed-source';
-    if (((slab.readUInt32BE(off + DESTINATION) & this.mask) >>> 0) !== this.network) return 'not-for-us';
+    if (this.noIPv4 || ((slab.readUInt32BE(off + DESTINATION) & this.mask) >>> 0) !== this.network) return 'not-for-us';
     return undefined;
   }
 }

@@ -36,7 +36,10 @@ export interface OverlayIPv6Options {
   network?: string;
   /** Each node's IPv6 subnet length (flannel's default 64 when left out). */
   subnetLen?: number;
-  /** IPv6-only: EnableIPv4 false (pods and TUNs get no IPv4 address). */
+  /**
+   * IPv6-only: EnableIPv4 false (pods and TUNs get no IPv4 address). Agents get `--public-ipv6` and no `--public-ip`:
+   * the IPv6 underlay is the only one the overlay uses (as flannel's flannel-v6.<VNI> alone).
+   */
   only?: boolean;
   /** Agents get `--public-ipv6 <node's underlayIp6>`: VXLAN over the IPv6 underlay (else IPv6 inner over IPv4). */
   underlay?: boolean;
@@ -118,8 +121,8 @@ export class Overlay {
     if (!existsSync(CLI_PATH)) throw new Error(`${CLI_PATH} is missing: run "npm run build" first`);
     if (options.store === 'etcd' && options.storeUrl !== undefined) throw new Error('give either store: "etcd" or a storeUrl, not both');
     if (options.ipv6 !== undefined && options.backend !== 'vxlan') throw new Error(`an IPv6 overlay needs the vxlan backend, not ${options.backend}`);
-    if (options.ipv6?.underlay && lab.nodes.some((n) => n.underlayIp6 === undefined)) {
-      throw new Error('ipv6.underlay needs a lab with an IPv6 underlay (createLab with underlay6)');
+    if ((options.ipv6?.underlay || options.ipv6?.only) && lab.nodes.some((n) => n.underlayIp6 === undefined)) {
+      throw new Error('ipv6.underlay and ipv6.only need a lab with an IPv6 underlay (createLab with underlay6)');
     }
     const overlay = new Overlay(lab, options);
     if (options.store === 'etcd') {
@@ -160,10 +163,12 @@ export class Overlay {
   private async initIPv6(): Promise<void> {
     const v6 = this.options.ipv6!;
     const args = [CLI_PATH, 'init', '--store', this.storeUrl, '--backend', 'vxlan', '--vni', String(this.vni), '--port', String(this.port)];
-    // Given for IPv6-only too: flannel ignores Network when EnableIPv4 is false, and `vxtun init` requires it today.
-    args.push('--network', this.network);
-    const subnetMax = labSubnetMax(this.network);
-    if (subnetMax !== undefined && !v6.only) args.push('--subnet-max', formatIPv4(subnetMax));
+    // Not for IPv6-only: an IPv6-only network has no IPv4 network (`vxtun init` refuses --network with --ipv6-only).
+    if (!v6.only) {
+      args.push('--network', this.network);
+      const subnetMax = labSubnetMax(this.network);
+      if (subnetMax !== undefined) args.push('--subnet-max', formatIPv4(subnetMax));
+    }
     args.push('--ipv6-network', this.network6!);
     if (v6.subnetLen !== undefined) args.push('--ipv6-subnet-len', String(v6.subnetLen));
     if (v6.only) args.push('--ipv6-only');
@@ -213,12 +218,13 @@ export class Overlay {
       ...nodeArgs,
       CLI_PATH, 'agent',
       '--store', this.storeUrl,
-      '--public-ip', publicIp,
+      // IPv6-only: the IPv6 underlay address is the node's only one (`vxtun agent` needs no --public-ip there).
+      ...(this.options.ipv6?.only ? [] : ['--public-ip', publicIp]),
       // All lab nodes share this host's name; each needs its own identity (lease and VTEP MAC follow it).
       '--node-name', node.netns,
       '--subnet-file', join(this.workDir, `${node.name}-subnet.env`),
       '--status-socket', statusSocket,
-      ...(this.options.ipv6?.underlay && node.underlayIp6 !== undefined ? ['--public-ipv6', node.underlayIp6] : []),
+      ...((this.options.ipv6?.underlay || this.options.ipv6?.only) && node.underlayIp6 !== undefined ? ['--public-ipv6', node.underlayIp6] : []),
       ...(this.options.backend === 'bgp' ? ['--bird-dir', this.birdDir(node)] : []),
       ...(this.options.leaseTtlSeconds !== undefined ? ['--lease-ttl', String(this.options.leaseTtlSeconds)] : []),
       ...extraArgs,

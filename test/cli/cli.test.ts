@@ -94,10 +94,17 @@ Cli('trace --pcap names the file it could not open and why; without an agent it 
   assert.match(r.stderr, `cannot open the pcap file ${join(dir, 'no', 'x.pcap')}: its directory does not exist`);
 });
 
-Cli('agent --help marks --public-ip required and shows one default for --ip-masq', () => {
+Cli('agent --help says when --public-ip is required and shows one default for --ip-masq', () => {
   const help = vxtun('agent', '--help').stdout.replace(/\s+/g, ' ');
-  assert.match(help, "--public-ip <ip> required:");
+  assert.match(help, '--public-ip <ip> required unless the network is IPv6-only ("EnableIPv4": false; then --public-ipv6 is the underlay)');
+  assert.match(help, '--public-ipv6 <ip> this node\'s IPv6 underlay address (flannel\'s PublicIPv6); required in an IPv6-only network');
   assert.not.match(help, '(default) (default: true)');
+});
+
+Cli('agent with neither --public-ip nor --public-ipv6 says which to pass, before it touches anything', () => {
+  const neither = vxtun('agent', '--store', store);
+  assert.is(neither.status, 1);
+  assert.match(neither.stderr, /pass --public-ip with this node's IPv4 underlay address \(in an IPv6-only network, --public-ipv6/);
 });
 
 Cli('agent without a network config, or with an address not on this host, says what to do', () => {

@@ -47,6 +47,20 @@ Format('hints: NAT with --no-ip-masq, kernel routes for host-gw, BGP routes for 
   assert.not.match(bgp, 'through the overlay');
 });
 
+Format('IPv6-only: the TUN column shows <subnet6>::, the hints capture ICMPv6 and say pod-to-pod is NATed by the CNI plugin', () => {
+  const v6node = (i: number): LabRecordNode => node(i, {
+    subnet: '-', tunAddress: '-', pod: `fd00:17:0:${i}::2`, subnet6: `fd00:17:0:${i}::/64`, tunAddress6: `fd00:17:0:${i}::`, underlayIp6: `2001:db8:1::1${i}`,
+    pods: [{ name: `n${i}-p1`, node: `n${i}`, netns: `vxt-t-n${i}-p1`, address: `fd00:17:0:${i}::2`, address6: `fd00:17:0:${i}::2` } as never],
+  });
+  const r = record({ ipv6: { network: 'fd00:17::/56', only: true, underlay: false } }, [v6node(1), v6node(2)]);
+  assert.match(formatNodeTable(r), /fd00:17:0:1:: \(vxtun0\)/);
+  assert.not.match(formatNodeTable(r), /- \(vxtun0\)/);
+  const hints = usageHints(r);
+  assert.match(hints, 'tcpdump -ni eth0 icmp6');
+  assert.match(hints, "NATed: n1's TUN address fd00:17:0:1:: arrives, not n1-p1's");
+  assert.not.match(hints, 'no NAT between pods');
+});
+
 Format('lab options are refused before anything is made, with the real reason', () => {
   assert.throws(() => checkOverlayLabOptions({ name: 'bad', nodes: 2, backend: 'vxlan' }), /invalid lab name "bad"/);
   for (const backend of ['host-gw', 'bgp'] as const) {

@@ -42,13 +42,35 @@ test('agentConfigProblem: IPv6-only, host-gw with IPv6 without --public-ipv6, --
   const hostGw6 = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"host-gw"}}');
   const v4 = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
   const dual = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
-  assert.match(agentConfigProblem(v6only, {})!, /IPv6-only .* the agent does not yet/);
-  assert.match(agentConfigProblem(hostGw6, {})!, /host-gw with IPv6 routes every IPv6 subnet via its node's PublicIPv6 \(as flannel does\): pass --public-ipv6/);
-  assert.is(agentConfigProblem(hostGw6, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
-  assert.match(agentConfigProblem(v4, { publicIpv6: parseIPv6('2001:db8::1') })!, /--public-ipv6 was given but the network carries no IPv6/);
-  assert.is(agentConfigProblem(dual, { publicIpv6: parseIPv6('2001:db8::1') }), undefined);
-  assert.is(agentConfigProblem(dual, {}), undefined);
-  assert.is(agentConfigProblem(v4, {}), undefined);
+  const v4ip = { publicIp: parseIPv4('192.0.2.11') };
+  assert.match(agentConfigProblem(v6only, {})!, /^the network is IPv6-only \("EnableIPv4": false\): pass --public-ipv6 .*--public-ip is not needed/);
+  assert.match(agentConfigProblem(v6only, v4ip)!, /IPv6-only .*pass --public-ipv6/, '--public-ip alone is not an IPv6 underlay');
+  assert.match(agentConfigProblem(hostGw6, v4ip)!, /host-gw with IPv6 routes every IPv6 subnet via its node's PublicIPv6 \(as flannel does\): pass --public-ipv6/);
+  assert.is(agentConfigProblem(hostGw6, { ...v4ip, publicIpv6: parseIPv6('2001:db8::1') }), undefined);
+  assert.match(agentConfigProblem(v4, { ...v4ip, publicIpv6: parseIPv6('2001:db8::1') })!, /--public-ipv6 was given but the network carries no IPv6/);
+  assert.is(agentConfigProblem(dual, { ...v4ip, publicIpv6: parseIPv6('2001:db8::1') }), undefined);
+  assert.is(agentConfigProblem(dual, v4ip), undefined);
+  assert.is(agentConfigProblem(v4, v4ip), undefined);
+});
+
+test('agentConfigProblem: an IPv6-only network runs with --public-ipv6 alone; a network with IPv4 needs --public-ip', () => {
+  const v6 = parseIPv6('2001:db8:1::11');
+  const v6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
+  const hostGw6only = parseNetworkConfig('{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"host-gw"}}');
+  const v4 = parseNetworkConfig('{"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}}');
+  const dual = parseNetworkConfig('{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd00::/56","Backend":{"Type":"vxlan"}}');
+  assert.is(agentConfigProblem(v6only, { publicIpv6: v6 }), undefined);
+  assert.is(agentConfigProblem(v6only, { publicIp: parseIPv4('192.0.2.11'), publicIpv6: v6 }), undefined, 'a --public-ip given too is ignored (warned), not refused');
+  assert.is(agentConfigProblem(hostGw6only, { publicIpv6: v6 }), undefined, 'host-gw IPv6-only: routes via PublicIPv6');
+  for (const config of [v4, dual]) {
+    assert.match(agentConfigProblem(config, { publicIpv6: v6 })!, /^the network carries IPv4: pass --public-ip .*only an IPv6-only network/);
+  }
+});
+
+test('checkAgentOptions: one underlay address at least; --public-ipv6 alone is checked as the IPv6 one', () => {
+  assert.throws(() => checkAgentOptions({}), /^pass --public-ip .* --public-ipv6/);
+  checkAgentOptions({ publicIpv6: parseIPv6('2001:db8:1::11') });
+  assert.throws(() => checkAgentOptions({ publicIpv6: parseIPv6('::1') }), /^--public-ipv6 ::1 is the loopback address/);
 });
 
 test('the IPv6 VTEP MAC is stable, unicast, locally administered, and not the IPv4 one', () => {

@@ -70,6 +70,15 @@ Admission('inner checks: source in the sender lease, destination in ours (VTEP a
   assert.is(check('10.17.1.5', '255.255.255.255'), 'not-for-us');
 });
 
+Admission('an IPv6-only node (own subnet 0.0.0.0/0, flannel\'s empty IPv4 part) admits no inner IPv4 packet, even from a sender holding it', () => {
+  const r = new VtepRegistry();
+  const peer = ip('192.0.2.12');
+  r.add(peer, parseCidr('10.17.1.0/24'));
+  const admission = new InnerAdmission(parseCidr('0.0.0.0/0'));
+  assert.is(admission.check(echoRequest(ip('10.17.1.5'), ip('10.17.2.5')), 0, r.get(peer)!), 'not-for-us');
+  assert.is(admission.check(echoRequest(ip('10.17.1.5'), ip('0.0.0.0')), 0, r.get(peer)!), 'not-for-us');
+});
+
 for (const encap of ['vxlan', 'ipip'] as const) {
   Admission(`${encap}: strangers, forged inner sources and foreign destinations never reach the TUN, each counted by reason`, () => {
     const { a, b } = fakePair(encap);

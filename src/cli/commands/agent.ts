@@ -8,7 +8,8 @@ import { DEFAULT_PREFIX } from '../../control/lease';
 import { type LogLevel, type Logger, consoleLogger } from '../../control/log';
 import { serveMetrics } from '../../control/metrics';
 import { defaultStatusSocket, serveAgentApi } from '../../control/status-server';
-import { formatIPv4 } from '../../wire/address';
+import { type IPv4, formatIPv4 } from '../../wire/address';
+import { type IPv6, formatIPv6 } from '../../wire/address6';
 import { DEFAULT_TUN_IO, DEFAULT_TUN_USO } from '../../io/tun';
 import { TUN_IO_MODES, type TunIoMode } from '../../io/types';
 import { hostPort, integerIn, ipv4Address, ipv6Address, macAddress, nodeName, oneOf, tunName, unixSocketPath } from '../parse';
@@ -32,12 +33,28 @@ export function installLastResort(log: Logger, stopping: () => boolean, shutdown
   process.on('unhandledRejection', lastResort);
 }
 
+/**
+ * Neither underlay address given: say which one to pass before anything starts. Which one the network needs (IPv4
+ * unless it is IPv6-only) is known only once its config is read (agentConfigProblem in control/agent.ts).
+ */
+export function publicAddressProblem(publicIp: IPv4 | undefined, publicIpv6: IPv6 | undefined): string | undefined {
+  if (publicIp !== undefined || publicIpv6 !== undefined) return undefined;
+  return "pass --public-ip with this node's IPv4 underlay address (in an IPv6-only network, --public-ipv6 with its IPv6 one instead)";
+}
+
+/** The name in the default status socket path: the IPv4 underlay address, or the IPv6 one on an IPv6-only node. */
+export function statusSocketName(publicIp: IPv4 | undefined, publicIpv6: IPv6 | undefined): string {
+  if (publicIp !== undefined) return formatIPv4(publicIp);
+  if (publicIpv6 !== undefined) return formatIPv6(publicIpv6);
+  throw new Error('no underlay address to name the status socket by');
+}
+
 export function agentCommand(program: Command): void {
   storeOption(
     program
       .command('agent')
       .description('run this node: acquire a subnet, forward its overlay traffic, follow the other nodes')
-      .requiredOption('--public-ip <ip>', "required: this node's underlay address (flannel's PublicIP)", ipv4Address)
+      .option('--public-ip <ip>', "required unless the network is IPv6-only (\"EnableIPv4\": false; then --public-ipv6 is the underlay): this node's IPv4 underlay address (flannel's PublicIP)", ipv4Address)
       .option('--tun <name>', 'TUN device name (1-15 letters, digits, "_", ".", "-")', tunName, 'vxtun0')
       .option('--subnet-file <path>', "where to write flannel's subnet.env for the CNI plugin", '/run/flannel/subnet.env')
       .option('--ip-masq', "install flanneld's masquerade rules (pods keep their address inside the cluster network, NAT beyond it) and write FLANNEL_IPMASQ=true (the default)")
@@ -47,7 +64,7 @@ export function agentCommand(program: Command): void {
       .option('--prefix <key>', 'store key prefix', DEFAULT_PREFIX)
       .option('--store-wait <seconds>', 'at start, how long to keep retrying a store that does not answer before giving up (flanneld retries forever)', integerIn(0, 86400), 60)
       .option('--lease-ttl <seconds>', "lease time to live (flannel's: 24 h)", integerIn(5, 365 * 86400), 86400)
-      .option('--public-ipv6 <ip>', "dual stack: this node's IPv6 underlay address (flannel's PublicIPv6); without it IPv6 pods ride the IPv4 underlay", ipv6Address)
+      .option('--public-ipv6 <ip>', "this node's IPv6 underlay address (flannel's PublicIPv6); required in an IPv6-only network; dual stack without it: IPv6 pods ride the IPv4 underlay", ipv6Address)
       .option('--node-name <name>', "this node's name, kept in its lease: its lease and VTEP MAC survive a new --public-ip (default: the host name)", nodeName)
       .option('--vtep-mac <mac>', 'VTEP MAC (default: derived from the node name, stable across restarts)', macAddress)
       .option('--no-offload', 'turn off TUN TSO/checksum offload and UDP GSO/GRO (one packet per system call)')
@@ -60,10 +77,12 @@ export function agentCommand(program: Command): void {
       .option('--batch <n>', 'packets per system call batch', integerIn(1, 1024), 64)
       .option('--bird-dir <path>', "bgp: our BIRD's config, control socket and pid file (default /run/vxtun/bird-<public-ip>)")
       .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics', hostPort)
-      .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock)', unixSocketPath)
+      .option('--status-socket <path>', 'Unix socket answering `vxtun status` (default /run/vxtun/agent-<public-ip>.sock, agent-<public-ipv6>.sock without --public-ip)', unixSocketPath)
       .option('--log-level <level>', 'debug, info, warn or error', oneOf(['debug', 'info', 'warn', 'error'] as const), 'info'),
   ).action(async (opts) => {
     const log = consoleLogger(opts.logLevel as LogLevel);
+    const problem = publicAddressProblem(opts.publicIp, opts.publicIpv6);
+    if (problem !== undefined) program.error(`error: ${problem}`);
     if (opts.nodeName === undefined && /^localhost(\.|$)/.test(hostname())) {
       log.warn('the host name is localhost: nodes sharing a name take each other\'s lease; give each a --node-name');
     }
@@ -134,7 +153,7 @@ export function agentCommand(program: Command): void {
     });
     const started = await starting;
     if (stopping) return; // a signal or a fatal error came while starting: shutdown() stops it
-    const socketPath = opts.statusSocket ?? defaultStatusSocket(formatIPv4(opts.publicIp));
+    const socketPath = opts.statusSocket ?? defaultStatusSocket(statusSocketName(opts.publicIp, opts.publicIpv6));
     server = await serveAgentApi(
       socketPath,
       {

@@ -271,7 +271,7 @@ export function formatNodeTable(record: LabRecord): string {
     n.name, n.netns, n.underlayIp, n.subnet,
     record.backend === 'host-gw' ? 'none (host-gw)'
       : record.backend === 'bgp' && (record.bgpEncap ?? 'none') === 'none' ? 'none (BIRD routes)'
-        : `${n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
+        : `${record.ipv6?.only && n.tunAddress6 !== undefined ? n.tunAddress6 : n.tunAddress} (${n.kind === 'vxtun' ? TUN_DEVICE : `flannel.${record.vni}`})`,
     (n.pods ?? []).map((p) => `${p.name} ${p.address}${p.address6 !== undefined && p.address6 !== p.address ? ` ${p.address6}` : ''}`).join(', ') || n.pod || '-',
     n.kind !== 'vxtun' ? 'kernel VXLAN'
       : n.pid === undefined ? 'vxtun agent'
@@ -364,7 +364,8 @@ export function usageHints(record: LabRecord): string {
       lines.push(`  vxtun lab exec${flag} ${podA.name} -- ping -c 3 ${podB.address6}      # the same over IPv6${record.ipv6?.underlay ? ', VXLAN over the IPv6 underlay' : ''}`);
     }
     lines.push(`  vxtun lab exec${flag} ${podB.name} -- iperf3 -s -1 -D && vxtun lab exec${flag} ${podA.name} -- iperf3 -c ${podB.address} -t 3`);
-    lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 icmp   # ${
+    const v6only = record.ipv6?.only === true;
+    lines.push(`  vxtun lab exec${flag} ${podB.name} -- tcpdump -ni eth0 ${v6only ? 'icmp6' : 'icmp'}   # ${
       record.ipMasq === false
         ? `NATed: ${a!.name}'s own address${natSource(record, a!)} arrives, not ${podA.name}'s (--no-ip-masq: the CNI bridge plugin masquerades pod-to-pod traffic)`
         : "the sender's own pod address arrives: no NAT between pods"}`);

@@ -6,12 +6,14 @@ import type { AgentStatus } from '../../control/agent';
 import { formatBgpStatus } from '../../control/bgp/bgp-metrics';
 import { STATUS_DIR, defaultStatusSocket, fetchStatus } from '../../control/status-server';
 import { formatIPv4 } from '../../wire/address';
+import { formatIPv6 } from '../../wire/address6';
 import { LAB_STATE_DIR } from '../../lab/topology';
-import { ipv4Address, unixSocketPath } from '../parse';
+import { ipv4Address, ipv6Address, unixSocketPath } from '../parse';
 
-/** The agent socket to talk to: by public IP, or the only one on this host. */
-export function findSocket(publicIp?: number): string {
+/** The agent socket to talk to: by public IP (IPv4, or IPv6 for an IPv6-only agent), or the only one on this host. */
+export function findSocket(publicIp?: number, publicIpv6?: bigint): string {
   if (publicIp !== undefined) return defaultStatusSocket(formatIPv4(publicIp));
+  if (publicIpv6 !== undefined) return defaultStatusSocket(formatIPv6(publicIpv6));
   let sockets: string[] = [];
   try {
     sockets = readdirSync(STATUS_DIR).filter((name) => name.endsWith('.sock'));
@@ -25,10 +27,11 @@ export function findSocket(publicIp?: number): string {
         `(a lab's agents answer on ${LAB_STATE_DIR}/<lab>/<node>.sock, e.g. --socket ${LAB_STATE_DIR}/vxt-lab/n1.sock; \`vxtun lab ls\` lists the labs)`,
     );
   }
-  throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip or --socket`);
+  throw new Error(`several agents run on this host (${sockets.join(', ')}): choose one with --public-ip (--public-ipv6 for an IPv6-only agent) or --socket`);
 }
 
 function formatIpMasq(m: NonNullable<AgentStatus['ipMasq']>): string {
+  if (!m.enabled && m.unsupported !== undefined) return `off (${m.unsupported})`;
   if (!m.enabled) return 'off (--no-ip-masq: FLANNEL_IPMASQ=false, the CNI bridge plugin masquerades, pod-to-pod included)';
   const where = m.tool !== undefined ? `${m.tool}, ${m.where}` : 'no firewall tool';
   const restored = m.restored > 0 ? `, restored ${m.restored} time${m.restored === 1 ? '' : 's'}` : '';
@@ -63,16 +66,25 @@ export function formatStatus(s: AgentStatus): string {
       ? `vxlan vni ${backend.vni} port ${backend.port}${backend.directRouting ? ' direct-routing' : ''}`
       : backend.type === 'bgp' ? `bgp as ${backend.as} encap ${backend.encap}` : backend.type;
   const expires = s.lease.expiresAt === undefined ? 'never' : `in ${Math.max(0, Math.round((s.lease.expiresAt - Date.now()) / 1000))}s`;
-  lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
-  if (s.lease.subnet6 !== undefined) {
+  // IPv6-only (no IPv4 subnet, '-'): one lease line, the IPv6 one.
+  const ipv6Only = s.lease.subnet === '-' && s.lease.subnet6 !== undefined;
+  if (ipv6Only) {
+    lines.push(`lease    ${s.lease.subnet6} (IPv6-only)${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ipv6 ${s.lease.publicIpv6 ?? '-'}${s.lease.vtepMac6 ? ` vtep-mac ${s.lease.vtepMac6}` : ''} expires ${expires}`);
+  } else {
+    lines.push(`lease    ${s.lease.subnet}${s.lease.nodeName ? ` node ${s.lease.nodeName}` : ''} public-ip ${s.lease.publicIp}${s.lease.vtepMac ? ` vtep-mac ${s.lease.vtepMac}` : ''} expires ${expires}`);
+  }
+  if (s.lease.subnet6 !== undefined && !ipv6Only) {
     lines.push(`lease6   ${s.lease.subnet6}${s.lease.publicIpv6 ? ` public-ipv6 ${s.lease.publicIpv6}` : ' (no public-ipv6: IPv6 over the IPv4 underlay)'}${s.lease.vtepMac6 ? ` vtep-mac ${s.lease.vtepMac6}` : ''}`);
   }
-  lines.push(`network  ${s.network.network} subnet-len ${s.network.subnetLen}${s.network.ipv6Network ? ` ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen}` : ''} backend ${backendText}`);
+  const networks = ipv6Only
+    ? `ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen} (IPv6-only)`
+    : `${s.network.network} subnet-len ${s.network.subnetLen}${s.network.ipv6Network ? ` ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen}` : ''}`;
+  lines.push(`network  ${networks} backend ${backendText}`);
   lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   if (s.node !== undefined) {
     const v6 = s.node.ipv6Forward === undefined ? '' : `, ipv6 forwarding ${s.node.ipv6Forward === null ? 'unknown' : s.node.ipv6Forward ? 'on' : 'OFF'}`;
-    const off = s.node.ipForward === false || s.node.ipv6Forward === false;
+    const off = s.node.warning !== undefined; // set when a forwarding switch the network needs is off (not ip_forward when IPv6-only)
     lines.push(`node     ip_forward ${s.node.ipForward === null ? 'unknown' : s.node.ipForward ? 'on' : 'OFF'}${v6}${off ? `: ${s.node.warning ?? ''}` : ''}`);
   }
   if (s.ipMasq !== undefined) lines.push(`ip-masq  ${formatIpMasq(s.ipMasq)}`);
@@ -90,11 +102,12 @@ export function formatStatus(s: AgentStatus): string {
     lines.push('', `refused leases (${refused.length})`);
     for (const r of refused) lines.push(`  ${r.key}: ${r.reason}`);
   }
-  lines.push('', `routes (${s.routes.length})`);
+  // IPv6-only: the IPv4 tables are empty by construction; only the IPv6 ones are listed.
+  if (!ipv6Only || s.routes.length > 0) lines.push('', `routes (${s.routes.length})`);
   for (const r of s.routes) {
     lines.push(r.encap === 'direct' ? `  ${r.subnet} via ${r.via} dev ${r.dev} (direct, kernel)` : `  ${r.subnet} via ${r.via} dev ${dev} onlink encap ${r.encap}`);
   }
-  if (s.neighbors.length > 0 || backend.type === 'vxlan') {
+  if (s.neighbors.length > 0 || (backend.type === 'vxlan' && !ipv6Only)) {
     lines.push('', `neighbors (${s.neighbors.length})`);
     for (const n of s.neighbors) lines.push(`  ${n.address} dev ${dev} lladdr ${n.mac} PERMANENT`);
     lines.push('', `fdb (${s.fdb.length})`);
@@ -131,10 +144,11 @@ export function statusCommand(program: Command): void {
     .command('status')
     .description("show this node's lease, network, route/neighbor/FDB tables and counters")
     .option('--public-ip <ip>', 'the agent to ask, by its public IP (when several run on this host)', ipv4Address)
+    .option('--public-ipv6 <ip>', 'the IPv6-only agent to ask, by its public IPv6 address (when several run on this host)', ipv6Address)
     .option('--socket <path>', 'the agent status socket to ask', unixSocketPath)
     .option('--json', 'print JSON')
     .action(async (opts) => {
-      const status = (await fetchStatus(opts.socket ?? findSocket(opts.publicIp))) as AgentStatus;
+      const status = (await fetchStatus(opts.socket ?? findSocket(opts.publicIp, opts.publicIpv6))) as AgentStatus;
       process.stdout.write(opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status));
     });
 }
