@@ -172,7 +172,9 @@ export class EtcdStore implements Store {
   describeError(what: string, error: unknown): StoreError {
     if (error instanceof StoreError) return error;
     // gRPC ends some messages with a label it had nothing for ("... 127.0.0.1:2379. Resolution note: "): cut it off.
-    const detail = (error instanceof Error ? error.message : String(error)).trimEnd().replace(/(?:[.;,]\s*[A-Z][A-Za-z ]*:)+$/, '');
+    const detail = isBrokenCircuitError(error)
+      ? 'it did not answer moments ago and is set aside for a few seconds' // cockatiel's own words name its breaker
+      : (error instanceof Error ? error.message : String(error)).trimEnd().replace(/(?:[.;,]\s*[A-Z][A-Za-z ]*:)+$/, '');
     if (this.closed) return new StoreError(`store ${this.url} is closed`, 'INVALID');
     if (isUnavailable(error)) {
       return new StoreError(

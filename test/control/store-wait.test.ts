@@ -49,11 +49,11 @@ test('a store still unreachable when the wait is over: the last error, after ret
     throw unavailable();
   }, { waitMs: 200, log, initialDelayMs: 10, maxDelayMs: 40 }).then(
     () => assert.unreachable('resolved'),
-    (error: Error) => assert.match(error.message, /is unreachable/),
+    (error: Error) => assert.match(error.message, /^gave up after \d+ attempts in 0\.2 s \(--store-wait 0\.2\): etcd at .* is unreachable/),
   );
   const elapsed = Date.now() - started;
   assert.ok(calls >= 3, `${calls} attempts`);
-  assert.ok(elapsed >= 200 && elapsed < 2_000, `${elapsed} ms`);
+  assert.ok(elapsed >= 200 && elapsed < 400, `${elapsed} ms: no delay runs past the bound`);
 });
 
 test('waitMs 0: one attempt, no retry', async () => {
