@@ -79,6 +79,10 @@ export function checkOverlayLabOptions(options: Pick<OverlayLabOptions, 'name' |
   if (options.ipv6?.only && options.kernelPeer) {
     throw new Error('--kernel-peer with --ipv6-only is not built by the lab: its kernel node is dual-stack (use --ipv6 --ipv6-underlay)');
   }
+  if (options.ipv6 !== undefined && !options.ipv6.only && !options.ipv6.underlay && options.kernelPeer) {
+    // flannel's flannel-v6 device listens on the node's IPv6 address: IPv6 pods reach it only over an IPv6 underlay.
+    throw new Error('--kernel-peer with --ipv6 needs --ipv6-underlay: the kernel node\'s flannel-v6 device takes IPv6 pods only over the IPv6 underlay (flannel has no IPv6-over-IPv4)');
+  }
   if (options.kernelPeer && options.backend !== 'vxlan') {
     // The kernel node is what kernel-vxlan.ts programs: flannel's vxlan backend (a flannel.<VNI> device, port 8472).
     const why = options.backend === 'ipip'
