@@ -135,7 +135,8 @@ export interface AgentStatus {
   };
   network: { network: string; subnetLen: number; backend: NetworkConfig['backend']; ipv6Network?: string; ipv6SubnetLen?: number };
   /** Absent for host-gw: the kernel forwards, vxtun only programs routes. */
-  tun?: { name: string; mtu: number; kernelQueueDrops: number };
+  /** The TUN and how the data plane uses it: offloads (TSO, UDP segmentation on writes), readv or io_uring, busy-poll µs. */
+  tun?: { name: string; mtu: number; kernelQueueDrops: number; offload?: boolean; uso?: boolean; io?: string; busyPollUs?: number };
   /**
    * addressPresent: whether --public-ip is still on an interface (checked every 5 s); problem says what to do when not.
    * IPv6-only: the device holding --public-ipv6 and that address's prefix (not watched: addressPresent stays true).
@@ -620,7 +621,12 @@ export class Agent {
         network: formatCidr(this.config.network), subnetLen: this.config.subnetLen, backend: this.config.backend,
         ...(this.config.ipv6 !== undefined ? { ipv6Network: formatCidr6(this.config.ipv6.network), ipv6SubnetLen: this.config.ipv6.subnetLen } : {}),
       },
-      tun: plane ? { name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name) } : undefined,
+      tun: plane
+        ? {
+          name: plane.tun.name, mtu: plane.tun.mtu, kernelQueueDrops: tunQueueDrops(plane.tun.name),
+          offload: plane.tun.offload, uso: plane.tun.uso, io: plane.tun.io, busyPollUs: this.options.busyPollUs ?? 0,
+        }
+        : undefined,
       underlay: {
         device: this.underlay.name, subnet: this.underlay6Cidr ?? formatCidr(this.underlay.subnet), mtu: this.underlay.mtu,
         ...(this.underlayWatch?.state ?? { addressPresent: true }), df: plane && hasIPv4Subnet(this.lease.subnet) ? (this.options.df ?? DEFAULT_DF_MODE) : undefined,

@@ -53,6 +53,14 @@ function dualStatus(): AgentStatus {
   });
 }
 
+test('the device line says how the TUN is used: offloads, readv or io_uring, busy-poll', () => {
+  const s = dualStatus();
+  s.tun = { name: 'vxtun0', mtu: 1430, kernelQueueDrops: 0, offload: true, uso: true, io: 'uring', busyPollUs: 200 };
+  assert.match(formatStatus(s), /^device {3}vxtun0 mtu 1430, offload on \(TSO, USO\), io uring, busy-poll 200 us, kernel queue drops 0/m);
+  s.tun = { name: 'vxtun0', mtu: 1430, kernelQueueDrops: 0, offload: false, uso: false, io: 'readv', busyPollUs: 0 };
+  assert.match(formatStatus(s), /^device {3}vxtun0 mtu 1430, offload off, io readv, kernel queue drops 0/m);
+});
+
 test('ipv6TablesStatus lists routes6, neighbors6 and fdb6 as iproute2 spells them; JSON carries them', () => {
   const s = dualStatus();
   assert.equal(s.routes6!.map((r) => `${r.subnet} via ${r.via}`).sort(), ['fd00:10:244:2::/64 via fd00:10:244:2::', 'fd00:10:244:3::/64 via fd00:10:244:3::']);

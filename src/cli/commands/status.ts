@@ -80,7 +80,8 @@ export function formatStatus(s: AgentStatus): string {
     ? `ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen} (IPv6-only)`
     : `${s.network.network} subnet-len ${s.network.subnetLen}${s.network.ipv6Network ? ` ipv6 ${s.network.ipv6Network} subnet-len ${s.network.ipv6SubnetLen}` : ''}`;
   lines.push(`network  ${networks} backend ${backendText}`);
-  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
+  const io = s.tun?.io === undefined ? '' : `, ${s.tun.offload ? `offload on${s.tun.uso ? ' (TSO, USO)' : ' (TSO)'}` : 'offload off'}, io ${s.tun.io}${s.tun.busyPollUs ? `, busy-poll ${s.tun.busyPollUs} us` : ''}`;
+  lines.push(s.tun ? `device   ${s.tun.name} mtu ${s.tun.mtu}${io}, kernel queue drops ${s.tun.kernelQueueDrops}, underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu}${s.underlay.df ? `, outer df ${s.underlay.df}` : ''}` : `underlay ${s.underlay.device} ${s.underlay.subnet} mtu ${s.underlay.mtu} (${backend.type}: the kernel forwards)`);
   if (s.underlay.addressPresent === false) lines.push(`underlay ADDRESS MISSING: ${s.underlay.problem ?? `${s.lease.publicIp} is on no interface`}`);
   if (s.node !== undefined) {
     const v6 = s.node.ipv6Forward === undefined ? '' : `, ipv6 forwarding ${s.node.ipv6Forward === null ? 'unknown' : s.node.ipv6Forward ? 'on' : 'OFF'}`;
