@@ -54,6 +54,13 @@ inline uint64_t PseudoHeaderSum(const uint8_t* ip, uint8_t protocol, uint16_t le
   return SumBytes(tail, 4, SumBytes(ip + 12, 8, 0));
 }
 
+/** Unfolded sum of the IPv6 pseudo-header (RFC 8200 8.1); `ip` points at an IPv6 header (addresses read in place). */
+inline uint64_t PseudoHeaderSum6(const uint8_t* ip, uint8_t protocol, uint32_t length) {
+  uint8_t tail[8] = {static_cast<uint8_t>(length >> 24), static_cast<uint8_t>(length >> 16), static_cast<uint8_t>(length >> 8),
+                     static_cast<uint8_t>(length), 0, 0, 0, protocol};
+  return SumBytes(tail, 8, SumBytes(ip + 8, 32, 0));
+}
+
 /** Stores a 16-bit value computed in native order (by FoldSum) into a packet's checksum field. */
 inline void StoreSum(uint8_t* field, uint16_t value) { memcpy(field, &value, 2); }
 

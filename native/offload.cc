@@ -30,6 +30,7 @@ static constexpr size_t kVnetHdrLen = sizeof(VnetHdr);
 static_assert(kVnetHdrLen == 10, "virtio_net_hdr without num_buffers");
 static constexpr uint8_t kVnetNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
 static constexpr uint8_t kVnetGsoTcpv4 = 1;   // VIRTIO_NET_HDR_GSO_TCPV4
+static constexpr uint8_t kVnetGsoTcpv6 = 4;   // VIRTIO_NET_HDR_GSO_TCPV6 (the TUN takes it with TUN_F_TSO6)
 static constexpr uint8_t kProtoTcp = 6;
 static constexpr uint8_t kProtoUdp = 17;
 static constexpr uint8_t kTcpFin = 0x01, kTcpPsh = 0x08, kTcpAck = 0x10, kTcpCwr = 0x80;
@@ -142,11 +143,12 @@ static Napi::Value CompleteChecksum(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// A TCP or UDP/IPv4 packet that may join a coalesced super-packet, parsed once.
+// A TCP/IPv4, TCP/IPv6 or UDP/IPv4 packet that may join a coalesced super-packet, parsed once.
 struct Segment {
   uint8_t* ip;
   size_t length;
-  size_t headers;  // 20 (no IP options) + the TCP or UDP header
+  size_t l3;       // the IP header: 20 (IPv4 without options) or 40 (IPv6 without extension headers)
+  size_t headers;  // l3 + the TCP or UDP header
   size_t payload;
   uint32_t seq;    // TCP only
   bool psh;        // TCP only
@@ -159,21 +161,30 @@ static bool PlainIpv4(const uint8_t* ip, size_t length, uint8_t proto) {
   return (ip[6] & 0x3f) == 0 && ip[7] == 0;  // no MF, no fragment offset
 }
 
+// IPv6 whose next header is `proto` (no extension headers), payload length matching.
+static bool PlainIpv6(const uint8_t* ip, size_t length, uint8_t proto) {
+  return length >= 60 && (ip[0] >> 4) == 6 && ip[6] == proto && LoadBE16(ip + 4) + 40u == length;
+}
+
 // A TCP packet that may be coalesced: flags ACK or ACK|PSH, a payload, and a valid TCP checksum (a coalesced packet
 // is sent as CHECKSUM_PARTIAL, so the kernel would never check the members' own checksums: a corrupt one must not
-// be laundered).
+// be laundered). IPv4 without options or IPv6 without extension headers, as the kernel's TCP GRO takes them.
 static bool ParseTcp(uint8_t* ip, size_t length, Segment& s) {
-  if (length < 40 || !PlainIpv4(ip, length, kProtoTcp)) return false;
-  const uint8_t* tcp = ip + 20;
+  bool v6 = length > 0 && (ip[0] >> 4) == 6;
+  if (v6 ? !PlainIpv6(ip, length, kProtoTcp) : (length < 40 || !PlainIpv4(ip, length, kProtoTcp))) return false;
+  size_t l3 = v6 ? 40 : 20;
+  const uint8_t* tcp = ip + l3;
   size_t thl = (tcp[12] >> 4) * 4u;
-  if (thl < 20 || 20 + thl >= length) return false;  // >=: no payload, nothing to coalesce
+  if (thl < 20 || l3 + thl >= length) return false;  // >=: no payload, nothing to coalesce
   uint8_t flags = tcp[13];
   if (flags != kTcpAck && flags != (kTcpAck | kTcpPsh)) return false;
-  uint16_t tcpLen = static_cast<uint16_t>(length - 20);
-  if (FoldSum(SumBytes(tcp, tcpLen, PseudoHeaderSum(ip, kProtoTcp, tcpLen))) != 0xffff) return false;
+  uint16_t tcpLen = static_cast<uint16_t>(length - l3);
+  uint64_t pseudo = v6 ? PseudoHeaderSum6(ip, kProtoTcp, tcpLen) : PseudoHeaderSum(ip, kProtoTcp, tcpLen);
+  if (FoldSum(SumBytes(tcp, tcpLen, pseudo)) != 0xffff) return false;
   s.ip = ip;
   s.length = length;
-  s.headers = 20 + thl;
+  s.l3 = l3;
+  s.headers = l3 + thl;
   s.payload = length - s.headers;
   s.seq = LoadBE32(tcp + 4);
   s.psh = (flags & kTcpPsh) != 0;
@@ -192,6 +203,7 @@ static bool ParseUdp(uint8_t* ip, size_t length, Segment& s) {
   }
   s.ip = ip;
   s.length = length;
+  s.l3 = 20;
   s.headers = 28;
   s.payload = length - 28;
   s.seq = 0;
@@ -208,11 +220,23 @@ static bool SameIpv4AndPorts(const Segment& head, const Segment& next) {
   return memcmp(a + 20, b + 20, 4) == 0;                                          // ports
 }
 
+// The IPv6 fields every member of a run must share with its head (traffic class, flow label, hop limit, addresses),
+// then the ports (the kernel's ipv6_gro_receive compares the same).
+static bool SameIpv6AndPorts(const Segment& head, const Segment& next) {
+  const uint8_t* a = head.ip;
+  const uint8_t* b = next.ip;
+  if (memcmp(a, b, 4) != 0 || a[7] != b[7]) return false;  // version, traffic class, flow label; hop limit
+  if (memcmp(a + 8, b + 8, 32) != 0) return false;         // addresses
+  return memcmp(a + 40, b + 40, 4) == 0;                   // ports
+}
+
 // Whether `next` continues the TCP run headed by `head` (same flow, same header fields the kernel's GRO compares).
 static bool SameTcpFlow(const Segment& head, const Segment& next) {
-  if (!SameIpv4AndPorts(head, next) || head.headers != next.headers) return false;
-  if (memcmp(head.ip + 28, next.ip + 28, 4) != 0) return false;              // ack
-  return memcmp(head.ip + 40, next.ip + 40, head.headers - 40) == 0;         // TCP options (timestamps)
+  if (head.l3 != next.l3 || head.headers != next.headers) return false;
+  if (!(head.l3 == 40 ? SameIpv6AndPorts(head, next) : SameIpv4AndPorts(head, next))) return false;
+  const size_t tcp = head.l3;
+  if (memcmp(head.ip + tcp + 8, next.ip + tcp + 8, 4) != 0) return false;                      // ack
+  return memcmp(head.ip + tcp + 20, next.ip + tcp + 20, head.headers - tcp - 20) == 0;         // TCP options (timestamps)
 }
 
 // Flags of tunWriteCoalesced.
@@ -296,10 +320,11 @@ static Napi::Value TunWriteCoalesced(const Napi::CallbackInfo& info) {
     VnetHdr vnet;
     memset(&vnet, 0, sizeof vnet);
     vnet.flags = kVnetNeedsCsum;
-    vnet.gso_type = tcp ? kVnetGsoTcpv4 : kVnetGsoUdpL4;
+    const bool v6 = head.l3 == 40;
+    vnet.gso_type = tcp ? (v6 ? kVnetGsoTcpv6 : kVnetGsoTcpv4) : kVnetGsoUdpL4;
     vnet.hdr_len = static_cast<uint16_t>(head.headers);
     vnet.gso_size = static_cast<uint16_t>(head.payload);
-    vnet.csum_start = 20;
+    vnet.csum_start = static_cast<uint16_t>(head.l3);
     vnet.csum_offset = tcp ? 16 : 6;
     memcpy(hdr, &vnet, kVnetHdrLen);
     plan.Add(hdr, length + kVnetHdrLen);
@@ -308,14 +333,20 @@ static Napi::Value TunWriteCoalesced(const Napi::CallbackInfo& info) {
       uint8_t* member = slab.data + offsets.data[i + k];
       size_t memberLen = lengths.data[i + k];
       plan.Add(member + head.headers, memberLen - head.headers);
-      if (tcp) psh = (member[33] & kTcpPsh) != 0;
+      if (tcp) psh = (member[head.l3 + 13] & kTcpPsh) != 0;
     }
-    uint16_t l4Len = static_cast<uint16_t>(total - 20);
-    StoreBE16(ip + 2, static_cast<uint16_t>(total));
-    FillIpv4Checksum(ip, 20);
+    uint16_t l4Len = static_cast<uint16_t>(total - head.l3);
+    if (v6) {
+      StoreBE16(ip + 4, l4Len);  // payload length; IPv6 has no header checksum
+    } else {
+      StoreBE16(ip + 2, static_cast<uint16_t>(total));
+      FillIpv4Checksum(ip, 20);
+    }
     if (tcp) {
-      if (psh) ip[33] |= kTcpPsh;
-      StoreSum(ip + 36, FoldSum(PseudoHeaderSum(ip, kProtoTcp, l4Len)));  // partial: not complemented
+      uint8_t* th = ip + head.l3;
+      if (psh) th[13] |= kTcpPsh;
+      uint64_t pseudo = v6 ? PseudoHeaderSum6(ip, kProtoTcp, l4Len) : PseudoHeaderSum(ip, kProtoTcp, l4Len);
+      StoreSum(th + 16, FoldSum(pseudo));  // partial: not complemented
     } else {
       // The kernel's UDP GSO rewrites the length per segment and adjusts this sum by the difference
       // (__udp_gso_segment in net/ipv4/udp_offload.c), as for a socket's own UDP_SEGMENT sends.

@@ -148,12 +148,12 @@ export class FakeTun implements TunDevice {
     return accepted;
   }
 
-  /** Parses the records written since the last call: a 10-byte virtio_net_hdr, then an IPv4 packet (its own length). */
+  /** Parses the records written since the last call: a 10-byte virtio_net_hdr, then an IPv4 or IPv6 packet (its own length). */
   private readCoalescedWrites(): void {
-    const head = Buffer.alloc(14);
+    const head = Buffer.alloc(16);
     for (;;) {
-      if (readSync(this.coalesceFd, head, 0, 14, this.coalesceRead) < 14) return;
-      const length = head.readUInt16BE(12);
+      if (readSync(this.coalesceFd, head, 0, 16, this.coalesceRead) < 16) return;
+      const length = head[10]! >> 4 === 6 ? 40 + head.readUInt16BE(14) : head.readUInt16BE(12);
       const packet = Buffer.alloc(length);
       readSync(this.coalesceFd, packet, 0, length, this.coalesceRead + 10);
       this.writes.push({

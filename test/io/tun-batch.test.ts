@@ -7,7 +7,10 @@ import { PacketBatch } from '../../src/io/batch';
 import { COALESCE_UDP, native } from '../../src/io/native';
 import { parseIPv4 } from '../../src/wire/address';
 import { emitIpv4, IPPROTO_TCP, IPPROTO_UDP } from '../../src/wire/ipv4';
-import { emitTcp, TCP_ACK } from '../../src/wire/tcp';
+import { emitTcp, TCP_ACK, TCP_PSH } from '../../src/wire/tcp';
+import { parseIPv6 } from '../../src/wire/address6';
+import { foldChecksum, onesComplementSum, pseudoHeaderSum6 } from '../../src/wire/checksum';
+import { emitIpv6 } from '../../src/wire/ipv6';
 import { emitUdp, udpChecksumValid } from '../../src/wire/udp';
 import { VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_LEN, VirtioNetHeaderView } from '../../src/wire/virtio-net';
 
@@ -120,6 +123,41 @@ function payloadOf(batch: PacketBatch, i: number): Buffer {
 }
 
 const vnet = new VirtioNetHeaderView();
+
+bothWays('tunWriteCoalesced: TCP/IPv6 runs become one GSO_TCPV6 super-packet (payload length, partial pseudo-header sum, PSH of the last)', ({ fd, peer, ring }) => {
+  const batch = new PacketBatch(Buffer.alloc(8 * SLOT), 8);
+  const push = (i: number, payload: number, flags: number, seq: number): void => {
+    const at = i * SLOT + HEADROOM;
+    emitIpv6({ source: parseIPv6('fd00:17:0:1::2'), destination: parseIPv6('fd00:17:0:2::2'), nextHeader: IPPROTO_TCP, payloadLength: 20 + payload, hopLimit: 63 }, batch.slab, at);
+    batch.slab.fill(i + 1, at + 60, at + 60 + payload);
+    emitTcp({ srcPort: 1, dstPort: 2, seq, ack: 5, flags, window: 100, payloadLength: payload }, batch.slab, at + 40);
+    const sum = pseudoHeaderSum6(batch.slab, at + 8, at + 24, 20 + payload, IPPROTO_TCP);
+    batch.slab.writeUInt16BE(foldChecksum(onesComplementSum(batch.slab, at + 40, at + 60 + payload, sum)), at + 56);
+    batch.push(at, 60 + payload);
+  };
+  push(0, 1000, TCP_ACK, 1000);
+  push(1, 1000, TCP_ACK, 2000);
+  push(2, 400, TCP_ACK | TCP_PSH, 3000);
+  push(3, 1000, TCP_ACK, 9000); // not the next seq: alone
+  assert.is(native().tunWriteCoalesced(fd, batch.slab, batch.offsets, batch.lengths, batch.count, undefined, 0, ring), 4);
+  const got = drain(peer);
+  assert.is(got.length, 2, 'a run of three, then one alone');
+  const head = vnet.wrap(got[0]!, 0);
+  assert.is(head.gsoType, 4, 'GSO_TCPV6');
+  assert.is(head.gsoSize, 1000);
+  assert.is(head.headerLength, 60);
+  assert.is(head.checksumStart, 40);
+  assert.is(head.checksumOffset, 16);
+  const pkt = got[0]!.subarray(VIRTIO_NET_HDR_LEN);
+  assert.is(pkt.length, 60 + 2400);
+  assert.is(pkt.readUInt16BE(4), 20 + 2400, 'payload length of the whole');
+  assert.is(pkt[53]! & TCP_PSH, TCP_PSH, 'PSH of the last member');
+  assert.ok(pkt.subarray(60, 1060).equals(Buffer.alloc(1000, 1)) && pkt.subarray(2060).equals(Buffer.alloc(400, 3)), 'payloads gathered in order');
+  // The checksum field holds the pseudo-header sum of the whole (partial, not complemented), as the kernel expects.
+  const partial = ~foldChecksum(pseudoHeaderSum6(pkt, 8, 24, 20 + 2400, IPPROTO_TCP)) & 0xffff;
+  assert.is(pkt.readUInt16BE(56), partial);
+  assert.is(vnet.wrap(got[1]!, 0).gsoType, 0, 'the stray segment alone, no GSO');
+});
 
 bothWays('tunWriteCoalesced + COALESCE_UDP: one UDP_L4 super-packet per flow run, gathered intact', ({ fd, peer, ring }) => {
   const batch = new PacketBatch(Buffer.alloc(128 * SLOT), 128);
