@@ -12,7 +12,7 @@
 // and every slot a round took goes back to the pool whatever happens.
 import { HEADROOM, type BufferPool } from '../buf/pool';
 import { PacketBatch } from '../io/batch';
-import type { DatagramSocket, TunDevice } from '../io/types';
+import type { DatagramSocket, GsoSendResult, TunDevice } from '../io/types';
 import type { Cidr } from '../wire/address';
 import type { Cidr6 } from '../wire/address6';
 import { ICMP_FRAG_NEEDED, ICMP_NET_UNREACHABLE, emitIcmpUnreachable, icmpErrorAllowed } from '../wire/icmp';
@@ -45,6 +45,9 @@ export const OFFLOAD_SLOT_BYTES = MAX_VIRTIO_NET_PACKET_LEN;
 const GRO_SEGMENTS = 64;
 /** Batches per readiness callback before yielding to the event loop. */
 const ROUNDS_PER_WAKEUP = 16;
+/** One UDP GSO call of TSO6 segments: the kernel's UDP_MAX_SEGMENTS (64 on older kernels) and one UDP datagram. */
+const TSO6_GSO_SEGMENTS = 64;
+const TSO6_GSO_BYTES = 65507;
 /** A busy-poll spins at most this long per wake-up, so timers and the control plane still get their turn. */
 const BUSY_POLL_MAX_MS = 2;
 /** ICMP errors per second we generate at most (the kernel rate-limits its own likewise). */
@@ -655,17 +658,63 @@ export class Engine {
       return;
     }
     this.flushOutbound(tracer);
+    const gso = count > 1 && (v6.overIpv6 ? socket.sendGso6 !== undefined : socket.sendGso !== undefined);
+    const sent = gso ? this.sendSegmentsGso6(socket, count) : this.sendSegmentsBatch6(socket, count);
+    if (tracer !== undefined && tracer.wants(slab, pkt, pktLen)) {
+      const via = `${v6.overIpv6 ? 'udp6' : 'udp'} socket, ${gso ? 'UDP GSO' : 'sendmmsg'}: ${count} segments`;
+      tracer.record(this.journeys.superPacket6(slab, pkt, pktLen, route, this.tables, sent, via, tracer.withBytes));
+    }
+  }
+
+  /** The TSO6 segments in segments6.out, one sendmmsg batch to the latest resolved underlay. */
+  private sendSegmentsBatch6(socket: DatagramSocket, count: number): number {
+    const seg = this.segments6;
+    const v6 = this.v6!;
     const batch = seg.batch;
     batch.count = 0;
     for (let i = 0, at = 0; i < count; at += seg.lengths[i], i++) {
       batch.push(at, seg.lengths[i], v6.underlay4, this.local.port);
       if (v6.overIpv6) batch.addrs6.set(v6.underlay6, 4 * i);
     }
-    const sent = this.sendBatch(socket, batch);
-    if (tracer !== undefined && tracer.wants(slab, pkt, pktLen)) {
-      const via = `${v6.overIpv6 ? 'udp6' : 'udp'} socket, sendmmsg: ${count} segments`;
-      tracer.record(this.journeys.superPacket6(slab, pkt, pktLen, route, this.tables, sent, via, tracer.withBytes));
+    return this.sendBatch(socket, batch);
+  }
+
+  /**
+   * The TSO6 segments (back to back in segments6.out, all of the first's size but the last) by UDP GSO, at most
+   * TSO6_GSO_SEGMENTS and TSO6_GSO_BYTES per call: the receiver's UDP GRO then gets runs to coalesce into its TUN,
+   * as for IPv4 (segment-sender.ts). A call the kernel refuses counts its segments as a shortfall.
+   */
+  private sendSegmentsGso6(socket: DatagramSocket, count: number): number {
+    const seg = this.segments6;
+    const v6 = this.v6!;
+    const lengths = seg.lengths;
+    const size = lengths[0];
+    const words = v6.underlay6;
+    const flow = this.counters.underlayOut;
+    let sent = 0;
+    for (let first = 0, offset = 0; first < count; ) {
+      let bytes = 0;
+      let last = first;
+      while (last < count && last - first < TSO6_GSO_SEGMENTS && bytes + lengths[last] <= TSO6_GSO_BYTES) bytes += lengths[last++];
+      let result: GsoSendResult;
+      try {
+        result = v6.overIpv6
+          ? socket.sendGso6!(seg.out, offset, bytes, size, words[0], words[1], words[2], words[3], this.local.port)
+          : socket.sendGso!(seg.out, offset, bytes, size, v6.underlay4, this.local.port);
+      } catch (error) {
+        this.ioFailed(error, 'underlay-send', count - first);
+        return sent;
+      }
+      if (result === 'sent' || result === 'split' || result === 'fallback') {
+        for (let i = first; i < last; i++) flow.add(lengths[i]);
+        sent += last - first;
+      } else {
+        this.faults.sendShortfall(socket, last - first);
+      }
+      offset += bytes;
+      first = last;
     }
+    return sent;
   }
 
   private get socketLabel(): string {

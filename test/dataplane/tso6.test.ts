@@ -114,6 +114,21 @@ for (const over of [4, 6] as const) {
   });
 }
 
+Tso6('engine over IPv4 with UDP GSO: the TSO6 segments leave in one GSO call and arrive whole, in order', async () => {
+  const { a, b, net } = dualPair(4, { offload: true, gso: true });
+  a.engine.start();
+  b.engine.start();
+  const pkt = superPacket(20_000, 0x18);
+  a.tun.inject(tsoRead(pkt, 1388));
+  await settle();
+  const n = Math.ceil(20_000 / 1388);
+  assert.is(a.socket.gsoCalls, 1, 'one UDP GSO call for the whole super-packet');
+  assert.is(net.log.length, n);
+  assert.is(a.engine.counters.underlayOut.packets, n);
+  assert.equal(Buffer.concat(b.tun.written.map((s) => s.subarray(60))), pkt.subarray(60));
+  assert.is(a.engine.counters.drops.total + b.engine.counters.drops.total, 0);
+});
+
 Tso6('engine: a traced TSO6 super-packet has its journey: route6, neighbor, FDB, how many segments left', async () => {
   const { a, b } = dualPair(4, { offload: true });
   a.engine.start();

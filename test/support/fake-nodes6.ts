@@ -39,6 +39,8 @@ export interface DualNodeOptions {
   noSubnet6?: boolean;
   gro?: boolean;
   offload?: boolean;
+  /** The IPv4 underlay socket offers UDP GSO (FakeSocket.enableGso) before the engine is made. */
+  gso?: boolean;
   overlayMtu?: number;
   batchSize?: number;
   poolSize?: number;
@@ -54,6 +56,7 @@ export function makeDualNode(net: FakeNetwork, net6: FakeNetwork6, index: number
   const tun = new FakeTun(`vxtun${index}`, 1450, options.offload === true);
   const socket = net.udp(underlayIp, PORT);
   socket.gro = options.gro === true;
+  if (options.gso === true) socket.enableGso();
   const socket6 = options.underlay6 === true ? net6.udp6(underlayIp6, PORT) : undefined;
   if (socket6 !== undefined) socket6.gro = options.gro === true;
   const big = options.gro === true || options.offload === true;
