@@ -3,7 +3,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DEFAULT_PREFIX, formatLeaseAttrs, parseLeaseAttrs, subnetKey } from '../../src/control/lease';
-import type { Overlay } from '../../src/lab/overlay';
+import { type Overlay, labSubnetMax } from '../../src/lab/overlay';
 import { ping } from '../../src/lab/ping';
 import type { Lab, LabNode } from '../../src/lab/topology';
 import { formatCidr, formatIPv4, parseCidr, parseIPv4, parseMac } from '../../src/wire/address';
@@ -60,7 +60,7 @@ Net("a stray /25 inside B's /24 is refused, and B stays reachable while it lives
     // The network config changing under the agents: shown as a mismatch, the data plane keeps its config.
     const running = after.network.backend;
     assert.ok(running.type === 'vxlan');
-    const changed = { Network: overlay.network, Backend: { Type: 'vxlan', VNI: 2, Port: running.port } };
+    const changed = { Network: overlay.network, SubnetMax: formatIPv4(labSubnetMax(overlay.network)!), Backend: { Type: 'vxlan', VNI: 2, Port: running.port } };
     await overlay.withStore((store) => store.put(`${DEFAULT_PREFIX}/config`, JSON.stringify(changed)));
     await waitFor('A to report the config mismatch', 3000, async () => (await overlay.status(a)).configMismatch !== undefined);
     assert.equal((await overlay.status(a)).configMismatch?.differences, ['Backend.VNI 1 -> 2']);
