@@ -518,7 +518,11 @@ export class Agent {
     try {
       await setTxQueueLength(tun.name, TUN_QUEUE_PACKETS);
       // A small-MSS flow would otherwise get 64 KB super-packets of ~700 segments, more than we cut (gso/cannot-segment).
-      if (offload) await setGsoMaxSegments(tun.name, MAX_SEGMENTS);
+      if (offload) {
+        await setGsoMaxSegments(tun.name, MAX_SEGMENTS).catch((err: Error) =>
+          options.log.warn(`cannot limit the TUN's gso_max_segs to ${MAX_SEGMENTS} (iproute2 or kernel too old): a small-MSS flow's super-packets may be dropped as gso/cannot-segment`, { error: err.message }),
+        );
+      }
       // Never in an IPv6-only network: its "network" is 0.0.0.0/0, the default route.
       if (ipv4) await replaceRoute(formatCidr(config.network), tun.name);
       if (subnet6 !== undefined) {
