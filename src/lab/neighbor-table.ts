@@ -4,7 +4,7 @@
 // pair) needs about N * N entries: 50 nodes need ~2,500 and overflow the default 1,024 ("neighbour: arp_cache:
 // neighbor table overflow!" in dmesg), ARP fails, BGP hold timers expire and etcd stops answering. Real nodes each
 // have their own table, so this is the lab's problem alone, fixed here by raising the limits (never lowering them).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 const FAMILIES = ['ipv4', 'ipv6'] as const;
 /** Entries a lab keeps besides the mesh: the hub, etcd, pods, an outside host. */
@@ -36,6 +36,7 @@ export function fitNeighborTable(nodes: number): string | undefined {
   const limits = neighborLimitsFor(nodes * (nodes + 1));
   const changed: string[] = [];
   for (const family of FAMILIES) {
+    if (!existsSync(path(family, 2))) continue; // a host without IPv6 has no ipv6 table to size
     if (limits.gcThresh1 <= Number(readFileSync(path(family, 2), 'utf8').trim())) continue;
     // thresh3 first when raising: the kernel wants thresh1 <= thresh2 <= thresh3 to stay meaningful.
     for (const [n, value] of [[3, limits.gcThresh3], [2, limits.gcThresh2], [1, limits.gcThresh1]] as const) {
