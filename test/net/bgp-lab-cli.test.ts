@@ -47,7 +47,12 @@ Cli('lab up --backend bgp --encap ipip-crosssubnet: pods ping across, status sho
     const [n1, n2] = record.nodes;
     const ping = vxtun(['lab', 'exec', '--name', name, 'n1', '--', 'ping', '-c', '2', '-i', '0.2', n2!.pod]);
     assert.is(ping.status, 0, ping.out);
-    const status = vxtun(['status', '--socket', n1!.statusSocket!]);
+    // The agent reads BIRD's sessions every 2 s: routes can work a poll before status says the session is up.
+    let status = vxtun(['status', '--socket', n1!.statusSocket!]);
+    for (const deadline = Date.now() + 10_000; !/; ready$/m.test(status.out) && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      status = vxtun(['status', '--socket', n1!.statusSocket!]);
+    }
     assert.is(status.status, 0, status.out);
     assert.match(status.out, /^bgp {6}AS 64512, encap ipip-crosssubnet, full mesh, graceful restart 120s, bfd off; bird pid \d+, restarts 0; ready$/m);
     assert.match(status.out, /^ {2}Mesh_192_0_2_12 +up +\S+ \S+ +Established$/m);
